@@ -1,0 +1,64 @@
+"""The API application: routes, error handling and metrics put together.
+
+Starlette with responses we encode ourselves (orjson) measured fastest here (shared notes, stack.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ticklake.api.health import HealthEndpoint, HealthSources
+from ticklake.api.instrumentation import RequestMetrics
+from ticklake.api.openapi import OpenApiEndpoints
+from ticklake.api.responses import ApiError, api_error_handler, error_response
+from ticklake.api.v1 import MarketDataEndpoints, normalize_markets
+from ticklake.ops.metrics import REGISTRY
+from ticklake.settings import Settings
+from ticklake.warehouse.reader import WarehouseReader
+
+_HTTP_MESSAGES = {404: "no such path; see /docs", 405: "method not allowed; this API answers GET"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 in the API's error shape instead of plain text."""
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, _HTTP_MESSAGES.get(exc.status_code, exc.detail),
+                          headers=dict(exc.headers) if exc.headers else None)
+
+
+async def _metrics(request: Request) -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(
+    reader: WarehouseReader,
+    settings: Settings,
+    health: HealthSources | None = None,
+    configured_markets: Iterable[tuple[str, str]] = (),
+) -> Starlette:
+    """The ASGI app serving ``reader``'s data.
+
+    ``health`` adds components to /health (name -> zero-argument callable returning a dict with a
+    ``status``); ``configured_markets`` ((exchange, "BASE/QUOTE") pairs) are listed by /v1/symbols
+    and answer with empty results, not 404, before their first trade is stored.
+    """
+    market_data = MarketDataEndpoints(reader, settings.api.max_limit, normalize_markets(configured_markets))
+    routes = [
+        *market_data.routes(),
+        *HealthEndpoint(reader, health or {}).routes(),
+        Route("/metrics", _metrics, methods=["GET"]),
+        *OpenApiEndpoints(settings.api.max_limit).routes(),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestMetrics)],
+        exception_handlers={ApiError: api_error_handler, HTTPException: _http_error},
+    )

@@ -1,0 +1,45 @@
+"""How values are written in responses: exact decimal text and RFC 3339 times in UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Enough digits for any quotient of two warehouse decimals (at most 76 digits each).
+_WIDE = Context(prec=120)
+VWAP_DECIMALS = 18  # the scale of silver prices: a VWAP is never finer than the prices it averages
+_VWAP_QUANTUM = Decimal(1).scaleb(-VWAP_DECIMALS)
+
+
+def decimal_text(value: Decimal) -> str:
+    """Exact, normalized: no exponent, no trailing zeros (``"64123.1"``, ``"0.000000000000000001"``).
+
+    ``format(value, "f")`` never rounds, unlike ``Decimal.normalize`` under a 28-digit context.
+    """
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def vwap(quote_volume: Decimal, volume: Decimal) -> Decimal:
+    """Volume-weighted average price, rounded half-even to 18 decimal places (0 without volume)."""
+    if not volume:
+        return Decimal(0)
+    return _WIDE.divide(quote_volume, volume).quantize(_VWAP_QUANTUM, rounding=ROUND_HALF_EVEN, context=_WIDE)
+
+
+def time_text(moment: datetime) -> str:
+    """RFC 3339 in UTC to the second: ``2026-01-02T03:04:00Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def micros_text(ts_us: int) -> str:
+    """RFC 3339 in UTC to the microsecond: ``2026-01-02T03:04:05.000123Z``."""
+    moment = _EPOCH + timedelta(microseconds=ts_us)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}Z"
+
+
+def day_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")

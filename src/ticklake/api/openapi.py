@@ -1,0 +1,215 @@
+"""GET /openapi.json (OpenAPI 3.1, written by hand from the same constants the parser uses) and /docs.
+
+Both are built once per app: the document depends only on settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from ticklake.api.docs_page import render_docs
+from ticklake.api.params import (
+    DEFAULT_CANDLE_LIMIT,
+    DEFAULT_TIMEFRAME,
+    DEFAULT_TRADE_LIMIT,
+    TIME_FORMATS,
+    reject_unknown,
+)
+from ticklake.api.responses import JSONBytes
+from ticklake.model import EXCHANGES
+from ticklake.warehouse.reader import TIMEFRAMES
+
+DECIMAL_PATTERN = r"^-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?$"
+JSON = "application/json"
+API_VERSION = "1.0.0"  # of this document: /v1 paths change only compatibly
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _json(schema_name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": _ref("schemas", schema_name)}}}
+
+
+def _query(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
+
+
+def _parameters(max_limit: int) -> dict[str, Any]:
+    time_schema = {"oneOf": [{"type": "string", "format": "date-time"},
+                             {"type": "integer", "minimum": 0, "description": "epoch milliseconds"}]}
+    return {
+        "exchange": _query("exchange", "Venue.", {"type": "string", "enum": list(EXCHANGES)}, required=True),
+        "symbol": _query("symbol", "Canonical market BASE/QUOTE, e.g. BTC/USDT (URL-encoded: BTC%2FUSDT).",
+                         {"type": "string", "pattern": r"^[A-Za-z0-9]+/[A-Za-z0-9]+$", "examples": ["BTC/USDT"]},
+                         required=True),
+        "timeframe": _query("timeframe", "Candle length; buckets are aligned to the Unix epoch (1d starts "
+                                         "at 00:00 UTC).",
+                            {"type": "string", "enum": list(TIMEFRAMES), "default": DEFAULT_TIMEFRAME}),
+        "start": _query("start", f"Inclusive lower bound. {TIME_FORMATS}.", time_schema),
+        "end": _query("end", f"Exclusive upper bound. {TIME_FORMATS}. Must be after start.", time_schema),
+        "candle_limit": _query("limit", "Most candles returned: the first ones from start when start is "
+                                        "given, else the newest ones before end.",
+                               {"type": "integer", "minimum": 1, "maximum": max_limit,
+                                "default": min(DEFAULT_CANDLE_LIMIT, max_limit)}),
+        "trade_limit": _query("limit", "Page size.",
+                              {"type": "integer", "minimum": 1, "maximum": max_limit,
+                               "default": min(DEFAULT_TRADE_LIMIT, max_limit)}),
+        "cursor": _query("cursor", "The next_cursor of the previous page, unchanged, with the same exchange "
+                                   "and symbol (and normally the same start and end).",
+                         {"type": "string", "pattern": "^[A-Za-z0-9_-]{32}$"}),
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    decimal = {"type": "string", "pattern": DECIMAL_PATTERN,
+               "description": "Exact decimal as text: no exponent, no trailing zeros."}
+    time = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC."}
+    day = {"type": ["string", "null"], "format": "date"}
+
+    def obj(properties: dict[str, Any], description: str = "") -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "object", "required": list(properties), "properties": properties}
+        if description:
+            schema["description"] = description
+        return schema
+
+    return {
+        "Decimal": decimal,
+        "Error": obj({"error": {
+            "type": "object", "required": ["message"],
+            "properties": {"parameter": {"type": "string", "description": "The query parameter at fault "
+                                                                          "(absent for errors of no parameter)."},
+                           "message": {"type": "string", "description": "What is wrong and what is accepted."}},
+        }}, "Every error: 400 bad parameter, 404 unknown market or path, 500 internal error."),
+        "Candle": obj({
+            "time": {**time, "description": "Start of the candle, RFC 3339, UTC."},
+            "open": _ref("schemas", "Decimal"), "high": _ref("schemas", "Decimal"),
+            "low": _ref("schemas", "Decimal"), "close": _ref("schemas", "Decimal"),
+            "volume": {**decimal, "description": "Base quantity traded."},
+            "quote_volume": {**decimal, "description": "Sum of price x quantity."},
+            "buy_volume": {**decimal, "description": "Base quantity bought by takers."},
+            "vwap": {**decimal, "description": "quote_volume / volume, rounded half-even to 18 decimals."},
+            "trades": {"type": "integer", "minimum": 1},
+        }),
+        "OhlcvResponse": obj({
+            "exchange": {"type": "string", "enum": list(EXCHANGES)}, "symbol": {"type": "string"},
+            "timeframe": {"type": "string", "enum": list(TIMEFRAMES)},
+            "tier": {"type": "string", "enum": ["warm"]},
+            "candles": {"type": "array", "items": _ref("schemas", "Candle"), "description": "Oldest first."},
+        }),
+        "Trade": obj({
+            "trade_id": {"type": "string", "pattern": "^[0-9]+$",
+                         "description": "The venue's id as text (up to 2^64-1, beyond JavaScript numbers)."},
+            "time": {**time, "description": "Exchange time, RFC 3339 with microseconds, UTC."},
+            "price": _ref("schemas", "Decimal"), "qty": _ref("schemas", "Decimal"),
+            "side": {"type": "string", "enum": ["buy", "sell", "unknown"], "description": "The taker's side."},
+            "received_at": {**time, "description": "When ticklake received it, RFC 3339 with microseconds."},
+        }),
+        "TradesResponse": obj({
+            "exchange": {"type": "string", "enum": list(EXCHANGES)}, "symbol": {"type": "string"},
+            "tier": {"type": "string", "enum": ["warm"]},
+            "trades": {"type": "array", "items": _ref("schemas", "Trade"),
+                       "description": "In (exchange time, trade id) order."},
+            "next_cursor": {"type": ["string", "null"], "description": "Pass as cursor for the next page; "
+                                                                       "null on the last page."},
+        }),
+        "Market": obj({
+            "exchange": {"type": "string", "enum": list(EXCHANGES)}, "symbol": {"type": "string"},
+            "first_day": {**day, "description": "First UTC day with trades; null when none are stored."},
+            "last_day": {**day, "description": "Last UTC day with trades; null when none are stored."},
+            "trades": {"type": "integer", "minimum": 0},
+            "configured": {"type": "boolean", "description": "Whether ticklake is set to collect it."},
+        }),
+        "SymbolsResponse": obj({"symbols": {"type": "array", "items": _ref("schemas", "Market")}}),
+        "HealthComponent": {"type": "object", "required": ["status"], "additionalProperties": True,
+                            "properties": {"status": {"type": "string", "enum": ["ok", "degraded", "down"]},
+                                           "error": {"type": "string"}}},
+        "Health": obj({
+            "status": {"type": "string", "enum": ["ok", "degraded", "down"],
+                       "description": "The worst component's status."},
+            "components": {"type": "object", "additionalProperties": _ref("schemas", "HealthComponent")},
+        }),
+    }
+
+
+def openapi_document(max_limit: int) -> dict[str, Any]:
+    p = {name: _ref("parameters", name) for name in _parameters(max_limit)}
+    errors = {"400": _ref("responses", "BadRequest"), "404": _ref("responses", "NotFound"),
+              "500": _ref("responses", "InternalError")}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ticklake", "version": API_VERSION,
+                 "description": "Exact crypto trades and OHLCV candles from ticklake's warehouse. Prices and "
+                                "volumes are decimal strings; times are RFC 3339 in UTC."},
+        "paths": {
+            "/v1/ohlcv": {"get": {
+                "operationId": "ohlcv", "summary": "OHLCV candles of one market, oldest first",
+                "parameters": [p["exchange"], p["symbol"], p["timeframe"], p["start"], p["end"],
+                               p["candle_limit"]],
+                "responses": {"200": _json("OhlcvResponse", "Candles in [start, end)."), **errors},
+            }},
+            "/v1/trades": {"get": {
+                "operationId": "trades", "summary": "Trades of one market, paginated by cursor",
+                "parameters": [p["exchange"], p["symbol"], p["start"], p["end"], p["trade_limit"], p["cursor"]],
+                "responses": {"200": _json("TradesResponse", "One page of trades in [start, end)."), **errors},
+            }},
+            "/v1/symbols": {"get": {
+                "operationId": "symbols", "summary": "Markets with stored data, and configured markets",
+                "responses": {"200": _json("SymbolsResponse", "Every known market."),
+                              "400": _ref("responses", "BadRequest"), "500": _ref("responses", "InternalError")},
+            }},
+            "/health": {"get": {
+                "operationId": "health", "summary": "Status of the warehouse and the running components",
+                "responses": {"200": _json("Health", "ok or degraded."), "503": _json("Health", "down."),
+                              "400": _ref("responses", "BadRequest")},
+            }},
+            "/metrics": {"get": {
+                "operationId": "metrics", "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "Prometheus text exposition format.",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            }},
+            "/openapi.json": {"get": {
+                "operationId": "openapi", "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3.1.", "content": {JSON: {"schema": {
+                    "type": "object"}}}}},
+            }},
+            "/docs": {"get": {
+                "operationId": "docs", "summary": "This document as a web page",
+                "responses": {"200": {"description": "HTML.", "content": {"text/html": {"schema": {
+                    "type": "string"}}}}},
+            }},
+        },
+        "components": {
+            "parameters": _parameters(max_limit),
+            "schemas": _schemas(),
+            "responses": {
+                "BadRequest": _json("Error", "A query parameter is missing, unknown or invalid; "
+                                             "error.parameter names it."),
+                "NotFound": _json("Error", "No such market (error.parameter is symbol) or path."),
+                "InternalError": _json("Error", "Something failed on the server; the details are in its log."),
+            },
+        },
+    }
+
+
+class OpenApiEndpoints:
+    def __init__(self, max_limit: int) -> None:
+        document = openapi_document(max_limit)
+        self.document_bytes = orjson.dumps(document)
+        self.docs_html = render_docs(document)
+
+    def routes(self) -> list[Route]:
+        return [Route("/openapi.json", self.openapi, methods=["GET"]), Route("/docs", self.docs, methods=["GET"])]
+
+    async def openapi(self, request: Request) -> JSONBytes:
+        reject_unknown(request.query_params, ())
+        return JSONBytes(self.document_bytes)
+
+    async def docs(self, request: Request) -> HTMLResponse:
+        return HTMLResponse(self.docs_html)

@@ -1,0 +1,145 @@
+"""Version 1 of the market-data endpoints: candles, trades and markets from the warm tier.
+
+Each request does its warehouse work, and the encoding, in one call on the thread pool: the reader
+blocks (chdb runs in-process behind the client's lock) and must never run on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.routing import Route
+
+from ticklake.api.cursor import encode_cursor
+from ticklake.api.formats import day_text, decimal_text, micros_text, time_text, vwap
+from ticklake.api.params import OhlcvQuery, TradesQuery, parse_ohlcv, parse_trades, reject_unknown
+from ticklake.api.responses import ApiError, JSONBytes
+from ticklake.model import EXCHANGES
+from ticklake.symbols import canonical, split_canonical
+from ticklake.warehouse.reader import WarehouseReader
+
+TIER = "warm"  # every answer comes from ClickHouse; the cold tier (Iceberg) is not served yet
+
+MarketKey = tuple[str, str]  # (exchange, canonical symbol)
+
+
+def normalize_markets(markets: Iterable[tuple[str, str]]) -> frozenset[MarketKey]:
+    """Configured markets in the API's spelling; a wrong one fails at start, not per request."""
+    normalized = set()
+    for exchange, symbol in markets:
+        if exchange.lower() not in EXCHANGES:
+            raise ValueError(f"configured market on unknown exchange {exchange!r}")
+        normalized.add((exchange.lower(), canonical(*split_canonical(symbol))))
+    return frozenset(normalized)
+
+
+class MarketDataEndpoints:
+    def __init__(self, reader: WarehouseReader, max_limit: int, configured: frozenset[MarketKey]) -> None:
+        self.reader = reader
+        self.max_limit = max_limit
+        self.configured = configured
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/ohlcv", self.ohlcv, methods=["GET"]),
+            Route("/v1/trades", self.trades, methods=["GET"]),
+            Route("/v1/symbols", self.symbols, methods=["GET"]),
+        ]
+
+    async def ohlcv(self, request: Request) -> JSONBytes:
+        query = parse_ohlcv(request.query_params, self.max_limit)
+        return JSONBytes(await run_in_threadpool(self._ohlcv_body, query))
+
+    async def trades(self, request: Request) -> JSONBytes:
+        query = parse_trades(request.query_params, self.max_limit)
+        return JSONBytes(await run_in_threadpool(self._trades_body, query))
+
+    async def symbols(self, request: Request) -> JSONBytes:
+        reject_unknown(request.query_params, ())
+        return JSONBytes(await run_in_threadpool(self._symbols_body))
+
+    # -- blocking work, on the thread pool -------------------------------------------------------
+    def _ohlcv_body(self, query: OhlcvQuery) -> bytes:
+        candles = self.reader.ohlcv(query.exchange, query.symbol, query.timeframe, query.start, query.end,
+                                    query.limit)
+        if not candles:
+            self._require_known_market(query.exchange, query.symbol)
+        return orjson.dumps({
+            "exchange": query.exchange,
+            "symbol": query.symbol,
+            "timeframe": query.timeframe,
+            "tier": TIER,
+            "candles": [
+                {
+                    "time": time_text(c.start),
+                    "open": decimal_text(c.open),
+                    "high": decimal_text(c.high),
+                    "low": decimal_text(c.low),
+                    "close": decimal_text(c.close),
+                    "volume": decimal_text(c.volume),
+                    "quote_volume": decimal_text(c.quote_volume),
+                    "buy_volume": decimal_text(c.buy_volume),
+                    "vwap": decimal_text(vwap(c.quote_volume, c.volume)),
+                    "trades": c.trades,
+                }
+                for c in candles
+            ],
+        })
+
+    def _trades_body(self, query: TradesQuery) -> bytes:
+        # One row more than asked tells whether another page exists without a second query.
+        rows = self.reader.trades(query.exchange, query.symbol, query.start, query.end, query.limit + 1,
+                                  after=query.after)
+        if not rows and query.after is None:
+            self._require_known_market(query.exchange, query.symbol)
+        page = rows[: query.limit]
+        next_cursor = None
+        if len(rows) > query.limit:
+            last = page[-1]
+            next_cursor = encode_cursor(query.exchange, query.symbol, last.ts_us, last.trade_id)
+        return orjson.dumps({
+            "exchange": query.exchange,
+            "symbol": query.symbol,
+            "tier": TIER,
+            "trades": [
+                {
+                    "trade_id": str(t.trade_id),  # ids reach 2^64: beyond a JavaScript number's precision
+                    "time": micros_text(t.ts_us),
+                    "price": decimal_text(t.price),
+                    "qty": decimal_text(t.qty),
+                    "side": t.side,
+                    "received_at": micros_text(t.received_us),
+                }
+                for t in page
+            ],
+            "next_cursor": next_cursor,
+        })
+
+    def _symbols_body(self) -> bytes:
+        stored = {(m.exchange, m.symbol): m for m in self.reader.markets()}
+        symbols = []
+        for exchange, symbol in sorted(stored.keys() | self.configured):
+            market = stored.get((exchange, symbol))
+            symbols.append({
+                "exchange": exchange,
+                "symbol": symbol,
+                "first_day": day_text(market.first_day) if market else None,
+                "last_day": day_text(market.last_day) if market else None,
+                "trades": market.trades if market else 0,
+                "configured": (exchange, symbol) in self.configured,
+            })
+        return orjson.dumps({"symbols": symbols})
+
+    def _require_known_market(self, exchange: str, symbol: str) -> None:
+        """404 for a market neither configured nor stored: an empty answer would hide a typo.
+
+        Only asked when a query found nothing, so known markets never pay for it.
+        """
+        if (exchange, symbol) in self.configured:
+            return
+        if any(m.exchange == exchange and m.symbol == symbol for m in self.reader.markets()):
+            return
+        raise ApiError(404, f"no data for {exchange} {symbol}; see /v1/symbols", "symbol")

@@ -1,0 +1,134 @@
+"""Benchmark stages. Each runs in its own process (chdb opens one data path per process, and each
+stage's peak memory is then its own) and prints one JSON object on its last line.
+
+    python -m ticklake.bench.stages ingest PATH TRADES
+    python -m ticklake.bench.stages generate PATH TRADES
+    python -m ticklake.bench.stages serve PATH PORT
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import statistics
+import sys
+import time
+from importlib import resources as package_files
+from typing import Any
+
+from ticklake.model import RawFrame, Trade
+from ticklake.settings import Settings, ValidationSettings
+from ticklake.warehouse import arrow, migrate
+from ticklake.warehouse.client import open_client
+from ticklake.warehouse.sql import split_statements
+from ticklake.warehouse.writer import WarehouseWriter
+
+BATCH = 50_000
+LAYERS = ("raw_frames", "bronze_trades", "silver_trades", "dead_letters", "gold_ohlcv")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synthetic_trades(count: int, seed: int = 7) -> tuple[list[RawFrame], list[Trade]]:
+    """Realistic-looking Binance trades: 10 markets, 5 trades a frame, many sharing a millisecond."""
+    rng = random.Random(seed)
+    start_us = int(time.time() * 1_000_000) - 3_600_000_000
+    frames: list[RawFrame] = []
+    trades: list[Trade] = []
+    for i in range(count):
+        market = i % 10
+        ts_us = start_us + (i // 10) * 3_000
+        frame_seq = i // 5 + 1
+        trades.append(Trade("binance", f"SYM{market}/USDT", f"SYM{market}USDT", i + 1,
+                            f"{rng.randint(10_000, 99_999)}.{rng.randint(0, 99):02d}", f"0.{rng.randint(1, 99_999):05d}",
+                            "buy" if rng.random() < 0.5 else "sell", ts_us, ts_us + 800, "bench", frame_seq))
+        if i % 5 == 0:
+            frames.append(RawFrame("binance", "bench", frame_seq, ts_us + 800, '{"e":"trade"}' * 12, "", 5))
+    return frames, trades
+
+
+def _empty(client: Any) -> None:
+    for table in LAYERS:
+        client.command(f"TRUNCATE TABLE {table}")
+
+
+def ingest(path: str, count: int, rounds: int = 3) -> dict[str, Any]:
+    """The writer (dedup, validation, Arrow building, four inserts) against a direct Arrow insert of the
+    same rows into the same tables, alternating so that both see the same machine load."""
+    client = open_client(f"chdb://{path}", "bench")
+    migrate.upgrade(client)
+    frames, trades = synthetic_trades(count)
+    frames_per_batch = max(1, len(frames) * BATCH // max(1, len(trades)))
+    batches = [(frames[j * frames_per_batch:(j + 1) * frames_per_batch], trades[i:i + BATCH])
+               for j, i in enumerate(range(0, len(trades), BATCH))]
+    prebuilt = [(arrow.raw_frames(f), arrow.bronze(t), arrow.silver(t)) for f, t in batches]
+    writer_rates: list[float] = []
+    direct_rates: list[float] = []
+    for _ in range(rounds):
+        _empty(client)
+        writer = WarehouseWriter(client, ValidationSettings())
+        started = time.perf_counter()
+        for f, t in batches:
+            writer.write(f, t)
+        writer_rates.append(len(trades) / (time.perf_counter() - started))
+
+        _empty(client)
+        started = time.perf_counter()
+        for raw, bronze, silver in prebuilt:
+            client.insert_arrow("raw_frames", raw)
+            client.insert_arrow("bronze_trades", bronze)
+            client.insert_arrow("silver_trades", silver)
+        direct_rates.append(len(trades) / (time.perf_counter() - started))
+    writer_rate, direct_rate = statistics.median(writer_rates), statistics.median(direct_rates)
+    client.close()
+    return {"trades": count, "batch": BATCH, "writer_trades_per_s": round(writer_rate),
+            "direct_arrow_trades_per_s": round(direct_rate), "ratio": round(writer_rate / direct_rate, 3),
+            "peak_rss_mb": round(peak_rss_mb())}
+
+
+def generate(path: str, count: int, symbols: int = 10) -> dict[str, Any]:
+    """Fill silver (and, through the view, gold) with ``count`` trades generated inside ClickHouse."""
+    client = open_client(f"chdb://{path}", "bench")
+    migrate.upgrade(client)
+    _empty(client)
+    sql = split_statements((package_files.files("ticklake.bench") / "generate_trades.sql").read_text("utf-8"))[0]
+    start_us = int(time.time() * 1_000_000) - count // symbols * 100_000
+    started = time.perf_counter()
+    chunk = 1_000_000
+    for offset in range(0, count, chunk):
+        client.command(sql, parameters={"symbols": symbols, "start_us": start_us, "step_us": 100_000,
+                                        "offset": offset, "count": min(chunk, count - offset)})
+    seconds = time.perf_counter() - started
+    client.command("OPTIMIZE TABLE gold_ohlcv FINAL")
+    client.close()
+    return {"trades": count, "seconds": round(seconds, 1), "rows_per_s": round(count / seconds),
+            "peak_rss_mb": round(peak_rss_mb())}
+
+
+def serve(path: str, port: int) -> None:
+    import uvicorn
+
+    from ticklake.api.app import create_app
+    from ticklake.warehouse.reader import WarehouseReader
+
+    client = open_client(f"chdb://{path}", "bench")
+    reader = WarehouseReader(client)
+    reader.ohlcv("binance", "SYM0/USDT", "1m", None, None, 500)  # the first query in a process is slow: warm it
+    app = create_app(reader, Settings())
+    print("serving", flush=True)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    stage, path = sys.argv[1], sys.argv[2]
+    if stage == "ingest":
+        print(json.dumps(ingest(path, int(sys.argv[3]))))
+    elif stage == "generate":
+        print(json.dumps(generate(path, int(sys.argv[3]))))
+    elif stage == "serve":
+        serve(path, int(sys.argv[3]))
+    else:
+        raise SystemExit(f"unknown stage {stage}")

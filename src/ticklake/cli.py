@@ -1,0 +1,176 @@
+"""The ``ticklake`` command line.
+
+    ticklake up [--simulate] [--record FILE]   run the platform (feeds, warehouse, API) in one process
+    ticklake record FILE [--simulate] [--seconds N]
+    ticklake replay FILE [FILE ...]            recorded sessions (ticklake's or cryptofeed's) through the pipeline
+    ticklake migrate [--to VERSION] [--status] the warehouse schema
+    ticklake repair [--lookback-minutes N]     check that every layer agrees; re-derive what is missing
+    ticklake simulate                          only the local exchange simulator
+    ticklake bench [--quick]                   the benchmark (prints figures)
+    ticklake config                            the effective settings
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from ticklake.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("ticklake")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ticklake", description="Crypto trades to exact candles, self-hosted.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run feeds, warehouse and API in one process")
+    up.add_argument("--simulate", action="store_true", help="connect to local simulated exchanges on loopback")
+    up.add_argument("--record", type=Path, metavar="FILE", help="also record every frame to FILE")
+
+    record = commands.add_parser("record", help="record raw WebSocket sessions to a file (no warehouse)")
+    record.add_argument("file", type=Path)
+    record.add_argument("--simulate", action="store_true")
+    record.add_argument("--seconds", type=float, default=None, help="stop after this long (default: Ctrl-C)")
+
+    replay = commands.add_parser("replay", help="replay recorded sessions through the pipeline")
+    replay.add_argument("files", type=Path, nargs="+")
+
+    mig = commands.add_parser("migrate", help="apply or roll back warehouse migrations")
+    mig.add_argument("--to", type=int, default=None, metavar="VERSION", help="target version (0 = none)")
+    mig.add_argument("--status", action="store_true", help="only show applied and available versions")
+
+    rep = commands.add_parser("repair", help="check every layer against the one below and re-derive gaps")
+    rep.add_argument("--lookback-minutes", type=int, default=None)
+
+    commands.add_parser("simulate", help="run only the local exchange simulator")
+
+    bench = commands.add_parser("bench", help="run the benchmark and print figures")
+    bench.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+
+    commands.add_parser("config", help="print the effective settings as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TZ", "UTC")
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"ticklake: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings.log_level)
+    try:
+        return _dispatch(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from ticklake.app import WarehouseInUseError
+        from ticklake.warehouse.migrate import MigrationError
+
+        if isinstance(exc, WarehouseInUseError | MigrationError):
+            print(f"ticklake: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    command: str = args.command
+    if command == "up":
+        return _up(settings, args.simulate, args.record)
+    if command == "record":
+        from ticklake.replay import record
+
+        asyncio.run(record(settings, args.file, args.simulate, args.seconds))
+        return 0
+    if command == "replay":
+        from ticklake.replay import replay
+
+        summary = asyncio.run(replay(settings, args.files))
+        print(json.dumps(summary, indent=2))
+        return 0
+    if command == "migrate":
+        return _migrate(settings, args.to, args.status)
+    if command == "repair":
+        return _repair(settings, args.lookback_minutes)
+    if command == "simulate":
+        from ticklake.simulator.__main__ import main as simulate
+
+        simulate()
+        return 0
+    if command == "bench":
+        from ticklake.bench import run_bench
+
+        return run_bench(settings, quick=args.quick)
+    if command == "config":
+        print(settings.model_dump_json(indent=2))
+        return 0
+    raise AssertionError(command)
+
+
+def _up(settings: Settings, simulate: bool, record_path: Path | None) -> int:
+    from ticklake.app import Platform
+    from ticklake.replay import open_recorder
+
+    async def run() -> None:
+        recorder = open_recorder(record_path) if record_path else None
+        try:
+            await Platform(settings, simulate=simulate, recorder=recorder).run_until_signalled()
+        finally:
+            if recorder is not None:
+                recorder.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def _migrate(settings: Settings, target: int | None, status_only: bool) -> int:
+    from ticklake.warehouse import migrate
+    from ticklake.warehouse.client import open_client
+
+    client = open_client(settings.resolved_warehouse_url, settings.database, settings.warehouse_max_memory_bytes)
+    try:
+        if not status_only:
+            current = max(migrate.applied(client), default=0)
+            if target is not None and target < current:
+                print(f"rolled back: {migrate.downgrade(client, target)}")
+            else:
+                print(f"applied: {migrate.upgrade(client, target)}")
+        applied = migrate.applied(client)
+        for migration in migrate.available():
+            state = "applied" if migration.version in applied else "pending"
+            print(f"{migration.version:04d}_{migration.name}: {state}")
+    finally:
+        client.close()
+    return 0
+
+
+def _repair(settings: Settings, lookback_minutes: int | None) -> int:
+    from ticklake.app import open_warehouse
+    from ticklake.warehouse.repair import repair
+    from ticklake.warehouse.writer import WarehouseWriter
+
+    client = open_warehouse(settings)
+    try:
+        minutes = lookback_minutes or settings.ingest.repair_lookback_minutes
+        report = repair(WarehouseWriter(client, settings.validation), timedelta(minutes=minutes))
+        print(json.dumps(report))
+    finally:
+        client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""A Python client for the ticklake HTTP API, returning pandas DataFrames.
+
+Prices and volumes arrive as exact decimal text and become ``decimal.Decimal`` objects (an ``object``
+column), so nothing is rounded; ``as_float=True`` gives float64 columns for speed instead. Needs the
+``client`` extra: ``pip install 'ticklake[client]'`` (httpx and pandas).
+
+    >>> from ticklake.client import TicklakeClient
+    >>> with TicklakeClient("http://127.0.0.1:8000") as api:
+    ...     candles = api.ohlcv("binance", "BTC/USDT", "1h", start="2026-01-01")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+try:
+    import httpx
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError("ticklake.client needs httpx: pip install 'ticklake[client]'") from exc
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TimeArg = datetime | str | int | None
+"""A datetime (naive means UTC), RFC 3339 / ISO 8601 text, or epoch milliseconds."""
+
+CANDLE_DECIMALS = ("open", "high", "low", "close", "volume", "quote_volume", "buy_volume", "vwap")
+TRADE_DECIMALS = ("price", "qty")
+CANDLE_COLUMNS = (*CANDLE_DECIMALS, "trades")
+TRADE_COLUMNS = ("time", "trade_id", "price", "qty", "side", "received_at")
+DEFAULT_PAGE_SIZE = 1000  # the server's default page size; at most its api.max_limit (5000 by default)
+
+
+class TicklakeAPIError(Exception):
+    """The API refused a request: ``status`` is the HTTP status, ``parameter`` the query parameter at
+    fault (None when no parameter is), ``message`` the API's explanation."""
+
+    def __init__(self, status: int, parameter: str | None, message: str) -> None:
+        super().__init__(f"HTTP {status}" + (f" ({parameter})" if parameter else "") + f": {message}")
+        self.status = status
+        self.parameter = parameter
+        self.message = message
+
+
+def _pandas() -> ModuleType:
+    # Imported on first use: the rest of ticklake must not need pandas.
+    try:
+        import pandas
+    except ImportError as exc:
+        raise ImportError("TicklakeClient needs pandas for DataFrames: pip install 'ticklake[client]'") from exc
+    module: ModuleType = pandas
+    return module
+
+
+def _time_param(value: TimeArg) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):  # pandas.Timestamp is a datetime too
+        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return moment.isoformat()
+    if isinstance(value, bool):
+        raise TypeError("a time must be a datetime, text or epoch milliseconds, not a bool")
+    return str(value)
+
+
+class TicklakeClient:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- endpoints ---------------------------------------------------------------------------------
+    def ohlcv(self, exchange: str, symbol: str, timeframe: str = "1m", start: TimeArg = None,
+              end: TimeArg = None, limit: int | None = None, *, as_float: bool = False) -> pd.DataFrame:
+        """Candles in [start, end), indexed by their start (tz-aware UTC), oldest first.
+
+        With ``start``, the first ``limit`` candles from it; without, the newest ``limit`` before ``end``
+        (the server's default limit applies when ``limit`` is None).
+        """
+        body = self._get("/v1/ohlcv", {"exchange": exchange, "symbol": symbol, "timeframe": timeframe,
+                                       "start": _time_param(start), "end": _time_param(end), "limit": limit})
+        pd = _pandas()
+        candles = body["candles"]
+        index = pd.DatetimeIndex(pd.to_datetime([c["time"] for c in candles], utc=True), name="time")
+        columns: dict[str, Any] = {name: self._decimals(pd, [c[name] for c in candles], as_float)
+                                   for name in CANDLE_DECIMALS}
+        columns["trades"] = pd.array([c["trades"] for c in candles], dtype="int64")
+        return pd.DataFrame(columns, index=index, columns=list(CANDLE_COLUMNS))
+
+    def trades(self, exchange: str, symbol: str, start: TimeArg = None, end: TimeArg = None,
+               limit: int | None = None, max_rows: int | None = None, *, as_float: bool = False) -> pd.DataFrame:
+        """Trades in [start, end) in (exchange time, trade id) order, following ``next_cursor`` until the
+        last page or ``max_rows`` rows. ``limit`` is the page size (server default when None).
+
+        Columns: time and received_at (tz-aware UTC), trade_id (uint64), price and qty (Decimal, or
+        float64 with ``as_float``), side.
+        """
+        if max_rows is not None and max_rows < 1:
+            raise ValueError("max_rows must be at least 1")
+        rows = list(self.iter_trades(exchange, symbol, start, end, limit, max_rows))
+        pd = _pandas()
+        columns: dict[str, Any] = {
+            "time": pd.to_datetime([r["time"] for r in rows], utc=True),
+            "trade_id": pd.array([int(r["trade_id"]) for r in rows], dtype="uint64"),
+            **{name: self._decimals(pd, [r[name] for r in rows], as_float) for name in TRADE_DECIMALS},
+            "side": [r["side"] for r in rows],
+            "received_at": pd.to_datetime([r["received_at"] for r in rows], utc=True),
+        }
+        return pd.DataFrame(columns, columns=list(TRADE_COLUMNS))
+
+    def iter_trades(self, exchange: str, symbol: str, start: TimeArg = None, end: TimeArg = None,
+                    limit: int | None = None, max_rows: int | None = None) -> Iterator[dict[str, Any]]:
+        """The raw trade records (as the API sends them), page after page."""
+        remaining = max_rows
+        cursor: str | None = None
+        while remaining is None or remaining > 0:
+            # Never ask for more than is still wanted: the last page is cut to size on the server.
+            page_size = limit if remaining is None else min(limit or DEFAULT_PAGE_SIZE, remaining)
+            body = self._get("/v1/trades", {"exchange": exchange, "symbol": symbol, "start": _time_param(start),
+                                            "end": _time_param(end), "limit": page_size, "cursor": cursor})
+            page = body["trades"]
+            if remaining is not None:
+                page = page[:remaining]
+                remaining -= len(page)
+            yield from page
+            cursor = body["next_cursor"]
+            if cursor is None or not page:
+                return
+
+    def symbols(self) -> pd.DataFrame:
+        """Known markets: first/last day with trades (None when none yet), trade count, configured."""
+        pd = _pandas()
+        markets = self._get("/v1/symbols", {})["symbols"]
+        for market in markets:
+            for column in ("first_day", "last_day"):
+                market[column] = date.fromisoformat(market[column]) if market[column] else None
+        return pd.DataFrame(markets, columns=["exchange", "symbol", "first_day", "last_day", "trades",
+                                              "configured"])
+
+    def health(self) -> dict[str, Any]:
+        """The /health document; a "down" service answers 503 but is returned, not raised."""
+        response = self._http.get("/health")
+        if response.status_code not in (200, 503):
+            self._raise(response)
+        result: dict[str, Any] = response.json()
+        return result
+
+    # -- plumbing ----------------------------------------------------------------------------------
+    @staticmethod
+    def _decimals(pd: ModuleType, texts: list[str], as_float: bool) -> Any:
+        if as_float:
+            return pd.array([float(t) for t in texts], dtype="float64")
+        return pd.array([Decimal(t) for t in texts], dtype=object)
+
+    def _get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        response = self._http.get(path, params={k: v for k, v in params.items() if v is not None})
+        if response.status_code != 200:
+            self._raise(response)
+        body: dict[str, Any] = response.json()
+        return body
+
+    @staticmethod
+    def _raise(response: httpx.Response) -> None:
+        parameter: str | None = None
+        try:
+            error = response.json()["error"]
+            message = str(error["message"])
+            parameter = error.get("parameter")
+        except (ValueError, KeyError, TypeError):
+            message = response.text.strip() or response.reason_phrase
+        raise TicklakeAPIError(response.status_code, parameter, message)

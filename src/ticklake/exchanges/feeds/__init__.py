@@ -1,0 +1,84 @@
+"""Realtime feeds: connections to the venues, feeding raw frames and trades to the bus.
+
+    feeds = await run_feeds(settings, bus)      # one feed task per enabled venue
+    feeds.statuses()                            # {"binance": FeedStatus(...), ...} for /health
+    await feeds.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from ticklake.bus import Bus
+from ticklake.exchanges.feeds.binance import BinanceFeed
+from ticklake.exchanges.feeds.coinbase import CoinbaseFeed
+from ticklake.exchanges.feeds.kraken import KrakenFeed
+from ticklake.exchanges.feeds.realtimefeed import (
+    Backoff,
+    FeedState,
+    FeedStatus,
+    FrameRecorder,
+    RealtimeFeed,
+    backoff_delay,
+)
+from ticklake.settings import FeedSettings, Settings
+
+__all__ = [
+    "FEEDS",
+    "Backoff",
+    "BinanceFeed",
+    "CoinbaseFeed",
+    "FeedSet",
+    "FeedState",
+    "FeedStatus",
+    "FrameRecorder",
+    "KrakenFeed",
+    "RealtimeFeed",
+    "backoff_delay",
+    "feed_for",
+    "run_feeds",
+]
+
+log = logging.getLogger("ticklake.feeds")
+
+FEEDS: dict[str, type[RealtimeFeed]] = {"binance": BinanceFeed, "kraken": KrakenFeed, "coinbase": CoinbaseFeed}
+
+
+def feed_for(exchange: str, symbols: Sequence[str], bus: Bus, feed_settings: FeedSettings | None = None,
+             ws_url: str = "", **kwargs: Any) -> RealtimeFeed:
+    """The realtime feed of ``exchange`` for canonical ``symbols``; ``ws_url`` overrides the venue's
+    base URL (the simulator's ``ws_urls``). Extra keyword arguments go to ``RealtimeFeed``."""
+    try:
+        feed_class = FEEDS[exchange]
+    except KeyError:
+        raise ValueError(f"unknown exchange: {exchange!r}") from None
+    return feed_class(symbols, bus, feed_settings, ws_url, **kwargs)
+
+
+class FeedSet:
+    """The running feeds of ``run_feeds``."""
+
+    def __init__(self, feeds: dict[str, RealtimeFeed]) -> None:
+        self.feeds = feeds
+        self._tasks = {name: asyncio.create_task(feed.run(), name=f"feed-{name}") for name, feed in feeds.items()}
+
+    def statuses(self) -> dict[str, FeedStatus]:
+        return {name: feed.status() for name, feed in self.feeds.items()}
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(feed.stop() for feed in self.feeds.values()))
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+
+async def run_feeds(settings: Settings, bus: Bus, recorder: FrameRecorder | None = None) -> FeedSet:
+    """Start one feed per enabled venue with symbols (``settings.venues``); returns at once."""
+    feeds: dict[str, RealtimeFeed] = {}
+    for name, venue in settings.venues.enabled().items():
+        if not venue.symbols:
+            log.warning("%s: enabled but no symbols configured; not connecting", name)
+            continue
+        feeds[name] = feed_for(name, venue.symbols, bus, settings.feed, venue.ws_url, recorder=recorder)
+    return FeedSet(feeds)

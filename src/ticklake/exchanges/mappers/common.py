@@ -1,0 +1,200 @@
+"""Helpers shared by the venue mappers: exact timestamps, exact decimal text, symbol lookup.
+
+Everything here is pure and exact: no floats touch a timestamp or a price. The functions raise
+``ValueError`` (never anything else) on malformed input; the mappers catch it and turn it into a
+``ParsedFrame(kind="error")``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Final
+
+from ticklake.symbols import from_native
+
+__all__ = [
+    "EPOCH",
+    "FROMISOFORMAT",
+    "BadField",
+    "MalformedResponse",
+    "SymbolMemo",
+    "check_trade_id",
+    "decimal_number_text",
+    "epoch_seconds_text_to_us",
+    "error_reason",
+    "is_positive_decimal_text",
+    "match_positive_decimal",
+    "match_positive_decimal_pair",
+    "match_positive_decimals",
+    "rfc3339_to_us",
+    "show",
+    "texts_valid",
+    "venue_message",
+]
+
+MAX_TRADE_ID: Final = 2**63 - 1  # trade ids land in an Int64 column
+MAX_ERROR_VALUE_CHARS: Final = 40  # an offending value, quoted in an error
+MAX_VENUE_MESSAGE_CHARS: Final = 200  # a venue's own error message, passed on
+
+
+class BadField(ValueError):
+    """A frame that parsed as JSON but carries a bad value; the message names the field."""
+
+
+class MalformedResponse(ValueError):
+    """A REST body the backfill cannot use; the message says why (the venue's error, or the field).
+
+    The REST parsers return plain tuples of trades, so this is how they report bad input: they raise
+    this and nothing else, whatever the body holds.
+    """
+
+
+def error_reason(venue: str, what: str, exc: Exception) -> str:
+    """The short ``ParsedFrame.error`` text: venue, message kind, and why (naming the field)."""
+    return f"{venue} {what}: {exc}"
+
+
+def show(value: object, limit: int = MAX_ERROR_VALUE_CHARS) -> str:
+    """A short repr of a value for an error message (frames can be megabytes)."""
+    text = repr(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def venue_message(value: object) -> str:
+    """A venue's own error message for ``ParsedFrame.error``: its text, bounded."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > MAX_VENUE_MESSAGE_CHARS:
+        text = text[: MAX_VENUE_MESSAGE_CHARS - 3] + "..."
+    return text
+
+
+# A positive decimal in plain notation: digits, optionally one point followed by digits, at least one
+# non-zero digit (the lookahead). No sign, no exponent, no NaN/Infinity, no spaces, ASCII only ([0-9],
+# not \d, which would accept other scripts' digits). A zero price or quantity is not a trade.
+# Possessive quantifiers (Python >= 3.11) never backtrack, so a check is one linear scan.
+_POSITIVE_DECIMAL_RE: Final = r"(?=[0.]*+[1-9])[0-9]++(?:\.[0-9]++)?+"
+_POSITIVE_DECIMAL: Final = re.compile(_POSITIVE_DECIMAL_RE)
+# Two or more values joined by single spaces. A call to re costs far more than scanning a few more
+# characters, so the hot paths check all of a frame's prices and quantities in one call; a space
+# cannot occur inside a valid value, so the joined text matches exactly when every value does.
+_POSITIVE_DECIMAL_PAIR: Final = re.compile(f"{_POSITIVE_DECIMAL_RE} {_POSITIVE_DECIMAL_RE}")
+_POSITIVE_DECIMALS: Final = re.compile(f"{_POSITIVE_DECIMAL_RE}(?: {_POSITIVE_DECIMAL_RE})*+")
+_PLAIN_DECIMAL: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+match_positive_decimal: Final = _POSITIVE_DECIMAL.fullmatch
+"""``re.fullmatch`` of a positive plain decimal; the hot loops call it directly (no wrapper call)."""
+match_positive_decimal_pair: Final = _POSITIVE_DECIMAL_PAIR.fullmatch
+"""``re.fullmatch`` of ``f"{price} {qty}"``: both positive plain decimals, in one call."""
+match_positive_decimals: Final = _POSITIVE_DECIMALS.fullmatch
+"""``re.fullmatch`` of ``" ".join(values)``: every value a positive plain decimal, in one call."""
+_plain_fullmatch = _PLAIN_DECIMAL.fullmatch
+
+
+def is_positive_decimal_text(text: str) -> bool:
+    """True when ``text`` is a plain positive decimal such as ``"64123.10"`` or ``"0.00000638"``."""
+    return match_positive_decimal(text) is not None
+
+
+def texts_valid(texts: list[str]) -> bool:
+    """True when every text is a plain positive decimal: one regex call for a whole frame's values.
+
+    The hot loops append each trade's price and qty to ``texts`` as they go (cheaper in CPython 3.11
+    than collecting them afterwards with comprehensions) and call this once per frame.
+    """
+    if len(texts) == 2:
+        return match_positive_decimal_pair(f"{texts[0]} {texts[1]}") is not None
+    return not texts or match_positive_decimals(" ".join(texts)) is not None
+
+
+def decimal_number_text(value: Decimal) -> str:
+    """The exact plain text of a positive decimal decoded from a JSON number (Kraken v2 price/qty).
+
+    ``format(d, "f")`` never produces exponent notation, so ``1E-8`` becomes ``"0.00000001"`` and
+    ``6423.46326000`` keeps its trailing zeros. Raises ``ValueError`` for NaN, infinities, zero and
+    negative values.
+    """
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f"not a positive finite decimal: {show(value)}")
+    return format(value, "f")
+
+
+def check_trade_id(value: int) -> int:
+    """``value`` if it fits the Int64 trade-id column and is not negative, else ``ValueError``."""
+    if value < 0 or value > MAX_TRADE_ID:
+        raise ValueError(f"trade id out of range: {show(value)}")
+    return value
+
+
+# --- timestamps ----------------------------------------------------------------------------------
+
+_US_PER_SECOND: Final = 1_000_000
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_fromisoformat: Final = datetime.fromisoformat
+EPOCH: Final = _EPOCH
+FROMISOFORMAT: Final = _fromisoformat
+
+
+def rfc3339_to_us(text: str) -> int:
+    """Microseconds since the epoch of an RFC 3339 timestamp, exactly, without floats.
+
+    ``2026-11-26T02:00:00.123456789Z`` -> ``1795658400123456``: 0 to 9 fractional digits, ``Z`` or a
+    ``±HH:MM`` offset. Digits beyond microseconds are truncated, never rounded, so a trade never moves
+    into the next microsecond (msgspec's own datetime decoding rounds, which is why it is not used).
+
+    The parsing is CPython's C ``datetime.fromisoformat`` (Python >= 3.11: accepts ``Z`` and any
+    number of fractional digits, truncating past six) and exact integer arithmetic on the
+    ``timedelta`` from the epoch, ~10x faster than parsing the fields in Python. It also accepts other
+    ISO 8601 spellings of an instant (``20261126T020000Z``); that leniency cannot change the instant.
+    A timestamp without a UTC offset is rejected: it names no instant. Raises ``ValueError`` on
+    anything else.
+    """
+    try:
+        # A naive datetime (no offset) cannot be subtracted from the aware epoch: TypeError.
+        # The mappers' hot loops inline these three lines (with FROMISOFORMAT and EPOCH) to save a call.
+        delta = _fromisoformat(text) - _EPOCH
+    except (ValueError, TypeError):
+        raise ValueError(f"not an RFC 3339 timestamp with a UTC offset: {show(text)}") from None
+    # Field arithmetic on the timedelta: exact ints, and faster than ``delta // timedelta(microseconds=1)``.
+    return (delta.days * 86_400 + delta.seconds) * _US_PER_SECOND + delta.microseconds
+
+
+def epoch_seconds_text_to_us(text: str) -> int:
+    """Microseconds of decimal epoch-seconds text (Kraken v1 ``"1618678142.557535"``), exactly.
+
+    Digits beyond the sixth fractional one are truncated. Raises ``ValueError`` unless the text is
+    plain non-negative decimal notation.
+    """
+    if _plain_fullmatch(text) is None:
+        raise ValueError(f"not decimal epoch seconds: {show(text)}")
+    whole, _, frac = text.partition(".")
+    return int(whole) * _US_PER_SECOND + (int((frac + "000000")[:6]) if frac else 0)
+
+
+# --- symbols -------------------------------------------------------------------------------------
+
+
+class SymbolMemo(dict[str, str]):
+    """Native symbol -> canonical symbol for one venue: ``ticklake.symbols.from_native``, memoized.
+
+    ``from_native`` costs about as much as decoding a whole trade frame (it tries every Binance
+    quote suffix), and a feed sees the same few symbols millions of times; a hit here is one dict
+    lookup. This memo is the only state in the mappers: it never changes a result, only how fast it
+    comes, and it is bounded (cleared when full) so a flood of junk symbols cannot grow it forever.
+    """
+
+    __slots__ = ("exchange",)
+    MAX_ENTRIES: Final = 65_536
+
+    def __init__(self, exchange: str) -> None:
+        super().__init__()
+        self.exchange = exchange
+
+    def __missing__(self, native: str) -> str:
+        symbol = from_native(self.exchange, native)
+        if len(self) >= self.MAX_ENTRIES:
+            self.clear()
+        self[native] = symbol
+        return symbol

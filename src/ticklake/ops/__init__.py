@@ -1,0 +1,1 @@
+"""Operations: metrics and logging. Cross-cutting: imports nothing from the data flow."""

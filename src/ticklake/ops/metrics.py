@@ -1,0 +1,60 @@
+"""Every Prometheus metric ticklake exposes, in one place, on one registry.
+
+A separate registry (not prometheus_client's global one) keeps test processes that build several
+apps from colliding, and makes ``/metrics`` show exactly ticklake's series.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0)
+
+# --- feed handlers -------------------------------------------------------------------------------
+FEED_FRAMES = Counter("ticklake_feed_frames", "WebSocket frames received", ["exchange"], registry=REGISTRY)
+FEED_TRADES = Counter("ticklake_feed_trades", "Trades normalized from frames", ["exchange"], registry=REGISTRY)
+FEED_PARSE_ERRORS = Counter(
+    "ticklake_feed_parse_errors", "Frames that could not be parsed (kept in raw with the error)", ["exchange"],
+    registry=REGISTRY,
+)
+FEED_RECONNECTS = Counter("ticklake_feed_reconnects", "Connection attempts after the first", ["exchange"],
+                          registry=REGISTRY)
+FEED_CONNECTED = Gauge("ticklake_feed_connected", "Open, subscribed connections", ["exchange"], registry=REGISTRY)
+FEED_LAG = Histogram(
+    "ticklake_feed_lag_seconds", "Receive time minus exchange time, per trade", ["exchange"],
+    buckets=_LAG_BUCKETS, registry=REGISTRY,
+)
+
+# --- bus -----------------------------------------------------------------------------------------
+BUS_DEPTH = Gauge("ticklake_bus_depth", "Messages waiting for the slowest subscriber", registry=REGISTRY)
+
+# --- warehouse ingest ----------------------------------------------------------------------------
+INGEST_ROWS = Counter("ticklake_ingest_rows", "Rows inserted, per table", ["table"], registry=REGISTRY)
+INGEST_DUPLICATES = Counter(
+    "ticklake_ingest_duplicates", "Trades dropped before bronze because they were already stored", ["exchange"],
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "ticklake_dead_letters", "Trades that failed validation, per rule", ["exchange", "rule"], registry=REGISTRY
+)
+INGEST_FLUSH_SECONDS = Histogram(
+    "ticklake_ingest_flush_seconds", "Time to write one batch through every layer", buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+INGEST_ERRORS = Counter("ticklake_ingest_errors", "Batches that failed and were retried", registry=REGISTRY)
+INGEST_LAST_FLUSH = Gauge("ticklake_ingest_last_flush_timestamp_seconds", "When the last batch was written",
+                          registry=REGISTRY)
+TRADE_TO_CANDLE = Histogram(
+    "ticklake_trade_to_candle_seconds", "Receive time of a trade until its candle is queryable",
+    buckets=_LATENCY_BUCKETS, registry=REGISTRY,
+)
+REPAIRS = Counter("ticklake_repairs", "Rows or windows re-derived by the start-up consistency check",
+                  ["layer"], registry=REGISTRY)
+
+# --- API -----------------------------------------------------------------------------------------
+API_REQUESTS = Counter("ticklake_api_requests", "HTTP requests", ["route", "status"], registry=REGISTRY)
+API_LATENCY = Histogram("ticklake_api_request_seconds", "HTTP request latency", ["route"],
+                        buckets=_LATENCY_BUCKETS, registry=REGISTRY)

@@ -1,0 +1,176 @@
+"""One typed settings object for every part of ticklake.
+
+Values come, highest priority first, from: keyword arguments, environment variables
+(``TICKLAKE_<FIELD>``, nested with ``__``: ``TICKLAKE_API__PORT=9000``), the TOML file named by
+``TICKLAKE_CONFIG`` (default ``./ticklake.toml`` when it exists), then the defaults below. The
+README documents every field. A broken value fails at start with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ticklake.symbols import DEFAULT_SYMBOLS, split_canonical
+
+
+class VenueSettings(BaseModel):
+    enabled: bool = True
+    symbols: list[str] = Field(default_factory=list)
+    # Override the venue's WebSocket URL (the simulator sets these to loopback).
+    ws_url: str = ""
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_are_canonical(cls, value: list[str]) -> list[str]:
+        return [("/".join(split_canonical(s))) for s in value]
+
+
+def _venue(exchange: str) -> VenueSettings:
+    return VenueSettings(symbols=list(DEFAULT_SYMBOLS[exchange]))
+
+
+class VenuesSettings(BaseModel):
+    binance: VenueSettings = Field(default_factory=lambda: _venue("binance"))
+    kraken: VenueSettings = Field(default_factory=lambda: _venue("kraken"))
+    coinbase: VenueSettings = Field(default_factory=lambda: _venue("coinbase"))
+
+    def enabled(self) -> dict[str, VenueSettings]:
+        return {name: venue for name, venue in self if venue.enabled}
+
+
+class FeedSettings(BaseModel):
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+    # A connection that stayed up this long resets the backoff to its initial value.
+    stable_after_s: float = Field(30.0, gt=0)
+    connect_timeout_s: float = Field(10.0, gt=0)
+
+
+class RetentionSettings(BaseModel):
+    raw_hours: int = Field(48, ge=1)
+    bronze_days: int = Field(7, ge=1)
+    silver_days: int = Field(30, ge=1)
+    dead_letter_days: int = Field(30, ge=1)
+    gold_days: int = Field(365, ge=1)
+    gold_1d_days: int = Field(730, ge=1)
+
+
+class ValidationSettings(BaseModel):
+    """Rules a bronze trade must pass to reach silver; a failure goes to dead letter with its rule."""
+
+    max_price: str = "1000000000"  # a price above this is absurd for any crypto pair
+    max_qty: str = "10000000000"
+    max_future_s: float = Field(10.0, ge=0)  # exchange time ahead of receive time
+    # Exchange time behind receive time. Must stay below retention.bronze_days: bronze is where a
+    # repeated trade is recognized, so a trade older than what bronze keeps could be counted twice.
+    max_age_days: float = Field(6.0, gt=0)
+
+
+class IngestSettings(BaseModel):
+    # Small inserts cost milliseconds each through the view chain: flush on whichever comes first.
+    flush_interval_ms: int = Field(20, ge=1, le=60_000)
+    max_batch_rows: int = Field(50_000, ge=1)
+    bus_queue_size: int = Field(10_000, ge=10)
+    # On start, check this far back (from the newest stored frame) that every layer agrees.
+    repair_lookback_minutes: int = Field(60, ge=1)
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_limit: int = Field(5000, ge=1)
+
+
+class SimulatorSettings(BaseModel):
+    host: str = "127.0.0.1"
+    trades_per_second: float = Field(50.0, gt=0)  # per symbol, on average
+    seed: int | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TICKLAKE_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = Path("data")
+    # "" means the embedded default: chdb://<data_dir>/clickhouse. A server: http://user@host:8123
+    warehouse_url: str = ""
+    database: str = Field("ticklake", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # Embedded ClickHouse may take up to 90 % of RAM by default: cap it.
+    warehouse_max_memory_bytes: int = Field(1_000_000_000, ge=100_000_000)
+    venues: VenuesSettings = Field(default_factory=VenuesSettings)
+    feed: FeedSettings = FeedSettings()
+    retention: RetentionSettings = RetentionSettings()
+    validation: ValidationSettings = ValidationSettings()
+    ingest: IngestSettings = IngestSettings()
+    api: ApiSettings = ApiSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @model_validator(mode="after")
+    def _dedup_horizon(self) -> Settings:
+        if self.validation.max_age_days >= self.retention.bronze_days:
+            raise ValueError(
+                f"validation.max_age_days ({self.validation.max_age_days:g}) must be below retention.bronze_days "
+                f"({self.retention.bronze_days}): bronze is where repeated trades are recognized"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = config_path()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def resolved_warehouse_url(self) -> str:
+        if self.warehouse_url:
+            return self.warehouse_url
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names the field and the reason."""
+
+
+def config_path() -> Path | None:
+    named = os.environ.get("TICKLAKE_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(f"TICKLAKE_CONFIG names {path}, which is not a file")
+        return path
+    default = Path("ticklake.toml")
+    return default if default.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning any validation failure into one readable ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+    except ValueError as exc:  # a TOML syntax error surfaces as a ValueError subclass
+        raise ConfigError(f"invalid configuration file: {exc}") from None

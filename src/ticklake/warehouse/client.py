@@ -1,0 +1,46 @@
+"""Opening the warehouse: embedded chdb (``chdb:///path``) or a ClickHouse server (``http(s)://``).
+
+Both give the same clickhouse-connect client, so every other module has one code path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from ticklake.warehouse.sql import query
+
+# Settings every session needs: deduplicate retried batches through the view chain too
+# (stack.md, pitfall 1), and never rewrite existing parts when retention changes at start.
+SESSION_SETTINGS: dict[str, str | int] = {
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+    "materialize_ttl_after_modify": 0,
+}
+
+
+def is_embedded(url: str) -> bool:
+    return url.startswith("chdb:")
+
+
+def open_client(url: str, database: str, max_memory_bytes: int = 1_000_000_000) -> Client:
+    """A client bound to ``database``, which is created (Atomic engine) when missing.
+
+    chdb's ``default`` database uses the Overlay engine; ticklake always works in its own.
+    """
+    # ClickHouse and chdb interpret DateTime without a zone in the process zone: pin UTC.
+    os.environ.setdefault("TZ", "UTC")
+    if is_embedded(url):
+        path = urlparse(url).path
+        Path(path).mkdir(parents=True, exist_ok=True)
+        client = clickhouse_connect.get_client(
+            dsn=url, chdb_options={"max_server_memory_usage": max_memory_bytes}, settings=SESSION_SETTINGS
+        )
+    else:
+        client = clickhouse_connect.get_client(dsn=url, settings=SESSION_SETTINGS)
+    client.command(query("create_database"), parameters={"database": database})
+    client.database = database
+    return client

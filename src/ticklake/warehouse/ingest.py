@@ -1,0 +1,120 @@
+"""The ingester: batches from the bus, written through every layer.
+
+It flushes whenever ``flush_interval_ms`` has passed since the first message of a batch or
+``max_batch_rows`` messages are waiting, whichever comes first: small inserts cost milliseconds each
+through the view chain, large ones raise the trade-to-candle latency. Writes run on one dedicated
+thread (chdb sessions must not be shared across threads carelessly: stack.md). A batch that keeps
+failing is retried forever with backoff; meanwhile the bus fills and slows the feed handlers down,
+so nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ticklake.bus import Bus, Message, raw_topic, trades_topic
+from ticklake.model import RawFrame, Trade
+from ticklake.ops import metrics
+from ticklake.settings import IngestSettings
+from ticklake.warehouse.writer import Plan, WarehouseWriter
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Observing every trade's latency would cost more than the insert at high rates: sample.
+_LATENCY_SAMPLES_PER_BATCH = 64
+
+
+@dataclass
+class IngestStatus:
+    batches: int = 0
+    trades: int = 0
+    frames: int = 0
+    last_flush_at: float | None = None
+    last_error: str = ""
+    failing_since: float | None = None
+
+    def health(self) -> dict[str, object]:
+        status = "ok" if self.failing_since is None else "down"
+        return {"status": status, "batches": self.batches, "trades": self.trades, "frames": self.frames,
+                "last_flush_at": self.last_flush_at, "last_error": self.last_error}
+
+
+class Ingester:
+    def __init__(self, bus: Bus, writer: WarehouseWriter, settings: IngestSettings, exchanges: Sequence[str],
+                 executor: ThreadPoolExecutor | None = None,
+                 on_batch: Callable[[Plan], None] | None = None) -> None:
+        self.bus = bus
+        self.writer = writer
+        self.settings = settings
+        self.topics = [t for ex in exchanges for t in (raw_topic(ex), trades_topic(ex))]
+        self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse")
+        self.on_batch = on_batch
+        self.status = IngestStatus()
+        self.busy = False  # a batch is being planned or committed
+        # Subscribe now so that nothing published before run() starts is missed.
+        self._batches = bus.subscribe(self.topics, settings.max_batch_rows, settings.flush_interval_ms / 1000)
+
+    async def run(self) -> None:
+        async for messages in self._batches:
+            await self.write(messages)
+
+    async def write(self, messages: Sequence[Message]) -> Plan:
+        self.busy = True
+        try:
+            return await self._write(messages)
+        finally:
+            self.busy = False
+
+    async def _write(self, messages: Sequence[Message]) -> Plan:
+        frames = [m.value for m in messages if isinstance(m.value, RawFrame)]
+        trades = [m.value for m in messages if isinstance(m.value, Trade)]
+        plan = await self._retrying(lambda: self.writer.plan(frames, trades), len(trades))
+        # The same plan is committed until it succeeds: its insert tokens make a retried insert a no-op
+        # where the first attempt landed. (Planning again would count trades that reached bronze
+        # but not silver as duplicates, and silver would never get them.)
+        await self._retrying(lambda: self.writer.commit(plan), len(trades))
+        now = time.time()
+        self._observe(plan, now)
+        self.status.batches += 1
+        self.status.trades += len(plan.silver)
+        self.status.frames += len(frames)
+        self.status.last_flush_at = now
+        self.status.failing_since = None
+        metrics.INGEST_LAST_FLUSH.set(now)
+        metrics.BUS_DEPTH.set(self.bus.depth())
+        if self.on_batch is not None:
+            self.on_batch(plan)
+        return plan
+
+    async def _retrying(self, step: Callable[[], T], trades: int) -> T:
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            try:
+                return await loop.run_in_executor(self.executor, step)
+            except Exception as exc:
+                attempt += 1
+                self.status.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self.status.failing_since = self.status.failing_since or time.time()
+                delay = min(30.0, 0.5 * 2 ** min(attempt, 6)) * random.uniform(0.5, 1.0)
+                log.error("cannot write a batch of %d trades (attempt %d): %s; retrying in %.1f s",
+                          trades, attempt, self.status.last_error, delay)
+                await asyncio.sleep(delay)
+
+    @staticmethod
+    def _observe(plan: Plan, now: float) -> None:
+        if not plan.silver:
+            return
+        step = max(1, len(plan.silver) // _LATENCY_SAMPLES_PER_BATCH)
+        now_us = now * 1_000_000
+        for trade in plan.silver[::step]:
+            metrics.TRADE_TO_CANDLE.observe(max(0.0, (now_us - trade.received_us) / 1_000_000))

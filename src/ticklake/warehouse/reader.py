@@ -1,0 +1,113 @@
+"""Reading the warm tier: candles, trades, markets. The API's only way into ClickHouse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from clickhouse_connect.driver.client import Client
+
+from ticklake.warehouse.sql import query
+
+TIMEFRAMES: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    start: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    quote_volume: Decimal
+    buy_volume: Decimal
+    trades: int
+
+    @property
+    def vwap(self) -> Decimal:
+        return self.quote_volume / self.volume if self.volume else Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTrade:
+    trade_id: int
+    ts_us: int
+    price: Decimal
+    qty: Decimal
+    side: str
+    received_us: int
+    native_symbol: str
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    exchange: str
+    symbol: str
+    first_day: datetime
+    last_day: datetime
+    trades: int
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class WarehouseReader:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def ping(self) -> bool:
+        return bool(self.client.query(query("ping")).result_rows[0][0] == 1)
+
+    def ohlcv(self, exchange: str, symbol: str, timeframe: str, start: datetime | None, end: datetime | None,
+              limit: int) -> list[Candle]:
+        """Candles in [start, end), oldest first: the first ``limit`` after ``start`` when it is given,
+        else the newest ``limit`` before ``end``."""
+        rows = self.client.query(query("ohlcv"), parameters={
+            "exchange": exchange, "symbol": symbol, "timeframe": TIMEFRAMES[timeframe],
+            "start": _second_ceiling(start) if start else EPOCH,
+            "end": _second_ceiling(end) if end else FAR_FUTURE,
+            "newest_first": start is None, "limit": limit,
+        }).result_rows
+        candles = [Candle(_utc(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], int(r[8])) for r in rows]
+        if start is None:
+            candles.reverse()
+        return candles
+
+    def trades(self, exchange: str, symbol: str, start: datetime | None, end: datetime | None, limit: int,
+               after: tuple[int, int] | None = None) -> list[StoredTrade]:
+        """Trades in [start, end) in (exchange time, trade id) order, after the cursor ``(ts_us, trade_id)``."""
+        after_ts, after_id = after or (-1, 0)
+        rows = self.client.query(query("trades"), parameters={
+            "exchange": exchange, "symbol": symbol, "start": start or EPOCH, "end": end or FAR_FUTURE,
+            # DateTime64 parameters take text; one microsecond before the epoch means "no cursor".
+            "after_ts": _micros_text(after_ts), "after_id": after_id, "limit": limit,
+        }).result_rows
+        return [StoredTrade(int(r[0]), int(r[1]), r[2], r[3], r[4], int(r[5]), r[6]) for r in rows]
+
+    def markets(self) -> list[Market]:
+        rows = self.client.query(query("symbols")).result_rows
+        return [Market(r[0], r[1], _utc(r[2]), _utc(r[3]), int(r[4])) for r in rows]
+
+    def layer_counts(self) -> dict[str, int]:
+        result = self.client.query(query("layer_counts"))
+        return {name: int(value) for name, value in zip(result.column_names, result.result_rows[0], strict=True)}
+
+
+def _second_ceiling(value: datetime) -> datetime:
+    # DateTime (not DateTime64) parameters are bound without the fraction of a second, which would
+    # turn ``bucket >= 12:00:00.5`` into ``bucket >= 12:00:00``. Buckets are whole seconds, so rounding
+    # up keeps both ``bucket >= start`` and ``bucket < end`` exact.
+    value = _utc(value)
+    return value.replace(microsecond=0) + timedelta(seconds=1) if value.microsecond else value
+
+
+def _micros_text(ts_us: int) -> str:
+    if ts_us < 0:
+        return "1970-01-01 00:00:00.000000"
+    moment = datetime.fromtimestamp(ts_us // 1_000_000, UTC)
+    return f"{moment:%Y-%m-%d %H:%M:%S}.{ts_us % 1_000_000:06d}"

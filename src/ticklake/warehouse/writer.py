@@ -1,0 +1,190 @@
+"""Writing batches through the layers: raw -> bronze -> dead letters | silver -> (view) -> gold.
+
+Exactly once, in three steps:
+
+1. **Plan.** Drop trades bronze already holds, before anything is inserted: ClickHouse's
+   ReplacingMergeTree deduplicates only at merge time, after the gold view has already counted a
+   duplicate (stack.md, pitfall 1). Trades above the newest stored id of their market are new without
+   a lookup; the rest (reconnect snapshots, out-of-order frames, backfill) are looked up in bronze.
+2. **Insert** raw frames, bronze, dead letters, silver, in that order, each with an
+   ``insert_deduplication_token`` fixed by the plan, so a retried batch is stored once even in the
+   view's target.
+3. **Remember** the new newest ids only once every insert succeeded.
+
+A crash between inserts leaves the lower layers ahead of the higher ones; ``repair`` finds and
+re-derives what is missing at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+
+from ticklake.model import RawFrame, Trade
+from ticklake.ops import metrics
+from ticklake.settings import ValidationSettings
+from ticklake.warehouse import arrow
+from ticklake.warehouse.sql import query
+from ticklake.warehouse.validation import Validator, storable
+
+log = logging.getLogger(__name__)
+
+MarketKey = tuple[str, str]  # (exchange, native symbol)
+# Lower layers first: a crash between inserts leaves a higher layer behind, never ahead (see repair).
+INSERT_ORDER = ("raw_frames", "bronze_trades", "dead_letters", "silver_trades")
+
+
+@dataclass
+class Plan:
+    """What one batch will insert into each table, decided (and built as Arrow tables) before the
+    first insert, so a retried commit sends exactly the same rows."""
+
+    token: str
+    frames: list[RawFrame] = field(default_factory=list)
+    bronze: list[Trade] = field(default_factory=list)
+    silver: list[Trade] = field(default_factory=list)
+    dead: list[tuple[Trade, str, str, str]] = field(default_factory=list)
+    duplicates: int = 0
+    new_max_ids: dict[MarketKey, int] = field(default_factory=dict)
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+
+
+class WarehouseWriter:
+    def __init__(self, client: Client, validation: ValidationSettings) -> None:
+        self.client = client
+        self.validator = Validator(validation)
+        self._max_ids: dict[MarketKey, int] | None = None
+
+    # -- plan ----------------------------------------------------------------------------------
+    def _stored_max_ids(self) -> dict[MarketKey, int]:
+        if self._max_ids is None:
+            rows = self.client.query(query("max_trade_ids")).result_rows
+            self._max_ids = {(exchange, native): int(max_id) for exchange, native, max_id in rows}
+        return self._max_ids
+
+    def forget_state(self) -> None:
+        """Reload the newest stored ids from bronze at the next batch (after repair or rollback)."""
+        self._max_ids = None
+
+    def _already_stored(self, key: MarketKey, ids: list[int]) -> set[int]:
+        rows = self.client.query(
+            query("stored_trade_ids"),
+            parameters={"exchange": key[0], "native_symbol": key[1], "low": min(ids), "high": max(ids),
+                        "ids": ids},
+        ).result_rows
+        return {int(row[0]) for row in rows}
+
+    def plan(self, frames: Sequence[RawFrame], trades: Iterable[Trade]) -> Plan:
+        plan = Plan(token=uuid.uuid4().hex, frames=list(frames))
+        max_ids = self._stored_max_ids()
+        seen: set[tuple[str, str, int]] = set()
+        by_market: dict[MarketKey, list[Trade]] = defaultdict(list)
+        unstorable: list[Trade] = []
+        for trade in trades:
+            if not storable(trade):
+                unstorable.append(trade)  # cannot be a bronze row: straight to dead letters
+                continue
+            identity = (trade.exchange, trade.native_symbol, trade.trade_id)
+            if identity in seen:
+                plan.duplicates += 1
+                metrics.INGEST_DUPLICATES.labels(trade.exchange).inc()
+                continue
+            seen.add(identity)
+            by_market[(trade.exchange, trade.native_symbol)].append(trade)
+
+        for key, market_trades in by_market.items():
+            newest = max_ids.get(key, -1)
+            maybe_stored = [t.trade_id for t in market_trades if t.trade_id <= newest]
+            stored = self._already_stored(key, maybe_stored) if maybe_stored else set()
+            for trade in market_trades:
+                if trade.trade_id in stored:
+                    plan.duplicates += 1
+                    metrics.INGEST_DUPLICATES.labels(trade.exchange).inc()
+                else:
+                    plan.bronze.append(trade)
+            top = max(t.trade_id for t in market_trades)
+            if top > newest:
+                plan.new_max_ids[key] = top
+
+        bronze = arrow.bronze(plan.bronze) if plan.bronze else None
+        self._validate_into(plan, plan.bronze, bronze, unstorable)
+        if plan.frames:
+            plan.tables["raw_frames"] = arrow.raw_frames(plan.frames)
+        if bronze is not None:
+            plan.tables["bronze_trades"] = bronze
+        return plan
+
+    def plan_from_bronze(self, trades: Sequence[Trade]) -> Plan:
+        """A plan for trades already in bronze that never reached silver or dead letters (repair)."""
+        plan = Plan(token=uuid.uuid4().hex)
+        self._validate_into(plan, trades, arrow.bronze(trades) if trades else None, [])
+        return plan
+
+    def _validate_into(self, plan: Plan, trades: Sequence[Trade], table: pa.Table | None,
+                       unstorable: Sequence[Trade]) -> None:
+        decimals = self.validator.all_valid(table) if table is not None else None
+        if decimals is not None and table is not None:
+            # The common case: every row is valid, and the columns are already built.
+            plan.silver = list(trades)
+            plan.tables["silver_trades"] = arrow.with_decimals(table, *decimals)
+            self._dead_letters(plan, unstorable)
+            return
+        self._dead_letters(plan, [*trades, *unstorable])
+        if plan.silver:
+            plan.tables["silver_trades"] = arrow.silver(plan.silver)
+
+    def _dead_letters(self, plan: Plan, trades: Sequence[Trade]) -> None:
+        """Check ``trades`` one by one: valid ones join silver, the others become dead letters."""
+        payloads = {(f.conn_id, f.frame_seq): f.payload for f in plan.frames}
+        for trade in trades:
+            violation = self.validator.check(trade)
+            if violation is None:
+                plan.silver.append(trade)
+            else:
+                raw = payloads.get((trade.conn_id, trade.frame_seq))
+                if raw is None:
+                    raw = self._raw_payload(trade.conn_id, trade.frame_seq)
+                plan.dead.append((trade, violation.rule, violation.detail, raw))
+        if plan.dead:
+            plan.tables["dead_letters"] = arrow.dead_letters(plan.dead)
+
+    def _raw_payload(self, conn_id: str, frame_seq: int) -> str:
+        rows = self.client.query(query("raw_frame"), parameters={"conn_id": conn_id, "frame_seq": frame_seq})
+        return str(rows.result_rows[0][0]) if rows.result_rows else ""
+
+    # -- insert --------------------------------------------------------------------------------
+    def _insert(self, plan: Plan) -> None:
+        for table in INSERT_ORDER:
+            rows = plan.tables.get(table)
+            if rows is not None:
+                self.client.insert_arrow(table, rows, settings={"insert_deduplication_token": f"{plan.token}-{table}"})
+
+    def commit(self, plan: Plan) -> None:
+        """Insert a plan. On failure, commit the *same* plan again: its tokens make that safe."""
+        started = time.perf_counter()
+        try:
+            self._insert(plan)
+        except Exception:
+            metrics.INGEST_ERRORS.inc()
+            raise
+        if self._max_ids is not None:
+            self._max_ids.update(plan.new_max_ids)
+        metrics.INGEST_FLUSH_SECONDS.observe(time.perf_counter() - started)
+        metrics.INGEST_ROWS.labels("raw_frames").inc(len(plan.frames))
+        metrics.INGEST_ROWS.labels("bronze_trades").inc(len(plan.bronze))
+        metrics.INGEST_ROWS.labels("silver_trades").inc(len(plan.silver))
+        metrics.INGEST_ROWS.labels("dead_letters").inc(len(plan.dead))
+        for trade, rule, _detail, _raw in plan.dead:
+            metrics.DEAD_LETTERS.labels(trade.exchange, rule).inc()
+
+    def write(self, frames: Sequence[RawFrame], trades: Iterable[Trade]) -> Plan:
+        plan = self.plan(frames, trades)
+        self.commit(plan)
+        return plan

@@ -1,0 +1,52 @@
+"""Shared fixtures.
+
+chdb opens one data path per process (shared notes, stack.md), so the whole test session shares one
+embedded warehouse, and each test that uses it starts from empty tables. Set CLICKHOUSE_URL to run
+the same tests against a ClickHouse server instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from ticklake.warehouse import migrate
+from ticklake.warehouse.client import open_client
+
+os.environ.setdefault("TZ", "UTC")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_TESTDATA = REPO.parent / "shared" / "testdata" / "cryptofeed"
+
+LAYER_TABLES = ("raw_frames", "bronze_trades", "silver_trades", "dead_letters", "gold_ohlcv")
+
+
+@pytest.fixture(scope="session")
+def warehouse_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return os.environ.get("CLICKHOUSE_URL") or f"chdb://{tmp_path_factory.mktemp('warehouse') / 'clickhouse'}"
+
+
+@pytest.fixture(scope="session")
+def warehouse_session(warehouse_url: str) -> Iterator[Client]:
+    client = open_client(warehouse_url, "ticklake_test")
+    migrate.upgrade(client)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def warehouse(warehouse_session: Client) -> Client:
+    """The test session's warehouse, migrated to the newest version, every layer empty."""
+    migrate.upgrade(warehouse_session)
+    empty_layers(warehouse_session)
+    return warehouse_session
+
+
+def empty_layers(client: Client) -> None:
+    """Empty every layer (for tests that need a clean slate inside one test, e.g. per hypothesis example)."""
+    for table in LAYER_TABLES:
+        client.command(f"TRUNCATE TABLE IF EXISTS {table}")

@@ -1,0 +1,83 @@
+"""run_feeds from Settings against the simulator, statuses for /health, and session recording."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ticklake.exchanges.feeds import FeedStatus, feed_for, run_feeds
+from ticklake.exchanges.recording import SessionWriter, read_session
+from ticklake.settings import FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
+from ticklake.simulator import Simulator, VenueOptions
+
+VENUES = {"binance": ["BTC/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"]}
+
+
+async def test_run_feeds_starts_every_enabled_venue(bus, taps, tmp_path: Path) -> None:
+    async with Simulator(SimulatorSettings(seed=5, trades_per_second=30), VENUES) as sim:
+        settings = Settings(
+            data_dir=tmp_path,
+            venues=VenuesSettings(**{
+                name: VenueSettings(symbols=symbols, ws_url=sim.ws_urls[name]) for name, symbols in VENUES.items()
+            }),
+            feed=FeedSettings(backoff_initial_s=0.05, backoff_max_s=0.5),
+        )
+        tapped = {name: taps(name) for name in VENUES}
+        feeds = await run_feeds(settings, bus)
+        try:
+            for name, tap in tapped.items():
+                await tap.wait_for(lambda t=tap: len(t.trades()) > 5, what=f"{name} trades")
+            statuses = feeds.statuses()
+            assert set(statuses) == set(VENUES)
+            assert all(isinstance(s, FeedStatus) and s.state == "connected" and s.connections == 1
+                       for s in statuses.values()), statuses
+        finally:
+            await asyncio.wait_for(feeds.stop(), 5)
+        assert {s.state for s in feeds.statuses().values()} == {"stopped"}
+
+
+async def test_disabled_venues_are_not_started(bus, tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        venues=VenuesSettings(binance=VenueSettings(enabled=False), kraken=VenueSettings(enabled=False),
+                              coinbase=VenueSettings(symbols=[])),
+    )
+    feeds = await run_feeds(settings, bus)
+    assert feeds.statuses() == {}
+    await feeds.stop()
+
+
+async def test_every_sent_and_received_frame_is_recorded(bus, taps, running, tmp_path: Path) -> None:
+    options = VenueOptions(ping_interval_s=0.2, tick_s=0.01)
+    path = tmp_path / "session.tlrec"
+    async with Simulator(SimulatorSettings(seed=5, trades_per_second=30), {"coinbase": ["ETH/USD"],
+                                                                           "binance": ["BTC/USDT"]},
+                         options=options) as sim:
+        tap = taps("coinbase")
+        binance_tap = taps("binance")
+        with SessionWriter(path) as writer:
+            feed = feed_for("coinbase", ["ETH/USD"], bus, FeedSettings(), sim.ws_urls["coinbase"], recorder=writer)
+            binance = feed_for("binance", ["BTC/USDT"], bus, FeedSettings(), sim.ws_urls["binance"],
+                               recorder=writer)
+            await running(feed)
+            await running(binance)
+            await tap.wait_for(lambda: len(tap.raws()) >= 20)
+            await asyncio.sleep(0.5)  # a few Binance pings
+            await feed.stop()
+            await binance.stop()
+        await tap.settle()
+        await binance_tap.settle()
+        coinbase_raw = [r.payload for r in tap.raws()]
+        binance_raw = [r.payload for r in binance_tap.raws()]
+
+    frames = list(read_session(path, include_sent=True))
+    coinbase = [f for f in frames if f.exchange == "coinbase"]
+    sent = [f.payload for f in coinbase if f.direction == "sent"]
+    assert sent == ['{"type":"subscribe","channel":"heartbeats"}',
+                    '{"type":"subscribe","channel":"market_trades","product_ids":["ETH-USD"]}']
+    assert [f.payload for f in coinbase if f.direction == "recv"] == coinbase_raw
+    assert {f.url for f in coinbase} == {sim.ws_urls["coinbase"]}
+    binance_frames = [f for f in frames if f.exchange == "binance"]
+    assert [f.payload for f in binance_frames if f.direction == "recv"] == binance_raw
+    pongs = [f for f in binance_frames if f.direction == "sent"]
+    assert pongs and all(isinstance(f.payload, str) and f.payload.isdigit() for f in pongs)  # echoed payloads

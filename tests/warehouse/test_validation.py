@@ -1,0 +1,47 @@
+"""The batch fast path and the row-by-row rules give the same verdicts."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ticklake.model import Trade
+from ticklake.settings import ValidationSettings
+from ticklake.warehouse import arrow
+from ticklake.warehouse.validation import Validator
+from tests.factories import BASE_US, trade
+
+VALIDATOR = Validator(ValidationSettings())
+amounts = st.one_of(
+    st.decimals(min_value=-5, max_value=2_000_000_000, allow_nan=False, allow_infinity=False, places=8).map(str),
+    st.sampled_from(["0", "-0.0", "1e40", "1E-8", "abc", "", " 5", "+5", "NaN", "Infinity", "1.0000000000000000001",
+                     "1.0000000000000000000", "99999999999999999999", "100000000000000000000", "0.000000000000000001"]),
+)
+
+
+@st.composite
+def trades(draw: st.DrawFn) -> Trade:
+    ts = BASE_US + draw(st.integers(-10**12, 10**12))
+    return trade(draw(st.integers(0, 2**64 - 1)), draw(amounts), draw(amounts),
+                 symbol=draw(st.sampled_from(["BTC/USDT", ""])), native_symbol="BTCUSDT",
+                 side=draw(st.sampled_from(["buy", "sell", "unknown", "both"])), ts_us=ts,
+                 received_us=ts + draw(st.integers(-30_000_000, 8 * 86_400_000_000)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(trades(), min_size=1, max_size=6))
+def test_fast_path_accepts_a_batch_only_when_every_row_is_valid(batch: list[Trade]) -> None:
+    every_row_valid = all(VALIDATOR.check(t) is None for t in batch)
+    fast = VALIDATOR.all_valid(arrow.bronze(batch))
+    if fast is not None:
+        assert every_row_valid
+        price, qty = fast
+        assert price.to_pylist() == [arrow.silver(batch)["price"][i].as_py() for i in range(len(batch))]
+    # Rows the slow path accepts always convert to silver's decimals.
+    valid = [t for t in batch if VALIDATOR.check(t) is None]
+    if valid:
+        assert arrow.silver(valid).num_rows == len(valid)
+
+
+def test_plain_valid_batch_takes_the_fast_path() -> None:
+    assert VALIDATOR.all_valid(arrow.bronze([trade(1, "64123.10", "0.00000638"), trade(2, "1", "2")])) is not None

@@ -1,0 +1,116 @@
+"""Exactly once into bronze, silver and gold; invalid trades dead-lettered with their rule and frame."""
+
+from __future__ import annotations
+
+from clickhouse_connect.driver.client import Client
+
+from ticklake.settings import ValidationSettings
+from ticklake.warehouse.reader import WarehouseReader
+from ticklake.warehouse.writer import WarehouseWriter
+from tests.factories import BASE_US, frame, trade
+
+LENIENT = ValidationSettings(max_age_days=3650)
+
+
+def counts(client: Client) -> dict[str, int]:
+    return WarehouseReader(client).layer_counts()
+
+
+def one_minute_trades(client: Client) -> int:
+    return sum(c.trades for c in WarehouseReader(client).ohlcv("binance", "BTC/USDT", "1m", None, None, 100))
+
+
+def test_repeated_frame_is_counted_once(warehouse: Client) -> None:
+    writer = WarehouseWriter(warehouse, LENIENT)
+    first = [trade(i) for i in range(1, 11)]
+    writer.write([frame("f1", frame_seq=1, trade_count=10)], first)
+    plan = writer.write([frame("f1 again", frame_seq=2, trade_count=10)], first)
+    assert plan.duplicates == 10 and not plan.bronze
+    assert counts(warehouse)["bronze_trades"] == 10
+    assert counts(warehouse)["silver_trades"] == 10
+    assert one_minute_trades(warehouse) == 10
+
+
+def test_duplicates_inside_one_batch(warehouse: Client) -> None:
+    plan = WarehouseWriter(warehouse, LENIENT).write([], [trade(1), trade(2), trade(1), trade(2), trade(3)])
+    assert plan.duplicates == 2
+    assert one_minute_trades(warehouse) == 3
+
+
+def test_retried_batch_is_stored_once(warehouse: Client) -> None:
+    """The same plan committed twice (an insert whose acknowledgement was lost) lands once everywhere."""
+    writer = WarehouseWriter(warehouse, LENIENT)
+    plan = writer.plan([frame("f", trade_count=3)], [trade(1), trade(2), trade(3, "-1")])
+    writer.commit(plan)
+    writer.commit(plan)
+    assert counts(warehouse) == {"raw_frames": 1, "bronze_trades": 3, "silver_trades": 2, "dead_letters": 1,
+                                 "gold_rows": 6}
+    assert one_minute_trades(warehouse) == 2
+
+
+def test_reconnect_snapshot_overlap_and_late_trades(warehouse: Client) -> None:
+    """A snapshot repeats trades already stored; an out-of-order trade below the newest id is new."""
+    writer = WarehouseWriter(warehouse, LENIENT)
+    writer.write([], [trade(i) for i in (1, 2, 3, 5, 6)])
+    snapshot = [trade(i) for i in (2, 3, 4, 5, 6, 7)]  # 4 arrives late, 7 is new
+    plan = writer.write([], snapshot)
+    assert sorted(t.trade_id for t in plan.bronze) == [4, 7]
+    assert plan.duplicates == 4
+    assert one_minute_trades(warehouse) == 7
+
+
+def test_duplicates_are_found_after_a_restart(warehouse: Client) -> None:
+    WarehouseWriter(warehouse, LENIENT).write([], [trade(i) for i in range(1, 6)])
+    fresh = WarehouseWriter(warehouse, LENIENT)  # a new process knows nothing but what bronze holds
+    plan = fresh.write([], [trade(i) for i in range(3, 9)])
+    assert sorted(t.trade_id for t in plan.bronze) == [6, 7, 8]
+    assert one_minute_trades(warehouse) == 8
+
+
+def test_same_id_on_another_market_is_not_a_duplicate(warehouse: Client) -> None:
+    plan = WarehouseWriter(warehouse, LENIENT).write([], [
+        trade(1), trade(1, symbol="ETH/USDT"), trade(1, exchange="kraken", symbol="BTC/USD", native_symbol="BTC/USD"),
+    ])
+    assert plan.duplicates == 0 and len(plan.silver) == 3
+
+
+def test_invalid_trades_go_to_dead_letters_with_rule_and_frame(warehouse: Client) -> None:
+    now = BASE_US
+    raw = '{"stream":"x@trade","data":{}}'
+    bad = [
+        trade(1, "0"), trade(2, "-5"), trade(3, "1e40"), trade(4, qty="0"), trade(5, "abc"),
+        trade(6, symbol="", native_symbol="FOOBAR"),
+        trade(7, ts_us=now + 3_600_000_000, received_us=now),
+        trade(8, ts_us=now - 40 * 86_400_000_000, received_us=now),
+        trade(9, "1.0000000000000000001"),
+        trade(2**64, "1"),
+    ]
+    good = trade(10, "101.25")
+    writer = WarehouseWriter(warehouse, ValidationSettings())
+    plan = writer.write([frame(raw, trade_count=11)], [*bad, good])
+    assert [t.trade_id for t in plan.silver] == [10]
+    rows = warehouse.query("SELECT trade_id, rule, detail, raw_frame FROM dead_letters ORDER BY rule").result_rows
+    rules = {row[1]: row for row in rows}
+    assert set(rules) == {"non_positive_price", "absurd_price", "non_positive_qty", "bad_price", "unknown_symbol",
+                          "future_timestamp", "stale_timestamp", "bad_trade_id"}
+    assert len(rows) == len(bad)
+    assert all(row[3] == raw for row in rows), "every dead letter carries its raw frame"
+    assert "FOOBAR" in rules["unknown_symbol"][2]
+    assert rules["bad_trade_id"][0] == 0 and str(2**64) in rules["bad_trade_id"][2]
+    # bronze keeps every storable trade in the venue's terms, valid or not
+    assert counts(warehouse)["bronze_trades"] == 10
+
+
+def test_dead_letter_raw_frame_found_in_raw_layer_when_not_in_batch(warehouse: Client) -> None:
+    writer = WarehouseWriter(warehouse, ValidationSettings())
+    writer.write([frame("the frame", conn_id="c9", frame_seq=4)], [])
+    writer.write([], [trade(1, "-1", conn_id="c9", frame_seq=4)])
+    assert warehouse.query("SELECT raw_frame FROM dead_letters").result_rows == [("the frame",)]
+
+
+def test_trade_with_absurd_timestamp_is_dead_lettered_not_a_failed_batch(warehouse: Client) -> None:
+    writer = WarehouseWriter(warehouse, ValidationSettings())
+    plan = writer.write([], [trade(1, ts_us=10**19), trade(2, ts_us=-5), trade(3)])
+    assert [t.trade_id for t in plan.silver] == [3]
+    rules = warehouse.query("SELECT trade_id, rule FROM dead_letters ORDER BY trade_id").result_rows
+    assert rules == [(1, "bad_timestamp"), (2, "bad_timestamp")]
