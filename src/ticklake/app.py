@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -28,7 +29,7 @@ from ticklake.warehouse.client import open_client
 from ticklake.warehouse.ingest import Ingester
 from ticklake.warehouse.reader import WarehouseReader
 from ticklake.warehouse.repair import repair
-from ticklake.warehouse.writer import WarehouseWriter
+from ticklake.warehouse.writer import Plan, WarehouseWriter
 
 log = logging.getLogger("ticklake")
 
@@ -56,8 +57,9 @@ def open_warehouse(settings: Settings) -> Client:
 
 class Platform:
     def __init__(self, settings: Settings, simulate: bool = False, recorder: FrameRecorder | None = None,
-                 serve_api: bool = True) -> None:
+                 serve_api: bool = True, on_batch: Callable[[Plan], None] | None = None) -> None:
         self.settings = settings
+        self.on_batch = on_batch
         self.simulate = simulate
         self.recorder = recorder
         self.serve_api = serve_api
@@ -89,7 +91,8 @@ class Platform:
 
         bus = MemoryBus(settings.ingest.bus_queue_size)
         exchanges = list(settings.venues.enabled())
-        self.ingester = Ingester(bus, writer, settings.ingest, exchanges, executor=self._executor)
+        self.ingester = Ingester(bus, writer, settings.ingest, exchanges, executor=self._executor,
+                                 on_batch=self.on_batch)
         self._tasks.append(asyncio.create_task(self.ingester.run(), name="ingester"))
         self.feeds = await run_feeds(settings, bus, self.recorder)
 

@@ -100,6 +100,7 @@ async def test_reconnects_after_the_venue_drops_the_connection(feed_settings, bu
         assert status.reconnects == 1 and status.state == "connected"
         assert status.last_error  # why the first connection ended
         assert helpers.metric("ticklake_feed_reconnects_total", "binance") == reconnects_before + 1
+        assert helpers.metric("ticklake_feed_lag_seconds_count", "binance") > 0
         assert len(sim.connections("binance")) == 2
         helpers.assert_frames_well_formed(tap)
 
@@ -170,11 +171,15 @@ async def test_symbols_are_spread_over_connections(feed_settings, bus, taps, run
         status = feed.status()
         assert (status.connections, status.expected_connections, status.state) == (3, 3, "connected")
         assert len({r.conn_id for r in tap.raws()}) == 3
+        assert helpers.metric("ticklake_feed_connected", "binance") == 3
         sim.pause()
         for symbol in symbols:
             last = sim.tape("binance", symbol)[-1].trade_id
             await tap.wait_for(lambda s=symbol, i=last: any(t.trade_id == i for t in tap.trades(s)))
             helpers.assert_slice_of_tape(tap.trades(symbol), sim.tape("binance", symbol))
+        await feed.stop()
+        assert helpers.metric("ticklake_feed_connected", "binance") == 0
+        assert feed.status().state == "stopped"
 
 
 async def test_raw_frames_carry_the_payload_exactly(feed_settings, bus, taps, running) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Literal
 
 from ticklake.exchanges.feeds import FeedStatus, feed_for, run_feeds
 from ticklake.exchanges.recording import SessionWriter, read_session
@@ -14,14 +15,17 @@ VENUES = {"binance": ["BTC/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"
 
 
 async def test_run_feeds_starts_every_enabled_venue(bus, taps, tmp_path: Path) -> None:
-    async with Simulator(SimulatorSettings(seed=5, trades_per_second=30), VENUES) as sim:
-        settings = Settings(
-            data_dir=tmp_path,
-            venues=VenuesSettings(**{
-                name: VenueSettings(symbols=symbols, ws_url=sim.ws_urls[name]) for name, symbols in VENUES.items()
-            }),
-            feed=FeedSettings(backoff_initial_s=0.05, backoff_max_s=0.5),
-        )
+    configured = Settings(
+        data_dir=tmp_path,
+        venues=VenuesSettings(**{name: VenueSettings(symbols=symbols) for name, symbols in VENUES.items()}),
+        feed=FeedSettings(backoff_initial_s=0.05, backoff_max_s=0.5),
+        simulator=SimulatorSettings(seed=5, trades_per_second=30),
+    )
+    # What `ticklake up --simulate` does: simulate the configured venues, point the feeds at them.
+    async with Simulator.from_settings(configured) as sim:
+        settings = sim.settings_for(configured)
+        assert settings.venues.kraken.ws_url == sim.ws_urls["kraken"]
+        assert configured.venues.kraken.ws_url == ""
         tapped = {name: taps(name) for name in VENUES}
         feeds = await run_feeds(settings, bus)
         try:
@@ -81,3 +85,26 @@ async def test_every_sent_and_received_frame_is_recorded(bus, taps, running, tmp
     assert [f.payload for f in binance_frames if f.direction == "recv"] == binance_raw
     pongs = [f for f in binance_frames if f.direction == "sent"]
     assert pongs and all(isinstance(f.payload, str) and f.payload.isdigit() for f in pongs)  # echoed payloads
+
+
+class _ListSink:
+    """The older recorder shape (``record(conn_id, direction, ts_us, payload)``), still accepted."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, int, str]] = []
+
+    def record(self, conn_id: str, direction: Literal["sent", "received"], ts_us: int, payload: str) -> None:
+        self.lines.append((conn_id, direction, ts_us, payload))
+
+
+async def test_a_record_style_sink_also_receives_every_frame(bus, taps, running) -> None:
+    sink = _ListSink()
+    async with Simulator(SimulatorSettings(seed=5, trades_per_second=30), {"kraken": ["BTC/USD"]}) as sim:
+        tap = taps("kraken")
+        feed = feed_for("kraken", ["BTC/USD"], bus, FeedSettings(), sim.ws_urls["kraken"], recorder=sink)
+        await running(feed)
+        await tap.wait_for(lambda: len(tap.raws()) >= 5)
+        await feed.stop()
+        await tap.settle()
+    assert [line[3] for line in sink.lines if line[1] == "received"] == [r.payload for r in tap.raws()]
+    assert [line[1] for line in sink.lines].count("sent") == 1  # the subscribe message

@@ -46,7 +46,8 @@ def _parameters(max_limit: int) -> dict[str, Any]:
                              {"type": "integer", "minimum": 0, "description": "epoch milliseconds"}]}
     return {
         "exchange": _query("exchange", "Venue.", {"type": "string", "enum": list(EXCHANGES)}, required=True),
-        "symbol": _query("symbol", "Canonical market BASE/QUOTE, e.g. BTC/USDT (URL-encoded: BTC%2FUSDT).",
+        "symbol": _query("symbol", "Canonical market BASE/QUOTE, e.g. BTC/USDT (URL-encoded: BTC%2FUSDT); "
+                                   "case-insensitive, venue aliases such as XBT read as BTC.",
                          {"type": "string", "pattern": r"^[A-Za-z0-9]+/[A-Za-z0-9]+$", "examples": ["BTC/USDT"]},
                          required=True),
         "timeframe": _query("timeframe", "Candle length; buckets are aligned to the Unix epoch (1d starts "

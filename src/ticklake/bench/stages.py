@@ -3,6 +3,7 @@ stage's peak memory is then its own) and prints one JSON object on its last line
 
     python -m ticklake.bench.stages ingest PATH TRADES
     python -m ticklake.bench.stages generate PATH TRADES
+    python -m ticklake.bench.stages latency PATH SECONDS TRADES_PER_SECOND
     python -m ticklake.bench.stages serve PATH PORT
 """
 
@@ -108,6 +109,60 @@ def generate(path: str, count: int, symbols: int = 10) -> dict[str, Any]:
             "peak_rss_mb": round(peak_rss_mb())}
 
 
+def latency(path: str, seconds: float, trades_per_second: float) -> dict[str, Any]:
+    """``ticklake up`` against the simulator at a steady total trade rate: receive time -> candle
+    queryable (the silver insert, which updates gold through the view, has returned). The simulator
+    runs in its own process, as a venue would be on another machine."""
+    import asyncio
+    import os
+    import subprocess
+
+    from ticklake.app import Platform
+    from ticklake.warehouse.writer import Plan
+
+    settings = Settings(data_dir=path)
+    markets = sum(len(v.symbols) for v in settings.venues.enabled().values())
+    env = {**os.environ, "TICKLAKE_SIMULATOR__TRADES_PER_SECOND": str(trades_per_second / markets)}
+    simulator = subprocess.Popen([sys.executable, "-m", "ticklake.simulator", "--seed", "1"], env=env,
+                                 stdout=subprocess.PIPE, text=True)
+    try:
+        assert simulator.stdout is not None
+        for line in simulator.stdout:
+            if "__WS_URL=" in line:
+                name, url = line.strip().split("=", 1)
+                getattr(settings.venues, name.split("__")[1].lower()).ws_url = url
+            if line.startswith("Ctrl-C"):
+                break
+        samples: list[float] = []
+
+        def on_batch(plan: Plan) -> None:
+            now_us = time.time() * 1_000_000
+            samples.extend((now_us - t.received_us) / 1000 for t in plan.silver)
+
+        async def run() -> None:
+            platform = Platform(settings, serve_api=False, on_batch=on_batch)
+            await platform.start()
+            await asyncio.sleep(2.0)  # connect, subscribe, take the snapshots
+            samples.clear()
+            await asyncio.sleep(seconds)
+            await platform.stop()
+
+        asyncio.run(run())
+    finally:
+        simulator.terminate()
+        simulator.wait(10)
+    samples.sort()
+    return {"seconds": seconds, "trades": len(samples), "trades_per_s": round(len(samples) / seconds),
+            "p50_ms": round(_quantile(samples, 0.50), 2), "p99_ms": round(_quantile(samples, 0.99), 2),
+            "max_ms": round(samples[-1], 2) if samples else None, "peak_rss_mb": round(peak_rss_mb())}
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 def serve(path: str, port: int) -> None:
     import uvicorn
 
@@ -128,6 +183,8 @@ if __name__ == "__main__":
         print(json.dumps(ingest(path, int(sys.argv[3]))))
     elif stage == "generate":
         print(json.dumps(generate(path, int(sys.argv[3]))))
+    elif stage == "latency":
+        print(json.dumps(latency(path, float(sys.argv[3]), float(sys.argv[4]))))
     elif stage == "serve":
         serve(path, int(sys.argv[3]))
     else:

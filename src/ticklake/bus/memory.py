@@ -47,12 +47,15 @@ class MemoryBus:
         try:
             while True:
                 batch = [await queue.get()]
+                # A backlog has already waited (the subscriber was busy): hand it over at once.
+                # Only a batch that starts on an idle queue waits up to max_wait_s for company.
+                backlog = not queue.empty()
                 deadline = time.monotonic() + max_wait_s
                 while len(batch) < max_batch:
                     while not queue.empty() and len(batch) < max_batch:
                         batch.append(queue.get_nowait())
                     remaining = deadline - time.monotonic()
-                    if len(batch) >= max_batch or remaining <= 0:
+                    if backlog or len(batch) >= max_batch or remaining <= 0:
                         break
                     try:
                         batch.append(await asyncio.wait_for(queue.get(), remaining))

@@ -1,4 +1,8 @@
-"""``python -m ticklake.simulator``: run the simulated venues until Ctrl-C and print their URLs."""
+"""``python -m ticklake.simulator``: run the simulated venues until Ctrl-C and print their URLs.
+
+Venues and symbols are those ticklake's configuration enables (``ticklake.toml``/environment), so
+the printed ``TICKLAKE_VENUES__<VENUE>__WS_URL`` lines can be exported before ``ticklake up``.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,33 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import sys
 
-from ticklake.settings import SimulatorSettings
+from ticklake.settings import ConfigError, load_settings
 from ticklake.simulator.server import Simulator
 
 
 def _parse_args() -> argparse.Namespace:
-    defaults = SimulatorSettings()
-    parser = argparse.ArgumentParser(prog="python -m ticklake.simulator", description=__doc__)
-    parser.add_argument("--host", default=defaults.host)
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="tape seed (default: random, printed)")
-    parser.add_argument("--trades-per-second", type=float, default=defaults.trades_per_second,
-                        help="average trades per second per symbol")
+    parser = argparse.ArgumentParser(prog="python -m ticklake.simulator", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", help="interface to listen on (default: simulator.host, 127.0.0.1)")
+    parser.add_argument("--seed", type=int, help="tape seed (default: simulator.seed, else random and printed)")
+    parser.add_argument("--trades-per-second", type=float, help="average trades per second per symbol")
     parser.add_argument("--port", type=int, default=0,
                         help="first port: binance, kraken, coinbase get PORT, PORT+1, PORT+2 (default: ephemeral)")
     return parser.parse_args()
 
 
 async def _main(args: argparse.Namespace) -> None:
-    settings = SimulatorSettings(host=args.host, seed=args.seed, trades_per_second=args.trades_per_second)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        sys.exit(str(exc))
+    overrides = {key: value for key, value in (("host", args.host), ("seed", args.seed),
+                                               ("trades_per_second", args.trades_per_second)) if value is not None}
+    settings = settings.model_copy(update={"simulator": settings.simulator.model_copy(update=overrides)})
     ports = {ex: args.port + i for i, ex in enumerate(("binance", "kraken", "coinbase"))} if args.port else None
-    async with Simulator(settings, ports=ports) as sim:
-        print(f"ticklake simulator, seed {sim.seed}, {settings.trades_per_second:g} trades/s per symbol")
+    async with Simulator.from_settings(settings, ports=ports) as sim:
+        print(f"ticklake simulator, seed {sim.seed}, {settings.simulator.trades_per_second:g} trades/s per symbol")
         for exchange, url in sim.ws_urls.items():
             print(f"  TICKLAKE_VENUES__{exchange.upper()}__WS_URL={url}")
         print("Ctrl-C to stop.", flush=True)

@@ -10,7 +10,8 @@ From docs.cdp.coinbase.com (advanced-trade websocket overview, channels, AsyncAP
 * ``heartbeats`` sends ``{current_time, heartbeat_counter}`` every second; "most channels close
   within 60-90 seconds if no updates are sent" unless heartbeats are subscribed;
 * ``market_trades``: a ``snapshot`` event with recent trades on subscribe, then ``update`` events
-  ``{trade_id (digit string), product_id, price, size, side "BUY"|"SELL", time}``.
+  ``{trade_id (digit string), product_id, price, size, side "BUY"|"SELL", time}``; "updates are
+  collected over the last 250 ms and sent together, so an update may contain one or many trades".
 
 The AsyncAPI spec says the production feed omits ``client_id`` and sends ``heartbeat_counter`` as
 an integer; the prose docs show ``client_id: ""`` and a string counter. We send ``client_id: ""``
@@ -30,7 +31,7 @@ import orjson
 from picows import WSCloseCode, WSTransport
 
 from ticklake.simulator.tape import TapeTrade
-from ticklake.simulator.venue import SimConnection, VenueServer, now_us, rfc3339_us
+from ticklake.simulator.venue import SimConnection, VenueOptions, VenueServer, now_us, rfc3339_us
 
 SIDE_IS_MAKER: Final = True
 """True: ``side`` on the wire is the maker's side (a taker buy is sent as "SELL")."""
@@ -57,10 +58,18 @@ class CoinbaseConnection(SimConnection):
         self.channels: dict[str, list[str]] = {}  # channel -> product ids, as "subscriptions" lists them
         self.heartbeat_counter = 0
         self.next_heartbeat_at = 0.0
+        # Per symbol, the newest trade id this connection already has (from its snapshot), so a
+        # batch collected before the subscribe does not repeat what the snapshot carried.
+        self.have_upto: dict[str, int] = {}
 
 
 class CoinbaseServer(VenueServer[CoinbaseConnection]):
     exchange = "coinbase"
+
+    def __init__(self, symbols: list[str], seed: int, trades_per_second: float, options: VenueOptions) -> None:
+        super().__init__(symbols, seed, trades_per_second, options)
+        self._pending: dict[str, list[TapeTrade]] = {}
+        self._next_batch_at = 0.0
 
     def accepts(self, path: str, query: str) -> bool:
         return path in ("", "/")
@@ -85,12 +94,28 @@ class CoinbaseServer(VenueServer[CoinbaseConnection]):
         ]).decode()
 
     def publish(self, symbol: str, burst: list[TapeTrade]) -> None:
-        receivers = [c for c in self.connections.values() if symbol in c.symbols]
-        if not receivers:
+        self._pending.setdefault(symbol, []).extend(burst)  # sent by on_tick, every 250 ms
+
+    def on_tick(self, now: float) -> None:
+        if now < self._next_batch_at:
             return
-        events = '[{"type":"update","trades":' + self._trades_json(symbol, burst) + "}]"
-        for conn in receivers:
-            self.send(conn, self._envelope(conn, "market_trades", events))
+        self._next_batch_at = now + self.options.batch_interval_s
+        pending, self._pending = self._pending, {}
+        for symbol, trades in pending.items():
+            receivers = [c for c in self.connections.values() if symbol in c.symbols]
+            if not receivers:
+                continue
+            whole = '[{"type":"update","trades":' + self._trades_json(symbol, trades) + "}]"
+            for conn in receivers:
+                upto = conn.have_upto.get(symbol, -1)
+                if trades[0].trade_id > upto:
+                    events = whole
+                else:
+                    fresh = [t for t in trades if t.trade_id > upto]
+                    if not fresh:
+                        continue
+                    events = '[{"type":"update","trades":' + self._trades_json(symbol, fresh) + "}]"
+                self.send(conn, self._envelope(conn, "market_trades", events))
 
     def on_timer(self, conn: CoinbaseConnection, now: float) -> None:
         options = self.options
@@ -152,6 +177,8 @@ class CoinbaseServer(VenueServer[CoinbaseConnection]):
                 symbol = self.by_native[native]
                 conn.symbols.add(symbol)
                 trades = self.tapes[symbol].last(self.options.snapshot_size)
+                if trades:
+                    conn.have_upto[symbol] = trades[-1].trade_id
                 events = '[{"type":"snapshot","trades":' + self._trades_json(symbol, trades) + "}]"
                 self.send(conn, self._envelope(conn, "market_trades", events))
         self._send_subscriptions(conn)

@@ -16,7 +16,7 @@ import random
 from types import TracebackType
 from typing import Any
 
-from ticklake.settings import SimulatorSettings
+from ticklake.settings import Settings, SimulatorSettings
 from ticklake.simulator.binance import BinanceServer
 from ticklake.simulator.coinbase import CoinbaseServer
 from ticklake.simulator.kraken import KrakenServer
@@ -64,6 +64,21 @@ class Simulator:
                 symbols, self.seed, self.settings.trades_per_second, venue_options or VenueOptions()
             )
         self._started = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> Simulator:
+        """A simulator for exactly the enabled venues and symbols of ``settings`` (``up --simulate``)."""
+        venues = {name: list(venue.symbols) for name, venue in settings.venues.enabled().items()
+                  if venue.symbols and name in VENUE_SERVERS}
+        return cls(settings.simulator, venues, **kwargs)
+
+    def settings_for(self, settings: Settings) -> Settings:
+        """A copy of ``settings`` whose simulated venues point at this simulator (``ws_url``)."""
+        venues = settings.venues.model_copy(update={
+            name: getattr(settings.venues, name).model_copy(update={"ws_url": url})
+            for name, url in self.ws_urls.items()
+        })
+        return settings.model_copy(update={"venues": venues})
 
     async def start(self) -> None:
         try:

@@ -50,7 +50,8 @@ class VenueOptions:
     heartbeat_interval_s: float | None = 1.0  # Kraken/Coinbase heartbeats; None: never send any
     subscribe_timeout_s: float = 5.0  # Coinbase: disconnect when no subscribe arrives within this
     idle_close_s: float = 75.0  # Coinbase: "channels close within 60-90 s" without heartbeats
-    snapshot_size: int = 50  # Kraken v2 trade snapshot: the last 50 trades
+    snapshot_size: int = 50  # Kraken v2 trade snapshot: the last 50 trades (Coinbase: the same here)
+    batch_interval_s: float = 0.25  # Coinbase market_trades: "updates are collected over the last 250 ms"
     history_trades: int = 100  # trades "before start", so the first snapshot is already full
     tick_s: float = 0.02  # resolution of timers (heartbeats, pings, timeouts)
 
@@ -249,6 +250,9 @@ class VenueServer(ABC, Generic[ConnT]):
     def on_pong(self, conn: ConnT, payload: bytes) -> None:
         """A client pong."""
 
+    def on_tick(self, now: float) -> None:
+        """Called every ``tick_s`` once for the venue, before ``on_timer`` (monotonic ``now``)."""
+
     def on_timer(self, conn: ConnT, now: float) -> None:
         """Called every ``tick_s`` per open connection (monotonic ``now``)."""
 
@@ -295,6 +299,10 @@ class VenueServer(ABC, Generic[ConnT]):
         while True:
             await asyncio.sleep(self.options.tick_s)
             now = time.monotonic()
+            try:
+                self.on_tick(now)
+            except Exception:
+                log.exception("%s simulator: timer failed", self.exchange)
             for conn in list(self.connections.values()):
                 if not conn.closed:
                     try:

@@ -40,7 +40,8 @@ def open_client(url: str, database: str, max_memory_bytes: int = 1_000_000_000) 
             dsn=url, chdb_options={"max_server_memory_usage": max_memory_bytes}, settings=SESSION_SETTINGS
         )
     else:
-        client = clickhouse_connect.get_client(dsn=url, settings=SESSION_SETTINGS)
+        # No server-side session: the API's concurrent requests would otherwise collide on its lock.
+        client = clickhouse_connect.get_client(dsn=url, settings=SESSION_SETTINGS, autogenerate_session_id=False)
     client.command(query("create_database"), parameters={"database": database})
     client.database = database
     return client

@@ -21,7 +21,9 @@ from ticklake.exchanges.feeds.realtimefeed import (
     FeedState,
     FeedStatus,
     FrameRecorder,
+    FrameSink,
     RealtimeFeed,
+    SessionRecorder,
     backoff_delay,
 )
 from ticklake.settings import FeedSettings, Settings
@@ -35,8 +37,10 @@ __all__ = [
     "FeedState",
     "FeedStatus",
     "FrameRecorder",
+    "FrameSink",
     "KrakenFeed",
     "RealtimeFeed",
+    "SessionRecorder",
     "backoff_delay",
     "feed_for",
     "run_feeds",

@@ -16,9 +16,16 @@ Robustness rules, each from something that went wrong before (shared notes, less
 * a watchdog reconnects a connection that went silent (no frame, not even a ping or heartbeat, for
   longer than the venue allows), since a half-open TCP connection can stay "up" for hours;
 * server pings are answered with pongs echoing the payload (Binance disconnects otherwise);
-* nothing the server sends can crash the feed: bad frames go to the raw topic with ``error`` set;
+* nothing the server sends can crash the feed: bad frames go to the raw topic with ``error`` set,
+  fragmented messages are reassembled (picows hands over frames, not messages), binary frames and
+  broken UTF-8 are kept;
+* a venue's shutdown notice (``ParsedFrame.kind == "shutdown"``) reconnects at once, without backoff;
 * an unreachable venue gives one clear log line per attempt, and the status says why and when the
   next attempt is.
+
+Recording: with a recorder (``recording.SessionWriter``) every received data frame, every message
+sent and every pong is buffered in memory by the callbacks and written by a task every 0.25 s, so
+file I/O never runs inside the socket read path.
 
 Back-pressure: frames are queued between the picows callback and the publishing task; when the
 queue passes a high-water mark the socket stops being read (TCP flow control pushes back to the
@@ -35,7 +42,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from functools import cache, partial
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import msgspec
 from picows import WSCloseCode, WSFrame, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
@@ -78,13 +85,24 @@ class FeedStatus(msgspec.Struct):
 Direction = Literal["recv", "sent"]
 
 
-class FrameRecorder(Protocol):
-    """What the feed needs from a session recorder: ``ticklake.exchanges.recording.SessionWriter``."""
+@runtime_checkable
+class SessionRecorder(Protocol):
+    """A session recorder: ``ticklake.exchanges.recording.SessionWriter`` (pass it directly)."""
 
     def write_frame(self, exchange: str, conn_id: str, t_us: int, payload: str | bytes, *,
                     direction: Direction = "recv", url: str = "") -> None: ...
 
     def flush(self) -> None: ...
+
+
+class FrameSink(Protocol):
+    """The earlier recorder shape (``replay.RecordingSink`` adapts SessionWriter to it). Still
+    accepted so existing callers keep working; a SessionWriter records more (URL, exact bytes)."""
+
+    def record(self, conn_id: str, direction: Literal["sent", "received"], ts_us: int, payload: str) -> None: ...
+
+
+FrameRecorder = SessionRecorder | FrameSink
 
 
 _Record = tuple[str, str, int, str | bytes, Direction]  # conn_id, url, t_us, payload, direction
@@ -158,6 +176,7 @@ def _describe(exc: BaseException, timeout_s: float) -> str:
 
 _HIGH_WATER = 10_000  # queued frames before the socket stops being read
 _LOW_WATER = 1_000
+_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a reassembled message; picows caps single frames at 10 MiB
 _QueueItem = tuple[int, int, bytes]  # frame_seq, received_us, payload
 
 
@@ -175,6 +194,8 @@ class _Session:
         self.end_reason = ""
         self.prompt_reconnect = False  # the venue asked us to reconnect (shutdown notice)
         self.last_sequence: int | None = None
+        self.fragments: list[bytes] | None = None  # a fragmented message being reassembled
+        self.fragments_size = 0
         # Set when the feed records: appends to the feed's buffer (file I/O happens in a task).
         self.record: Callable[[int, str | bytes, Direction], None] | None = None
 
@@ -200,16 +221,13 @@ class _FeedListener(WSListener):
             session.last_frame_mono = time.monotonic()
             msg_type = frame.msg_type
             if msg_type == WSMsgType.TEXT or msg_type == WSMsgType.BINARY:
-                received_us = time.time_ns() // 1000
-                session.last_frame_at = received_us / 1_000_000
-                session.frame_seq += 1
-                payload = frame.get_payload_as_bytes()
-                session.queue.put_nowait((session.frame_seq, received_us, payload))
-                if session.record is not None:
-                    session.record(received_us, payload, "recv")
-                if not session.paused and session.queue.qsize() >= _HIGH_WATER:
-                    session.paused = True
-                    transport.underlying_transport.pause_reading()
+                if frame.fin:
+                    self._deliver(transport, frame.get_payload_as_bytes())
+                else:  # the first fragment of a message (picows hands over frames, not messages)
+                    session.fragments = [frame.get_payload_as_bytes()]
+                    session.fragments_size = frame.payload_size
+            elif msg_type == WSMsgType.CONTINUATION:
+                self._continue(transport, frame)
             elif msg_type == WSMsgType.PING:
                 # Binance: "send a pong with a copy of ping's payload as soon as possible".
                 payload = frame.get_payload_as_bytes()
@@ -224,6 +242,34 @@ class _FeedListener(WSListener):
             log.exception("%s: error handling a frame", session.conn_id)
             if frame.msg_type == WSMsgType.CLOSE:
                 transport.disconnect()
+
+    def _deliver(self, transport: WSTransport, payload: bytes) -> None:
+        """One complete message: stamp it, number it, queue it for the publishing task."""
+        session = self._session
+        received_us = time.time_ns() // 1000
+        session.last_frame_at = received_us / 1_000_000
+        session.frame_seq += 1
+        session.queue.put_nowait((session.frame_seq, received_us, payload))
+        if session.record is not None:
+            session.record(received_us, payload, "recv")
+        if not session.paused and session.queue.qsize() >= _HIGH_WATER:
+            session.paused = True
+            transport.underlying_transport.pause_reading()
+
+    def _continue(self, transport: WSTransport, frame: WSFrame) -> None:
+        session = self._session
+        fragments = session.fragments
+        if fragments is None:
+            log.warning("%s: continuation frame without a message to continue; ignored", session.conn_id)
+            return
+        fragments.append(frame.get_payload_as_bytes())
+        session.fragments_size += frame.payload_size
+        if session.fragments_size > _MAX_MESSAGE_BYTES:
+            session.fragments = None
+            session.disconnect(f"fragmented message over {_MAX_MESSAGE_BYTES} bytes", graceful=False)
+        elif frame.fin:
+            session.fragments = None
+            self._deliver(transport, b"".join(fragments))
 
     def _on_close(self, transport: WSTransport, frame: WSFrame) -> None:
         session = self._session
@@ -596,9 +642,14 @@ class RealtimeFeed:
         if recorder is None or not records:
             return
         try:
-            for conn_id, url, t_us, payload, direction in records:
-                recorder.write_frame(self.exchange, conn_id, t_us, payload, direction=direction, url=url)
-            recorder.flush()
+            if isinstance(recorder, SessionRecorder):
+                for conn_id, url, t_us, payload, direction in records:
+                    recorder.write_frame(self.exchange, conn_id, t_us, payload, direction=direction, url=url)
+                recorder.flush()
+            else:
+                for conn_id, _url, t_us, payload, direction in records:
+                    text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+                    recorder.record(conn_id, "sent" if direction == "sent" else "received", t_us, text)
         except Exception:  # a full disk must not stop the feed; the bus still gets every frame
             log.exception("%s: recording %d frames failed", self.exchange, len(records))
 

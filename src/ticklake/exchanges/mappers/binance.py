@@ -125,7 +125,7 @@ def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame
         # wrong guess only costs a trip through the slow path, which handles any layout.
         mark = payload[2]  # 115 == ord("s"), for bytes payloads
         event = _decode_combined(payload).data if mark == 115 or mark == "s" else _decode_raw(payload)
-    except (msgspec.DecodeError, TypeError, IndexError):  # ValidationError is a DecodeError
+    except (ValueError, TypeError, IndexError, RecursionError):  # msgspec errors are ValueErrors
         return _parse_slow(payload, received_us, conn_id, frame_seq)
     # This is _trade() inlined: it runs once per trade on the feed's hot path.
     price = event.p
@@ -150,14 +150,16 @@ def _trade_frame(event: _Trade | _AggTrade, received_us: int, conn_id: str, fram
 
 def _parse_slow(payload: bytes | str, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
     """Everything the typed fast path did not take: control messages, other events, bad frames."""
+    if not isinstance(payload, bytes | str | bytearray | memoryview):
+        return ParsedFrame("error", error=f"{EXCHANGE}: payload is {type(payload).__name__}, not bytes or str")
     if not payload:
         return ParsedFrame("error", error=f"{EXCHANGE}: empty frame")
     try:
         message: Any = _decode_any(payload)
-    except msgspec.DecodeError as exc:
+    except ValueError as exc:  # msgspec.DecodeError, or a str with lone surrogates
         return ParsedFrame("error", error=f"{EXCHANGE}: invalid JSON ({exc})")
-    except TypeError:
-        return ParsedFrame("error", error=f"{EXCHANGE}: payload is {type(payload).__name__}, not bytes or str")
+    except RecursionError:
+        return ParsedFrame("error", error=f"{EXCHANGE}: invalid JSON (nested too deeply)")
     if not isinstance(message, dict):
         return ParsedFrame("error", error=f"{EXCHANGE}: expected a JSON object, got {type(message).__name__}")
     event = message
@@ -200,7 +202,7 @@ def parse_rest_trades(body: bytes | str, native_symbol: str, received_us: int, *
     symbol = _symbols[native]
     try:
         rows = _decode_rest(body)
-    except (msgspec.DecodeError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise MalformedResponse(_rest_error(body, exc)) from None
     trades: list[Trade] = []
     for index, row in enumerate(rows):
@@ -220,7 +222,7 @@ def _rest_error(body: bytes | str, exc: Exception) -> str:
     """Why a REST body is unusable: the venue's ``{"code", "msg"}`` when it sent one."""
     try:
         message = _decode_any(body)
-    except (msgspec.DecodeError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return f"{EXCHANGE} REST trades: invalid JSON ({exc})"
     if isinstance(message, dict) and "msg" in message:
         return f"{EXCHANGE} REST error {show(message.get('code'))}: {venue_message(message['msg'])}"

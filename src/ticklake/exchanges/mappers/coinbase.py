@@ -47,6 +47,7 @@ from ticklake.exchanges.mappers.common import (
     rfc3339_to_us,
     show,
     texts_valid,
+    timestamps_valid,
     venue_message,
 )
 from ticklake.model import ParsedFrame, Side, Trade
@@ -179,7 +180,7 @@ def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame
             return _match_frame(_decode_exchange(payload), received_us, conn_id, frame_seq)
         else:
             return _parse_slow(payload, received_us, conn_id, frame_seq)
-    except (msgspec.DecodeError, TypeError, IndexError):  # ValidationError is a DecodeError
+    except (ValueError, TypeError, IndexError, RecursionError):  # msgspec errors are ValueErrors
         return _parse_slow(payload, received_us, conn_id, frame_seq)
     if isinstance(message, _MarketTrades):
         return _market_trades(message, received_us, conn_id, frame_seq)
@@ -198,14 +199,16 @@ def _trade_id(text: str) -> int:
 def _market_trades(message: _MarketTrades, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
     """The trades of a ``market_trades`` frame: the hot path.
 
-    Builds the trades optimistically and checks all prices and sizes with one regex call for the
-    whole frame. On any doubt it hands the frame to ``_market_trades_checked``, which is the
+    Builds the trades optimistically and checks all prices and sizes, and all timestamps, with one
+    regex call each for the whole frame. On any doubt it hands the frame to ``_market_trades_checked``, which is the
     specification (field by field, with the error wording), so both always agree.
     """
     trades: list[Trade] = []
     append = trades.append
     texts: list[str] = []
     add_text = texts.append
+    times: list[str] = []
+    add_time = times.append
     taker_of = _MARKET_TRADES_TAKER
     symbols = _symbols
     fromisoformat = FROMISOFORMAT
@@ -220,15 +223,17 @@ def _market_trades(message: _MarketTrades, received_us: int, conn_id: str, frame
                 trade_id = row.trade_id
                 if not (trade_id.isdigit() and trade_id.isascii()) or len(trade_id) > _FAST_ID_DIGITS:
                     raise BadField("trade_id")
-                # rfc3339_to_us() inlined: exact integer microseconds, sub-µs digits truncated.
-                delta = fromisoformat(row.time) - epoch
+                # rfc3339_to_us() inlined (shape checked for the whole frame below): exact µs, truncated.
+                time = row.time
+                add_time(time)
+                delta = fromisoformat(time) - epoch
                 native = row.product_id
                 append(Trade(EXCHANGE, symbols[native], native, int(trade_id), price, size, taker_of[row.side],
                              (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds,
                              received_us, conn_id, frame_seq))
     except (ValueError, TypeError):
         return _market_trades_checked(message, received_us, conn_id, frame_seq)
-    if not texts_valid(texts):
+    if not (texts_valid(texts) and timestamps_valid(times)):
         return _market_trades_checked(message, received_us, conn_id, frame_seq)
     return ParsedFrame("trades", tuple(trades), sequence=message.sequence_num)
 
@@ -279,11 +284,13 @@ def _match_frame(match: _Match, received_us: int, conn_id: str, frame_seq: int) 
 
 def _parse_slow(payload: bytes | str, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
     """Everything the typed fast path did not take: control messages, other channels, bad frames."""
+    if not isinstance(payload, bytes | str | bytearray | memoryview):
+        return ParsedFrame("error", error=f"{EXCHANGE}: payload is {type(payload).__name__}, not bytes or str")
     if not payload:
         return ParsedFrame("error", error=f"{EXCHANGE}: empty frame")
     try:
         peek = _decode_peek(payload)
-    except (msgspec.DecodeError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         pass  # not an object, or odd field types: the generic decode below words the verdict
     else:
         # Book and ticker frames can be most of a connection's traffic (and kilobytes each): classify
@@ -294,10 +301,10 @@ def _parse_slow(payload: bytes | str, received_us: int, conn_id: str, frame_seq:
             return _OTHER
     try:
         message: Any = _decode_any(payload)
-    except msgspec.DecodeError as exc:
+    except ValueError as exc:  # msgspec.DecodeError, or a str with lone surrogates
         return ParsedFrame("error", error=f"{EXCHANGE}: invalid JSON ({exc})")
-    except TypeError:
-        return ParsedFrame("error", error=f"{EXCHANGE}: payload is {type(payload).__name__}, not bytes or str")
+    except RecursionError:
+        return ParsedFrame("error", error=f"{EXCHANGE}: invalid JSON (nested too deeply)")
     if not isinstance(message, dict):
         return ParsedFrame("error", error=f"{EXCHANGE}: expected a JSON object, got {type(message).__name__}")
     channel = message.get("channel")
@@ -344,7 +351,7 @@ def parse_rest_trades(body: bytes | str, native_symbol: str, received_us: int, *
     symbol = _symbols[native_symbol]
     try:
         rows = _decode_rest(body)
-    except (msgspec.DecodeError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise MalformedResponse(_rest_error(body, exc)) from None
     trades: list[Trade] = []
     for index, row in enumerate(rows):
@@ -359,7 +366,7 @@ def _rest_error(body: bytes | str, exc: Exception) -> str:
     """Why a REST body is unusable: the venue's ``{"message": ...}`` when it sent one."""
     try:
         message = _decode_any(body)
-    except (msgspec.DecodeError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return f"{EXCHANGE} REST trades: invalid JSON ({exc})"
     if isinstance(message, dict) and "message" in message:
         return f"{EXCHANGE} REST error: {venue_message(message['message'])}"

@@ -48,6 +48,7 @@ from ticklake.exchanges.mappers.common import (
     rfc3339_to_us,
     show,
     texts_valid,
+    timestamps_valid,
     venue_message,
 )
 from ticklake.model import ParsedFrame, Side, Trade
@@ -125,7 +126,7 @@ def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame
             return _v1_trades(_decode_v1(payload), received_us, conn_id, frame_seq)
         else:
             return _parse_slow(payload, received_us, conn_id, frame_seq)
-    except (msgspec.DecodeError, TypeError, IndexError):  # ValidationError is a DecodeError
+    except (ValueError, TypeError, IndexError, RecursionError):  # msgspec errors are ValueErrors
         return _parse_slow(payload, received_us, conn_id, frame_seq)
     if isinstance(message, _V2Heartbeat):
         return _HEARTBEAT
@@ -135,14 +136,16 @@ def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame
 def _v2_trades(message: _V2Trade, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
     """The trades of a v2 ``trade`` frame: the hot path.
 
-    Builds the trades optimistically and checks all prices and quantities with one regex call for
-    the whole frame. On any doubt (including numbers in exponent notation) it hands the frame to
+    Builds the trades optimistically and checks all prices and quantities, and all timestamps, with
+    one regex call each for the whole frame. On any doubt (including numbers in exponent notation) it hands the frame to
     ``_v2_trades_checked``, which is the specification, so both always agree.
     """
     trades: list[Trade] = []
     append = trades.append
     texts: list[str] = []
     add_text = texts.append
+    times: list[str] = []
+    add_time = times.append
     symbols = _symbols
     fromisoformat = FROMISOFORMAT
     epoch = EPOCH
@@ -152,15 +155,17 @@ def _v2_trades(message: _V2Trade, received_us: int, conn_id: str, frame_seq: int
             qty = str(row.qty, "ascii")
             add_text(price)
             add_text(qty)
-            # rfc3339_to_us() inlined: exact integer microseconds, sub-µs digits truncated.
-            delta = fromisoformat(row.timestamp) - epoch
+            # rfc3339_to_us() inlined (shape checked for the whole frame below): exact µs, truncated.
+            time = row.timestamp
+            add_time(time)
+            delta = fromisoformat(time) - epoch
             native = row.symbol
             append(Trade(EXCHANGE, symbols[native], native, row.trade_id, price, qty, row.side,
                          (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds,
                          received_us, conn_id, frame_seq))
     except (ValueError, TypeError):  # UnicodeDecodeError is a ValueError
         return _v2_trades_checked(message, received_us, conn_id, frame_seq)
-    if not texts_valid(texts):
+    if not (texts_valid(texts) and timestamps_valid(times)):
         return _v2_trades_checked(message, received_us, conn_id, frame_seq)
     return ParsedFrame("trades", tuple(trades))
 
@@ -190,7 +195,7 @@ def _number_text(raw: msgspec.Raw, field: str) -> str:
         if match_positive_decimal(text) is not None:
             return text
         return decimal_number_text(_decode_decimal(raw))
-    except (msgspec.DecodeError, ValueError):
+    except ValueError:  # msgspec.DecodeError included
         raise BadField(f"bad {field}={show(bytes(raw).decode('utf-8', 'replace'))}") from None
 
 
@@ -252,11 +257,13 @@ def _v1_trades_checked(rows: list[list[str]], pair: str, symbol: str, received_u
 
 def _parse_slow(payload: bytes | str, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
     """Everything the typed fast path did not take: control messages, other channels, bad frames."""
+    if not isinstance(payload, bytes | str | bytearray | memoryview):
+        return ParsedFrame("error", error=f"{EXCHANGE}: payload is {type(payload).__name__}, not bytes or str")
     if not payload:
         return ParsedFrame("error", error=f"{EXCHANGE}: empty frame")
     try:
         peek = _decode_peek(payload)
-    except (msgspec.DecodeError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         pass  # an array (v1), or odd field types: the generic decode below words the verdict
     else:
         # v2 book/ticker frames can be most of a connection's traffic: classify them by channel alone.
@@ -264,10 +271,10 @@ def _parse_slow(payload: bytes | str, received_us: int, conn_id: str, frame_seq:
             return ParsedFrame("other")
     try:
         message: Any = _decode_any(payload)
-    except msgspec.DecodeError as exc:
+    except ValueError as exc:  # msgspec.DecodeError, or a str with lone surrogates
         return ParsedFrame("error", error=f"{EXCHANGE}: invalid JSON ({exc})")
-    except TypeError:
-        return ParsedFrame("error", error=f"{EXCHANGE}: payload is {type(payload).__name__}, not bytes or str")
+    except RecursionError:
+        return ParsedFrame("error", error=f"{EXCHANGE}: invalid JSON (nested too deeply)")
     if isinstance(message, list):
         return _slow_v1_array(message, received_us, conn_id, frame_seq)
     if not isinstance(message, dict):
@@ -275,8 +282,10 @@ def _parse_slow(payload: bytes | str, received_us: int, conn_id: str, frame_seq:
                                           f"got {type(message).__name__}")
     channel = message.get("channel")
     if channel == "trade":
+        # Re-decode with the typed decoder (msgspec.convert cannot build the Raw price fields from
+        # Python objects): it either succeeds (an unusual layout) or words the error with the field.
         try:
-            typed = msgspec.convert(message, _V2Trade)
+            typed = msgspec.json.decode(payload, type=_V2Trade)
         except msgspec.ValidationError as exc:
             return ParsedFrame("error", error=error_reason(EXCHANGE, "v2 trade", exc))
         return _v2_trades(typed, received_us, conn_id, frame_seq)
@@ -316,7 +325,7 @@ def _v1_event(message: dict[str, Any], event: object) -> ParsedFrame:
 def _slow_v1_array(message: list[Any], received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
     if len(message) >= 4 and message[-2] == "trade":
         try:
-            typed = msgspec.convert(message, _V1Frame)
+            typed = msgspec.convert(message, _V1Frame)  # words the error with the field's path
         except msgspec.ValidationError as exc:
             return ParsedFrame("error", error=error_reason(EXCHANGE, "v1 trade", exc))
         return _v1_trades(typed, received_us, conn_id, frame_seq)
@@ -339,7 +348,7 @@ def parse_rest_trades(body: bytes | str, native_symbol: str, received_us: int, *
     symbol = _symbols[native_symbol]
     try:
         message: Any = _decode_exact(body)
-    except (msgspec.DecodeError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise MalformedResponse(f"{EXCHANGE} REST trades: invalid JSON ({exc})") from None
     if not isinstance(message, dict):
         raise MalformedResponse(f"{EXCHANGE} REST trades: expected an object")

@@ -110,7 +110,7 @@ CREATE TABLE IF NOT EXISTS gold_ohlcv
     updated_at    SimpleAggregateFunction(max, DateTime('UTC'))
 )
 ENGINE = AggregatingMergeTree
-PARTITION BY (timeframe, toYear(bucket))
+PARTITION BY toYYYYMM(bucket)
 ORDER BY (exchange, symbol, timeframe, bucket)
 SETTINGS non_replicated_deduplication_window = 1000;
 

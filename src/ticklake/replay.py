@@ -1,0 +1,131 @@
+"""Recording live (or simulated) sessions to a file, and replaying recordings through the pipeline.
+
+A replay goes through exactly the path live frames take: mapper -> bus -> ingester -> every layer.
+Frames keep their recorded receive time and connection id, and get their position in the recording
+as frame number, so replaying the same file twice stores nothing new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from ticklake.bus import MemoryBus, Message, raw_topic, trades_topic
+from ticklake.exchanges.feeds import run_feeds
+from ticklake.exchanges.mappers import parser_for
+from ticklake.exchanges.recording import SessionWriter, read_session
+from ticklake.model import EXCHANGES, RawFrame
+from ticklake.settings import Settings
+from ticklake.warehouse.ingest import Ingester
+from ticklake.warehouse.repair import repair
+from ticklake.warehouse.writer import Plan, WarehouseWriter
+
+log = logging.getLogger("ticklake.replay")
+
+
+class RecordingSink:
+    """Adapts ``SessionWriter`` to what a feed hands its recorder (frames of one exchange's feeds)."""
+
+    def __init__(self, path: Path) -> None:
+        self.writer = SessionWriter(path)
+
+    def record(self, conn_id: str, direction: Literal["sent", "received"], ts_us: int, payload: str) -> None:
+        # Feeds name their connections "<exchange>-<id>".
+        exchange = conn_id.split("-", 1)[0]
+        self.writer.write_frame(exchange, conn_id, ts_us, payload, direction="sent" if direction == "sent" else "recv")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def open_recorder(path: Path) -> RecordingSink:
+    return RecordingSink(path)
+
+
+async def record(settings: Settings, path: Path, simulate: bool, seconds: float | None) -> None:
+    """Record every frame of the configured feeds to ``path``; nothing is stored in the warehouse."""
+    from ticklake.simulator.server import Simulator
+
+    sink = RecordingSink(path)
+    simulator: Simulator | None = None
+    try:
+        if simulate:
+            venues = {name: venue.symbols for name, venue in settings.venues.enabled().items()}
+            simulator = Simulator(settings.simulator, venues)
+            await simulator.start()
+            for name, url in simulator.ws_urls.items():
+                getattr(settings.venues, name).ws_url = url
+        feeds = await run_feeds(settings, MemoryBus(), sink)
+        log.info("recording to %s%s", path, f" for {seconds:g} s" if seconds else " (Ctrl-C to stop)")
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(seconds if seconds is not None else float("inf"))
+        await feeds.stop()
+    finally:
+        if simulator is not None:
+            await simulator.close()
+        sink.close()
+
+
+async def replay(settings: Settings, paths: list[Path]) -> dict[str, Any]:
+    """Replay recordings into the warehouse; returns what was stored."""
+    from ticklake.app import open_warehouse
+
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse")
+    client = await loop.run_in_executor(executor, open_warehouse, settings)
+    summary: Counter[str] = Counter()
+    dead_rules: Counter[str] = Counter()
+
+    def account(plan: Plan) -> None:
+        summary["stored_trades"] += len(plan.bronze)
+        summary["duplicates"] += plan.duplicates
+        summary["silver_trades"] += len(plan.silver)
+        dead_rules.update(rule for _, rule, _, _ in plan.dead)
+
+    try:
+        writer = WarehouseWriter(client, settings.validation)
+        lookback = timedelta(minutes=settings.ingest.repair_lookback_minutes)
+        await loop.run_in_executor(executor, repair, writer, lookback)
+        bus = MemoryBus(settings.ingest.bus_queue_size)
+        ingester = Ingester(bus, writer, settings.ingest, EXCHANGES, executor=executor, on_batch=account)
+        ingesting = asyncio.create_task(ingester.run())
+        for path in paths:
+            await _publish_recording(path, bus, summary)
+        while bus.depth() > 0 or ingester.busy:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(settings.ingest.flush_interval_ms / 1000 + 0.05)
+        while ingester.busy:
+            await asyncio.sleep(0.01)
+        ingesting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ingesting
+    finally:
+        executor.shutdown(wait=True)
+        client.close()
+    return {**summary, "dead_letters": dict(dead_rules)}
+
+
+async def _publish_recording(path: Path, bus: MemoryBus, summary: Counter[str]) -> None:
+    frame_numbers: Counter[str] = Counter()
+    for recorded in read_session(path):
+        if recorded.exchange not in EXCHANGES:
+            summary["frames_skipped_unknown_venue"] += 1
+            continue
+        frame_numbers[recorded.conn_id] += 1
+        seq = frame_numbers[recorded.conn_id]
+        payload = recorded.payload if isinstance(recorded.payload, str) else recorded.payload.decode("latin-1")
+        parsed = parser_for(recorded.exchange)(payload, recorded.received_us, recorded.conn_id, seq)
+        summary["frames"] += 1
+        summary["parse_errors"] += bool(parsed.error)
+        summary["trades"] += len(parsed.trades)
+        frame = RawFrame(recorded.exchange, recorded.conn_id, seq, recorded.received_us, payload, parsed.error,
+                         len(parsed.trades))
+        messages = [Message(raw_topic(recorded.exchange), "", frame)]
+        messages += [Message(trades_topic(t.exchange), t.symbol or t.native_symbol, t) for t in parsed.trades]
+        await bus.publish(messages)
