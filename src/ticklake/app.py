@@ -82,11 +82,9 @@ class Platform:
         await loop.run_in_executor(self._executor, repair, writer, lookback)
 
         if self.simulate:
-            venues = {name: venue.symbols for name, venue in settings.venues.enabled().items()}
-            self.simulator = Simulator(settings.simulator, venues)
+            self.simulator = Simulator.from_settings(settings)
             await self.simulator.start()
-            for name, url in self.simulator.ws_urls.items():
-                getattr(settings.venues, name).ws_url = url
+            self.settings = settings = self.simulator.settings_for(settings)
             log.info("simulated exchanges on loopback: %s", self.simulator.ws_urls)
 
         bus = MemoryBus(settings.ingest.bus_queue_size)

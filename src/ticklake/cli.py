@@ -54,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     rep = commands.add_parser("repair", help="check every layer against the one below and re-derive gaps")
     rep.add_argument("--lookback-minutes", type=int, default=None)
 
-    commands.add_parser("simulate", help="run only the local exchange simulator")
+    simulate = commands.add_parser("simulate", help="run only the local exchange simulator",
+                                   description="Options: --host, --port, --seed, --trades-per-second.")
+    simulate.add_argument("options", nargs=argparse.REMAINDER, help="passed to the simulator")
 
     bench = commands.add_parser("bench", help="run the benchmark and print figures")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
@@ -108,12 +110,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if command == "simulate":
         from ticklake.simulator.__main__ import main as simulate
 
-        simulate()
+        simulate(args.options)
         return 0
     if command == "bench":
         from ticklake.bench import run_bench
 
-        return run_bench(settings, quick=args.quick)
+        return int(run_bench(settings, quick=args.quick))
     if command == "config":
         print(settings.model_dump_json(indent=2))
         return 0

@@ -14,7 +14,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ticklake.bus import MemoryBus, Message, raw_topic, trades_topic
 from ticklake.exchanges.feeds import run_feeds
@@ -29,38 +29,22 @@ from ticklake.warehouse.writer import Plan, WarehouseWriter
 log = logging.getLogger("ticklake.replay")
 
 
-class RecordingSink:
-    """Adapts ``SessionWriter`` to what a feed hands its recorder (frames of one exchange's feeds)."""
-
-    def __init__(self, path: Path) -> None:
-        self.writer = SessionWriter(path)
-
-    def record(self, conn_id: str, direction: Literal["sent", "received"], ts_us: int, payload: str) -> None:
-        # Feeds name their connections "<exchange>-<id>".
-        exchange = conn_id.split("-", 1)[0]
-        self.writer.write_frame(exchange, conn_id, ts_us, payload, direction="sent" if direction == "sent" else "recv")
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def open_recorder(path: Path) -> RecordingSink:
-    return RecordingSink(path)
+def open_recorder(path: Path) -> SessionWriter:
+    """A recording of every frame the feeds send and receive (ticklake's session format)."""
+    return SessionWriter(path)
 
 
 async def record(settings: Settings, path: Path, simulate: bool, seconds: float | None) -> None:
     """Record every frame of the configured feeds to ``path``; nothing is stored in the warehouse."""
     from ticklake.simulator.server import Simulator
 
-    sink = RecordingSink(path)
+    sink = open_recorder(path)
     simulator: Simulator | None = None
     try:
         if simulate:
-            venues = {name: venue.symbols for name, venue in settings.venues.enabled().items()}
-            simulator = Simulator(settings.simulator, venues)
+            simulator = Simulator.from_settings(settings)
             await simulator.start()
-            for name, url in simulator.ws_urls.items():
-                getattr(settings.venues, name).ws_url = url
+            settings = simulator.settings_for(settings)
         feeds = await run_feeds(settings, MemoryBus(), sink)
         log.info("recording to %s%s", path, f" for {seconds:g} s" if seconds else " (Ctrl-C to stop)")
         with contextlib.suppress(asyncio.CancelledError):

@@ -35,14 +35,31 @@ class VenueSettings(BaseModel):
         return [("/".join(split_canonical(s))) for s in value]
 
 
-def _venue(exchange: str) -> VenueSettings:
-    return VenueSettings(symbols=list(DEFAULT_SYMBOLS[exchange]))
+class BinanceSettings(VenueSettings):
+    symbols: list[str] = Field(default_factory=lambda: list(DEFAULT_SYMBOLS["binance"]))
+
+
+class KrakenSettings(VenueSettings):
+    symbols: list[str] = Field(default_factory=lambda: list(DEFAULT_SYMBOLS["kraken"]))
+
+
+class CoinbaseSettings(VenueSettings):
+    symbols: list[str] = Field(default_factory=lambda: list(DEFAULT_SYMBOLS["coinbase"]))
 
 
 class VenuesSettings(BaseModel):
-    binance: VenueSettings = Field(default_factory=lambda: _venue("binance"))
-    kraken: VenueSettings = Field(default_factory=lambda: _venue("kraken"))
-    coinbase: VenueSettings = Field(default_factory=lambda: _venue("coinbase"))
+    # One class per venue, so that setting one field (say ws_url) keeps that venue's default symbols.
+    binance: BinanceSettings = BinanceSettings()
+    kraken: KrakenSettings = KrakenSettings()
+    coinbase: CoinbaseSettings = CoinbaseSettings()
+
+    @field_validator("binance", "kraken", "coinbase", mode="before")
+    @classmethod
+    def _from_generic(cls, value: Any) -> Any:
+        # A plain VenueSettings sets only what it names; the venue's defaults fill the rest.
+        if isinstance(value, VenueSettings):
+            return value.model_dump(exclude_unset=True)
+        return value
 
     def enabled(self) -> dict[str, VenueSettings]:
         return {name: venue for name, venue in self if venue.enabled}
@@ -78,9 +95,9 @@ class ValidationSettings(BaseModel):
 
 class IngestSettings(BaseModel):
     # Small inserts cost milliseconds each through the view chain: flush on whichever comes first.
-    flush_interval_ms: int = Field(20, ge=1, le=60_000)
+    flush_interval_ms: int = Field(10, ge=1, le=60_000)
     max_batch_rows: int = Field(50_000, ge=1)
-    bus_queue_size: int = Field(10_000, ge=10)
+    bus_queue_size: int = Field(100_000, ge=10)
     # On start, check this far back (from the newest stored frame) that every layer agrees.
     repair_lookback_minutes: int = Field(60, ge=1)
 

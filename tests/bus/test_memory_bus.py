@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from ticklake.bus import MemoryBus, Message, raw_topic, trades_topic
 from tests.factories import frame, trade
+from ticklake.bus import MemoryBus, Message, raw_topic, trades_topic
 
 
 def trade_message(i: int, exchange: str = "binance") -> Message:

@@ -1,4 +1,4 @@
-"""Shared paths for the exchange tests: the project's own fixtures and the optional shared recordings."""
+"""Fixtures for the exchange tests: the optional shared cryptofeed recordings."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # <repo>/../shared/testdata/cryptofeed: real 2021 sessions recorded by cryptofeed (not part of the repo).
 CRYPTOFEED = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "cryptofeed"
-VENUES = ("binance", "kraken", "coinbase")
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from ticklake.exchanges.mappers.common import (
     SymbolMemo,
     decimal_number_text,
     epoch_seconds_text_to_us,
-    is_positive_decimal_text,
+    is_decimal_text,
     rfc3339_to_us,
     texts_valid,
 )
@@ -105,20 +105,22 @@ def test_epoch_seconds_text_matches_decimal(whole: int, frac: int, digits: int) 
     assert epoch_seconds_text_to_us(text) == int(Decimal(text) * 1_000_000)
 
 
-VALID = ["1", "64123.10", "0.00000638", "100", "00.01", "010.5", "0.10", "123456789012345678901234567890.5"]
-INVALID = ["", "0", "0.0", "00", "0.000", "-1", "+1", "1.", ".5", "1.2.3", "1e5", "1E5", "NaN", "nan", "inf",
+# Zero is well-formed: the warehouse, not the parser, dead-letters a zero price (with its rule).
+VALID = ["1", "64123.10", "0.00000638", "100", "00.01", "010.5", "0.10", "123456789012345678901234567890.5",
+         "0", "0.0", "00", "0.000"]
+INVALID = ["", "-1", "+1", "1.", ".5", "1.2.3", "1e5", "1E5", "NaN", "nan", "inf", "-0", "-0.0",
            "Infinity", " 1", "1 ", "1,5", "1_000", "\u0661", "\u00b2", "0x10", "-0.5", "1..2", "."]
 
 
 @pytest.mark.parametrize("text", VALID)
-def test_positive_decimal_text_accepts(text: str) -> None:
-    assert is_positive_decimal_text(text)
+def test_decimal_text_accepts(text: str) -> None:
+    assert is_decimal_text(text)
     assert texts_valid([text]) and texts_valid([text, "1"]) and texts_valid(["1", text, "2"])
 
 
 @pytest.mark.parametrize("text", INVALID)
-def test_positive_decimal_text_rejects(text: str) -> None:
-    assert not is_positive_decimal_text(text)
+def test_decimal_text_rejects(text: str) -> None:
+    assert not is_decimal_text(text)
     assert not texts_valid([text]) and not texts_valid([text, "1"]) and not texts_valid(["1", "2", text])
 
 
@@ -126,9 +128,9 @@ _REFERENCE = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 @given(st.text(alphabet="0123456789.-+eE n", max_size=12))
-def test_positive_decimal_text_matches_reference(text: str) -> None:
-    reference = _REFERENCE.fullmatch(text) is not None and Decimal(text) > 0
-    assert is_positive_decimal_text(text) == reference
+def test_decimal_text_matches_reference(text: str) -> None:
+    reference = _REFERENCE.fullmatch(text) is not None and Decimal(text) >= 0
+    assert is_decimal_text(text) == reference
 
 
 def test_texts_valid_of_no_texts() -> None:
@@ -137,13 +139,14 @@ def test_texts_valid_of_no_texts() -> None:
 
 @pytest.mark.parametrize(("value", "want"), [
     (Decimal("0.5147"), "0.5147"), (Decimal("1E-8"), "0.00000001"), (Decimal("2.8015E+3"), "2801.5"),
-    (Decimal("6423.46326000"), "6423.46326000"), (Decimal("1E+2"), "100"),
+    (Decimal("6423.46326000"), "6423.46326000"), (Decimal("1E+2"), "100"), (Decimal("0"), "0"),
+    (Decimal("0.000"), "0.000"), (Decimal("0E+5"), "0"),
 ])
 def test_decimal_number_text(value: Decimal, want: str) -> None:
     assert decimal_number_text(value) == want
 
 
-@pytest.mark.parametrize("value", [Decimal("NaN"), Decimal("Infinity"), Decimal("-1"), Decimal("0"), Decimal("-0")])
+@pytest.mark.parametrize("value", [Decimal("NaN"), Decimal("Infinity"), Decimal("-1"), Decimal("-0"), Decimal("-0.0")])
 def test_decimal_number_text_rejects(value: Decimal) -> None:
     with pytest.raises(ValueError):
         decimal_number_text(value)
@@ -164,10 +167,28 @@ def test_timezone_import_is_used() -> None:  # keeps the offset arithmetic above
     assert datetime(2026, 1, 1, 1, tzinfo=timezone(timedelta(hours=1))) == datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def test_timestamps_valid_checks_every_timestamp_of_a_frame() -> None:
-    from ticklake.exchanges.mappers.common import timestamps_valid
+def test_price_qty_times_valid_checks_every_value_of_a_frame() -> None:
+    from ticklake.exchanges.mappers.common import price_qty_times_valid
 
-    good = ["2026-11-26T02:00:00Z", "2026-11-26T02:00:00.123456789Z", "2026-11-26T03:00:00+01:00"]
-    assert timestamps_valid([]) and timestamps_valid(good[:1]) and timestamps_valid(good)
-    assert not timestamps_valid([*good, "2026-11-26T02:00:00xZ"])
-    assert not timestamps_valid(["2026-11-26T02:00:00Z 2026-11-26T02:00:00Z"])  # one text with a space
+    good = ["1.5", "2", "2026-11-26T02:00:00Z", "3", "0.1", "2026-11-26T03:00:00.123456789+01:00"]
+    assert price_qty_times_valid([]) and price_qty_times_valid(good[:3]) and price_qty_times_valid(good)
+    assert not price_qty_times_valid([*good, "1", "1", "2026-11-26T02:00:00xZ"])
+    assert not price_qty_times_valid(["1", "-1", "2026-11-26T02:00:00Z"])
+    assert price_qty_times_valid(["0", "1", "2026-11-26T02:00:00Z"])  # zero: well-formed
+    assert not price_qty_times_valid(["1", "2026-11-26T02:00:00Z", "1"])  # order matters
+    assert not price_qty_times_valid(["1", "1"])  # a triple per trade
+    assert not price_qty_times_valid(["1", "1", "2026-11-26T02:00:00Z 1 1 2026-11-26T02:00:00Z"])  # spaces
+    assert not price_qty_times_valid(["1 1 2026-11-26T02:00:00Z 1", "1", "2026-11-26T02:00:00Z"])
+
+
+def test_texts_valid_is_not_fooled_by_spaces_inside_values() -> None:
+    assert not texts_valid(["1 1", "1", "1"])
+    assert not texts_valid(["1", "1 1"]) and not texts_valid(["1 1", "1"])
+    assert texts_valid(["1", "1", "1"])
+
+
+@pytest.mark.parametrize("value", [Decimal("1E-999999999"), Decimal("1E+999999999"), Decimal("1E-31"),
+                                   Decimal("1E+31"), Decimal("0." + "0" * 40 + "1")])
+def test_decimal_number_text_refuses_absurd_magnitudes(value: Decimal) -> None:
+    with pytest.raises(ValueError):
+        decimal_number_text(value)

@@ -8,14 +8,17 @@ Frame n (1-based) is parsed with ``frame_seq=n`` and ``received_us=received_us_b
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from conftest import FIXTURES, VENUES
 from ticklake.exchanges.mappers import binance, coinbase, kraken, parser_for
 from ticklake.model import ParsedFrame
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+VENUES = ("binance", "kraken", "coinbase")
 
 
 def _spec(name: str) -> dict[str, Any]:

@@ -110,7 +110,7 @@ def test_cryptofeed_reader_on_a_sample(tmp_path: Path) -> None:
         ("kraken", "KRAKEN.ws.48.0", 1618678142592855, "recv", "wss://ws.kraken.com"),
         ("kraken", "KRAKEN.ws.48.0#2", 1618678201250000, "recv", "wss://ws.kraken.com"),
     ]
-    assert frames[1].payload.startswith("[993,[[")
+    assert isinstance(frames[1].payload, str) and frames[1].payload.startswith("[993,[[")
     sent = [f for f in read_cryptofeed(path, include_sent=True) if f.direction == "sent"]
     assert [(f.received_us, f.payload[:18]) for f in sent] == [(1618678132830970, '{"event":"subscrib')]
 

@@ -18,6 +18,7 @@ from decimal import Decimal
 
 import orjson
 
+from tests.factories import BASE_US, recompute_candles
 from ticklake.exchanges.mappers import parser_for
 from ticklake.model import RawFrame, Trade
 from ticklake.settings import ValidationSettings
@@ -26,7 +27,6 @@ from ticklake.warehouse.client import open_client
 from ticklake.warehouse.reader import TIMEFRAMES, WarehouseReader
 from ticklake.warehouse.repair import repair
 from ticklake.warehouse.writer import WarehouseWriter
-from tests.factories import BASE_US, recompute_candles
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 VALIDATION = ValidationSettings(max_age_days=3650)

@@ -9,12 +9,12 @@ from clickhouse_connect.driver.client import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import empty_layers
+from tests.factories import BASE_US, TIMEFRAMES, recompute_candles, trade
 from ticklake.model import Trade
 from ticklake.settings import ValidationSettings
 from ticklake.warehouse.reader import WarehouseReader
 from ticklake.warehouse.writer import WarehouseWriter
-from tests.conftest import empty_layers
-from tests.factories import BASE_US, TIMEFRAMES, recompute_candles, trade
 
 MARKETS = (("binance", "BTC/USDT"), ("binance", "ETH/USDT"), ("kraken", "BTC/USD"))
 

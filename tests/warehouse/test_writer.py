@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from clickhouse_connect.driver.client import Client
 
+from tests.factories import BASE_US, frame, trade
 from ticklake.settings import ValidationSettings
 from ticklake.warehouse.reader import WarehouseReader
 from ticklake.warehouse.writer import WarehouseWriter
-from tests.factories import BASE_US, frame, trade
 
 LENIENT = ValidationSettings(max_age_days=3650)
 

@@ -1,0 +1,236 @@
+"""``ticklake bench``: the benchmark. It prints figures; it asserts nothing.
+
+Every comparison is made side by side in one run (these machines are shared and noisy):
+
+1. normalize: each venue's mapper against a bare JSON decode of the same recorded frames;
+2. ingest: the writer through every layer against a direct Arrow insert of the same rows;
+3. latency: trade receive time -> candle queryable at 500 trades/s, simulator in another process;
+4. serving: ``/v1/ohlcv`` for 500 one-minute candles over 10M stored trades, over real HTTP;
+5. peak RSS of the platform process (stage 3) and of the serving process.
+
+Stages that open the embedded warehouse run in their own processes (chdb: one data path per process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import http.client
+import json
+import os
+import platform
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+
+from ticklake.settings import Settings
+
+TARGETS = {
+    "normalize_vs_decode": 0.50,
+    "ingest_vs_direct_arrow": 0.60,
+    "latency_p50_ms": 50.0,
+    "latency_p99_ms": 200.0,
+    "ohlcv_p99_ms": 20.0,
+    "peak_rss_mb": 1536.0,
+}
+
+
+def _stage(*args: str, timeout: float = 1800) -> dict[str, Any]:
+    env = {**os.environ, "TZ": "UTC"}
+    result = subprocess.run([sys.executable, "-m", "ticklake.bench.stages", *args], capture_output=True, text=True,
+                            env=env, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"bench stage {args[0]} failed:\n{result.stderr[-3000:]}")
+    parsed: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return parsed
+
+
+# --- 1. normalize -------------------------------------------------------------------------------
+def _recorded_frames(workdir: Path, seconds: float) -> dict[str, list[str]]:
+    """Frames exactly as the feeds received them from the simulator, at a high trade rate."""
+    from ticklake.exchanges.recording import read_session
+    from ticklake.replay import record
+
+    settings = Settings(data_dir=workdir)
+    settings.simulator.trades_per_second = 300
+    settings.simulator.seed = 11
+    path = workdir / "normalize.tlrec"
+    asyncio.run(record(settings, path, simulate=True, seconds=seconds))
+    frames: dict[str, list[str]] = defaultdict(list)
+    for recorded in read_session(path):
+        if isinstance(recorded.payload, str):
+            frames[recorded.exchange].append(recorded.payload)
+    return frames
+
+
+def _rate(function: Any, frames: list[str], min_seconds: float = 1.0) -> float:
+    rounds = 0
+    started = time.perf_counter()
+    while True:
+        for frame in frames:
+            function(frame)
+        rounds += 1
+        elapsed = time.perf_counter() - started
+        if elapsed >= min_seconds:
+            return rounds * len(frames) / elapsed
+
+
+def normalize(workdir: Path, seconds: float) -> dict[str, Any]:
+    from ticklake.exchanges.mappers import parser_for
+
+    results: dict[str, Any] = {}
+    for exchange, frames in sorted(_recorded_frames(workdir, seconds).items()):
+        parse = parser_for(exchange)
+        trades = sum(len(parse(f, 0).trades) for f in frames)
+        decode = msgspec.json.decode
+        rates = {"orjson": [], "msgspec": [], "normalize": []}  # type: dict[str, list[float]]
+        for _ in range(3):  # alternate, so both see the same load
+            rates["orjson"].append(_rate(orjson.loads, frames))
+            rates["msgspec"].append(_rate(decode, frames))
+            rates["normalize"].append(_rate(functools.partial(parse, received_us=0, conn_id="b", frame_seq=0),
+                                            frames))
+        normalize_rate = statistics.median(rates["normalize"])
+        decode_rate = max(statistics.median(rates["orjson"]), statistics.median(rates["msgspec"]))
+        results[exchange] = {
+            "frames": len(frames), "trades_per_frame": round(trades / len(frames), 2),
+            "normalize_frames_per_s": round(normalize_rate), "normalize_trades_per_s": round(normalize_rate * trades /
+                                                                                         len(frames)),
+            "json_decode_frames_per_s": round(decode_rate), "ratio": round(normalize_rate / decode_rate, 3),
+        }
+    return results
+
+
+# --- 4. serving ---------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serving(workdir: Path, trades: int, requests: int) -> dict[str, Any]:
+    path = str(workdir / "serving")
+    generated = _stage("generate", path, str(trades))
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "ticklake.bench.stages", "serve", path, str(port)],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "TZ": "UTC"})
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()  # "serving"
+        connection = _connect(port)
+        latencies: list[float] = []
+        symbols = 10
+        for i in range(requests + 50):
+            query = f"/v1/ohlcv?exchange=binance&symbol=SYM{i % symbols}/USDT&timeframe=1m&limit=500"
+            started = time.perf_counter()
+            connection.request("GET", query)
+            response = connection.getresponse()
+            body = response.read()
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status != 200 or len(orjson.loads(body)["candles"]) != 500:
+                raise RuntimeError(f"unexpected answer {response.status}: {body[:300]!r}")
+            if i >= 50:  # the first requests warm caches
+                latencies.append(elapsed)
+        latencies.sort()
+        rss = _rss_of(server.pid)
+    finally:
+        server.terminate()
+        server.wait(30)
+    return {"trades": trades, "generate_rows_per_s": generated["rows_per_s"], "requests": requests,
+            "p50_ms": round(latencies[len(latencies) // 2], 2),
+            "p99_ms": round(latencies[int(len(latencies) * 0.99)], 2), "response_bytes": len(body),
+            "server_rss_mb": rss}
+
+
+def _connect(port: int) -> http.client.HTTPConnection:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.connect()
+            return connection
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _rss_of(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        return None
+    return None
+
+
+# --- the whole run ------------------------------------------------------------------------------
+def run_bench(settings: Settings, quick: bool = False) -> int:
+    sizes = {"normalize_s": 3.0, "ingest": 200_000, "latency_s": 10.0, "serving": 1_000_000, "requests": 200} \
+        if quick else {"normalize_s": 10.0, "ingest": 1_000_000, "latency_s": 60.0, "serving": 10_000_000,
+                       "requests": 1000}
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+                   f"Python {platform.python_version()}",
+        "sizes": sizes,
+    }
+    with tempfile.TemporaryDirectory(prefix="ticklake-bench-") as tmp:
+        workdir = Path(tmp)
+        print("normalize ...", file=sys.stderr, flush=True)
+        report["normalize"] = normalize(workdir, sizes["normalize_s"])
+        print("ingest ...", file=sys.stderr, flush=True)
+        report["ingest"] = _stage("ingest", str(workdir / "ingest"), str(sizes["ingest"]))
+        print("latency ...", file=sys.stderr, flush=True)
+        report["latency"] = _stage("latency", str(workdir / "latency"), str(sizes["latency_s"]), "500")
+        print("serving ...", file=sys.stderr, flush=True)
+        report["serving"] = serving(workdir, int(sizes["serving"]), int(sizes["requests"]))
+    report["bench_process_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    _print(report)
+    return 0
+
+
+def _verdict(value: float, target: float, higher_is_better: bool) -> str:
+    ok = value >= target if higher_is_better else value <= target
+    return "meets" if ok else "MISSES"
+
+
+def _print(report: dict[str, Any]) -> None:
+    lines = [f"ticklake bench — {report['date']} — {report['machine']}", ""]
+    lines.append("normalize (frames as received from the simulator), per venue:")
+    for exchange, r in report["normalize"].items():
+        lines.append(f"  {exchange:9s} {r['normalize_frames_per_s']:>10,} frames/s {r['normalize_trades_per_s']:>10,} "
+                     f"trades/s | bare JSON decode {r['json_decode_frames_per_s']:>10,} frames/s | ratio "
+                     f"{r['ratio']:.2f} ({_verdict(r['ratio'], TARGETS['normalize_vs_decode'], True)} ≥ 0.50)")
+    i = report["ingest"]
+    verdict = _verdict(i["ratio"], TARGETS["ingest_vs_direct_arrow"], True)
+    lines += ["", f"ingest through raw → bronze → silver → gold, {i['trades']:,} trades in {i['batch']:,}-row batches:",
+              f"  writer {i['writer_trades_per_s']:>10,} trades/s | direct Arrow insert "
+              f"{i['direct_arrow_trades_per_s']:>10,} trades/s | ratio {i['ratio']:.2f} ({verdict} ≥ 0.60)"]
+    lat = report["latency"]
+    lines += ["", f"trade → candle latency at {lat['trades_per_s']} trades/s for {lat['seconds']:g} s "
+                  f"({lat['trades']:,} trades):",
+              f"  p50 {lat['p50_ms']} ms ({_verdict(lat['p50_ms'], TARGETS['latency_p50_ms'], False)} ≤ 50) | "
+              f"p99 {lat['p99_ms']} ms ({_verdict(lat['p99_ms'], TARGETS['latency_p99_ms'], False)} ≤ 200) | "
+              f"max {lat['max_ms']} ms"]
+    s = report["serving"]
+    lines += ["", f"/v1/ohlcv, 500 one-minute candles over {s['trades']:,} stored trades, {s['requests']} requests:",
+              f"  p50 {s['p50_ms']} ms | p99 {s['p99_ms']} ms "
+              f"({_verdict(s['p99_ms'], TARGETS['ohlcv_p99_ms'], False)} ≤ 20) | {s['response_bytes']:,} bytes"]
+    peak = max(lat["peak_rss_mb"], s["server_rss_mb"] or 0)
+    lines += ["", f"peak RSS: platform (latency run) {lat['peak_rss_mb']} MB, API over {s['trades']:,} trades "
+              f"{s['server_rss_mb']} MB ({_verdict(peak, TARGETS['peak_rss_mb'], False)} ≤ 1536 MB)"]
+    print("\n".join(lines))
+    print("\n" + json.dumps(report))

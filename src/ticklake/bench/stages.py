@@ -18,7 +18,7 @@ import time
 from importlib import resources as package_files
 from typing import Any
 
-from ticklake.model import RawFrame, Trade
+from ticklake.model import RawFrame, Side, Trade
 from ticklake.settings import Settings, ValidationSettings
 from ticklake.warehouse import arrow, migrate
 from ticklake.warehouse.client import open_client
@@ -43,9 +43,11 @@ def synthetic_trades(count: int, seed: int = 7) -> tuple[list[RawFrame], list[Tr
         market = i % 10
         ts_us = start_us + (i // 10) * 3_000
         frame_seq = i // 5 + 1
-        trades.append(Trade("binance", f"SYM{market}/USDT", f"SYM{market}USDT", i + 1,
-                            f"{rng.randint(10_000, 99_999)}.{rng.randint(0, 99):02d}", f"0.{rng.randint(1, 99_999):05d}",
-                            "buy" if rng.random() < 0.5 else "sell", ts_us, ts_us + 800, "bench", frame_seq))
+        price = f"{rng.randint(10_000, 99_999)}.{rng.randint(0, 99):02d}"
+        qty = f"0.{rng.randint(1, 99_999):05d}"
+        side: Side = "buy" if rng.random() < 0.5 else "sell"
+        trades.append(Trade("binance", f"SYM{market}/USDT", f"SYM{market}USDT", i + 1, price, qty, side, ts_us,
+                            ts_us + 800, "bench", frame_seq))
         if i % 5 == 0:
             frames.append(RawFrame("binance", "bench", frame_seq, ts_us + 800, '{"e":"trade"}' * 12, "", 5))
     return frames, trades
@@ -96,11 +98,13 @@ def generate(path: str, count: int, symbols: int = 10) -> dict[str, Any]:
     migrate.upgrade(client)
     _empty(client)
     sql = split_statements((package_files.files("ticklake.bench") / "generate_trades.sql").read_text("utf-8"))[0]
-    start_us = int(time.time() * 1_000_000) - count // symbols * 100_000
+    # At least ~11 hours of one-minute candles per market, however few trades.
+    step_us = max(100_000, 40_000_000_000 // max(1, count // symbols))
+    start_us = int(time.time() * 1_000_000) - count // symbols * step_us
     started = time.perf_counter()
     chunk = 1_000_000
     for offset in range(0, count, chunk):
-        client.command(sql, parameters={"symbols": symbols, "start_us": start_us, "step_us": 100_000,
+        client.command(sql, parameters={"symbols": symbols, "start_us": start_us, "step_us": step_us,
                                         "offset": offset, "count": min(chunk, count - offset)})
     seconds = time.perf_counter() - started
     client.command("OPTIMIZE TABLE gold_ohlcv FINAL")

@@ -152,17 +152,14 @@ def read_ticklake(path: str | Path, *, include_sent: bool = False) -> Iterator[R
     """Frames of a ticklake recording in file order (received only, unless ``include_sent``)."""
     path = Path(path)
     with _open_text(path, "r") as file:
-        lines = iter(file)
-        lineno = 0
-        for raw in lines:
-            lineno += 1
+        for lineno, raw in enumerate(file, 1):
             if not raw.strip():
                 continue
             try:
                 line = _decode_line(raw)
             except msgspec.DecodeError as exc:
-                if not raw.endswith("\n") and next(lines, None) is None:
-                    return  # the last line, cut short by a crash mid-write
+                if not raw.endswith("\n"):  # only the last line can lack one: cut short mid-write
+                    return
                 raise ValueError(f"{path}:{lineno}: not a ticklake frame line: {exc}") from None
             if line.dir == "sent" and not include_sent:
                 continue

@@ -11,19 +11,20 @@ import asyncio
 import contextlib
 import logging
 import sys
+from collections.abc import Sequence
 
 from ticklake.settings import ConfigError, load_settings
 from ticklake.simulator.server import Simulator
 
 
-def _parse_args() -> argparse.Namespace:
+def _parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ticklake.simulator", description=__doc__.splitlines()[0])
     parser.add_argument("--host", help="interface to listen on (default: simulator.host, 127.0.0.1)")
     parser.add_argument("--seed", type=int, help="tape seed (default: simulator.seed, else random and printed)")
     parser.add_argument("--trades-per-second", type=float, help="average trades per second per symbol")
     parser.add_argument("--port", type=int, default=0,
                         help="first port: binance, kraken, coinbase get PORT, PORT+1, PORT+2 (default: ephemeral)")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -43,10 +44,10 @@ async def _main(args: argparse.Namespace) -> None:
         await asyncio.Event().wait()
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(_parse_args()))
+        asyncio.run(_main(_parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -42,8 +42,8 @@ def _trade_columns(trades: Sequence[Trade], clamp: bool = False) -> dict[str, pa
     ts = [t.ts_us for t in trades]
     received = [t.received_us for t in trades]
     if clamp:
-        ids, ts, received = ([v if 0 <= v <= limit else 0 for v in column]
-                             for column, limit in ((ids, 2**64 - 1), (ts, MAX_TIMESTAMP_US), (received, MAX_TIMESTAMP_US)))
+        limits = ((ids, 2**64 - 1), (ts, MAX_TIMESTAMP_US), (received, MAX_TIMESTAMP_US))
+        ids, ts, received = ([v if 0 <= v <= limit else 0 for v in column] for column, limit in limits)
     return {
         "exchange": pa.array([t.exchange for t in trades], pa.string()),
         "native_symbol": pa.array([t.native_symbol for t in trades], pa.string()),

@@ -95,14 +95,7 @@ class SessionRecorder(Protocol):
     def flush(self) -> None: ...
 
 
-class FrameSink(Protocol):
-    """The earlier recorder shape (``replay.RecordingSink`` adapts SessionWriter to it). Still
-    accepted so existing callers keep working; a SessionWriter records more (URL, exact bytes)."""
-
-    def record(self, conn_id: str, direction: Literal["sent", "received"], ts_us: int, payload: str) -> None: ...
-
-
-FrameRecorder = SessionRecorder | FrameSink
+FrameRecorder = SessionRecorder
 
 
 _Record = tuple[str, str, int, str | bytes, Direction]  # conn_id, url, t_us, payload, direction
@@ -642,14 +635,9 @@ class RealtimeFeed:
         if recorder is None or not records:
             return
         try:
-            if isinstance(recorder, SessionRecorder):
-                for conn_id, url, t_us, payload, direction in records:
-                    recorder.write_frame(self.exchange, conn_id, t_us, payload, direction=direction, url=url)
-                recorder.flush()
-            else:
-                for conn_id, _url, t_us, payload, direction in records:
-                    text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
-                    recorder.record(conn_id, "sent" if direction == "sent" else "received", t_us, text)
+            for conn_id, url, t_us, payload, direction in records:
+                recorder.write_frame(self.exchange, conn_id, t_us, payload, direction=direction, url=url)
+            recorder.flush()
         except Exception:  # a full disk must not stop the feed; the bus still gets every frame
             log.exception("%s: recording %d frames failed", self.exchange, len(records))
 

@@ -25,8 +25,8 @@ from ticklake.exchanges.mappers.common import (
     MalformedResponse,
     SymbolMemo,
     error_reason,
-    match_positive_decimal,
-    match_positive_decimal_pair,
+    match_decimal,
+    match_decimal_pair,
     show,
     venue_message,
 )
@@ -104,9 +104,9 @@ def _trade(event: _Trade | _AggTrade, received_us: int, conn_id: str, frame_seq:
 
     ``parse_frame`` inlines the same steps for speed and falls back here to word the error.
     """
-    if match_positive_decimal(event.p) is None:
+    if match_decimal(event.p) is None:
         raise BadField(f"bad price p={show(event.p)}")
-    if match_positive_decimal(event.q) is None:
+    if match_decimal(event.q) is None:
         raise BadField(f"bad quantity q={show(event.q)}")
     native = event.s
     return Trade(EXCHANGE, _symbols[native], native, event.t, event.p, event.q,
@@ -130,7 +130,7 @@ def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame
     # This is _trade() inlined: it runs once per trade on the feed's hot path.
     price = event.p
     qty = event.q
-    if match_positive_decimal_pair(f"{price} {qty}") is None:
+    if match_decimal_pair(f"{price} {qty}") is None:
         return _trade_frame(event, received_us, conn_id, frame_seq)  # words the error
     ts = event.T
     native = event.s
@@ -207,9 +207,9 @@ def parse_rest_trades(body: bytes | str, native_symbol: str, received_us: int, *
     trades: list[Trade] = []
     for index, row in enumerate(rows):
         try:
-            if match_positive_decimal(row.price) is None:
+            if match_decimal(row.price) is None:
                 raise BadField(f"bad price={show(row.price)}")
-            if match_positive_decimal(row.qty) is None:
+            if match_decimal(row.qty) is None:
                 raise BadField(f"bad qty={show(row.qty)}")
             trades.append(Trade(EXCHANGE, symbol, native, row.id, row.price, row.qty, _side(row.isBuyerMaker),
                                 _ts_us(row.time), received_us, conn_id, frame_seq))

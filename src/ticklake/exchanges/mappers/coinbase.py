@@ -42,12 +42,11 @@ from ticklake.exchanges.mappers.common import (
     MalformedResponse,
     SymbolMemo,
     error_reason,
-    match_positive_decimal,
-    match_positive_decimal_pair,
+    match_decimal,
+    match_decimal_pair,
+    price_qty_times_valid,
     rfc3339_to_us,
     show,
-    texts_valid,
-    timestamps_valid,
     venue_message,
 )
 from ticklake.model import ParsedFrame, Side, Trade
@@ -62,17 +61,17 @@ MARKET_TRADES_SIDE_IS_MAKER: Final = True
 Coinbase documents no meaning for this field. Evidence (details and sources in
 docs/decisions/coinbase-side.md):
 * Coinbase documents the Exchange ``match`` and REST ``/products/{id}/trades`` ``side`` as the maker
-  order side; Advanced Trade is served by the same matching engine and its ``trade_id`` values are the
-  Exchange trade ids, and nothing documents a flip between the two APIs.
-* NautilusTrader's Advanced Trade adapter (``nautilus_coinbase``, current API docs of
-  ``coinbase_side_to_aggressor``) changed from using the side as-is to inverting it: "Coinbase reports
-  the maker side on public market trades, so the aggressor is the opposite side."
+  order side. Advanced Trade runs on the same matching engine, its ``trade_id`` values look like the
+  Exchange's id sequence (an inference), and nothing documents a flip between the two APIs.
+* NautilusTrader's Advanced Trade adapter (``nautilus_coinbase``; the published "latest" API docs of
+  ``coinbase_side_to_aggressor``) inverts it: "Coinbase reports the maker side on public market
+  trades, so the aggressor is the opposite side." (Older source revisions used it as is.)
 * A real ``GET /api/v3/brokerage/products/BTC-USD/ticker`` body (NautilusTrader test data, 2026-04-07)
   lists two ``SELL`` trades at 68923.67 while ``best_ask`` is 68923.67: resting sells being lifted,
   i.e. maker SELL, taker BUY.
 Against: cryptofeed's Advanced Trade handler (2024) uses the side as-is; a generated third-party
-schema (api-evangelist) calls it "Taker side". Verify against the Exchange REST tape (same trade ids)
-as the decision record describes, and flip this one constant if the tape disagrees.
+schema (api-evangelist) calls it "Taker side". Verify against the Exchange REST tape, joined on
+trade_id, as the decision record describes, and flip this one constant if the tape disagrees.
 """
 
 _TradeId = Annotated[int, msgspec.Meta(ge=0, le=MAX_TRADE_ID)]
@@ -144,7 +143,6 @@ _decode_any: Final = msgspec.json.Decoder().decode
 _decode_rest: Final = msgspec.json.Decoder(list[_RestTrade]).decode
 
 
-
 class _Peek(msgspec.Struct, gc=False):
     """The routing fields of any frame; decoding only these skips the rest without building it."""
 
@@ -199,16 +197,14 @@ def _trade_id(text: str) -> int:
 def _market_trades(message: _MarketTrades, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
     """The trades of a ``market_trades`` frame: the hot path.
 
-    Builds the trades optimistically and checks all prices and sizes, and all timestamps, with one
-    regex call each for the whole frame. On any doubt it hands the frame to ``_market_trades_checked``, which is the
+    Builds the trades optimistically and checks all prices, sizes and timestamps with one regex call
+    for the whole frame. On any doubt it hands the frame to ``_market_trades_checked``, which is the
     specification (field by field, with the error wording), so both always agree.
     """
     trades: list[Trade] = []
     append = trades.append
     texts: list[str] = []
     add_text = texts.append
-    times: list[str] = []
-    add_time = times.append
     taker_of = _MARKET_TRADES_TAKER
     symbols = _symbols
     fromisoformat = FROMISOFORMAT
@@ -223,9 +219,9 @@ def _market_trades(message: _MarketTrades, received_us: int, conn_id: str, frame
                 trade_id = row.trade_id
                 if not (trade_id.isdigit() and trade_id.isascii()) or len(trade_id) > _FAST_ID_DIGITS:
                     raise BadField("trade_id")
-                # rfc3339_to_us() inlined (shape checked for the whole frame below): exact µs, truncated.
+                # rfc3339_to_us() inlined (its shape check is done for the whole frame below).
                 time = row.time
-                add_time(time)
+                add_text(time)
                 delta = fromisoformat(time) - epoch
                 native = row.product_id
                 append(Trade(EXCHANGE, symbols[native], native, int(trade_id), price, size, taker_of[row.side],
@@ -233,7 +229,7 @@ def _market_trades(message: _MarketTrades, received_us: int, conn_id: str, frame
                              received_us, conn_id, frame_seq))
     except (ValueError, TypeError):
         return _market_trades_checked(message, received_us, conn_id, frame_seq)
-    if not (texts_valid(texts) and timestamps_valid(times)):
+    if not price_qty_times_valid(texts):
         return _market_trades_checked(message, received_us, conn_id, frame_seq)
     return ParsedFrame("trades", tuple(trades), sequence=message.sequence_num)
 
@@ -245,9 +241,9 @@ def _market_trades_checked(message: _MarketTrades, received_us: int, conn_id: st
     try:
         for event in message.events:
             for row in event.trades:
-                if match_positive_decimal(row.price) is None:
+                if match_decimal(row.price) is None:
                     raise BadField(f"bad price={show(row.price)}")
-                if match_positive_decimal(row.size) is None:
+                if match_decimal(row.size) is None:
                     raise BadField(f"bad size={show(row.size)}")
                 native = row.product_id
                 trades.append(Trade(EXCHANGE, _symbols[native], native, _trade_id(row.trade_id), row.price,
@@ -263,8 +259,8 @@ def _match_trade(row: _Match | _RestTrade, native: str, symbol: str, received_us
                  frame_seq: int) -> Trade:
     price = row.price
     size = row.size
-    if match_positive_decimal_pair(f"{price} {size}") is None:  # one regex call for both, then the wording
-        if match_positive_decimal(price) is None:
+    if match_decimal_pair(f"{price} {size}") is None:  # one regex call for both, then the wording
+        if match_decimal(price) is None:
             raise BadField(f"bad price={show(price)}")
         raise BadField(f"bad size={show(size)}")
     # The Exchange API's side is the maker's (documented), so the taker did the opposite.

@@ -17,29 +17,32 @@ from ticklake.symbols import from_native
 __all__ = [
     "EPOCH",
     "FROMISOFORMAT",
+    "MAX_TRADE_ID",
     "BadField",
     "MalformedResponse",
     "SymbolMemo",
-    "check_trade_id",
     "decimal_number_text",
     "epoch_seconds_text_to_us",
     "error_reason",
-    "is_positive_decimal_text",
-    "match_positive_decimal",
-    "match_positive_decimal_pair",
-    "match_positive_decimals",
+    "is_decimal_text",
+    "match_decimal",
+    "match_decimal_pair",
+    "match_decimals",
+    "match_price_qty_time",
+    "match_price_qty_times",
     "match_rfc3339",
-    "match_rfc3339s",
+    "price_qty_times_valid",
     "rfc3339_to_us",
     "show",
     "texts_valid",
-    "timestamps_valid",
     "venue_message",
 ]
 
 MAX_TRADE_ID: Final = 2**63 - 1  # trade ids land in an Int64 column
 MAX_ERROR_VALUE_CHARS: Final = 40  # an offending value, quoted in an error
 MAX_VENUE_MESSAGE_CHARS: Final = 200  # a venue's own error message, passed on
+_MAX_DECIMAL_MAGNITUDE: Final = 30  # decimal_number_text: 1e-30 .. 1e30
+_MAX_DECIMAL_PLACES: Final = 40
 
 
 class BadField(ValueError):
@@ -75,60 +78,67 @@ def venue_message(value: object) -> str:
     return text
 
 
-# A positive decimal in plain notation: digits, optionally one point followed by digits, at least one
-# non-zero digit (the lookahead). No sign, no exponent, no NaN/Infinity, no spaces, ASCII only ([0-9],
-# not \d, which would accept other scripts' digits). A zero price or quantity is not a trade.
+# A non-negative decimal in plain notation: digits, optionally one point followed by digits. No sign,
+# no exponent, no NaN/Infinity, no spaces, ASCII only ([0-9], not \d, which would accept other
+# scripts' digits). Zero passes: it is well-formed, and deciding that a zero price is not a trade is
+# the warehouse's validation (it dead-letters the trade with its rule), not the parser's.
 # Possessive quantifiers (Python >= 3.11) never backtrack, so a check is one linear scan.
-_POSITIVE_DECIMAL_RE: Final = r"(?=[0.]*+[1-9])[0-9]++(?:\.[0-9]++)?+"
-_POSITIVE_DECIMAL: Final = re.compile(_POSITIVE_DECIMAL_RE)
+_DECIMAL_RE: Final = r"[0-9]++(?:\.[0-9]++)?+"
+_DECIMAL: Final = re.compile(_DECIMAL_RE)
 # Two or more values joined by single spaces. A call to re costs far more than scanning a few more
-# characters, so the hot paths check all of a frame's prices and quantities in one call; a space
-# cannot occur inside a valid value, so the joined text matches exactly when every value does.
-_POSITIVE_DECIMAL_PAIR: Final = re.compile(f"{_POSITIVE_DECIMAL_RE} {_POSITIVE_DECIMAL_RE}")
-_POSITIVE_DECIMALS: Final = re.compile(f"{_POSITIVE_DECIMAL_RE}(?: {_POSITIVE_DECIMAL_RE})*+")
+# characters, so the hot paths check all of a frame's prices and quantities in one call. A space
+# cannot occur inside a valid value; the callers also count the spaces, so that a value with a
+# space inside cannot pass as two valid ones.
+_DECIMAL_PAIR: Final = re.compile(f"{_DECIMAL_RE} {_DECIMAL_RE}")
+_DECIMALS: Final = re.compile(f"{_DECIMAL_RE}(?: {_DECIMAL_RE})*+")
 _PLAIN_DECIMAL: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-match_positive_decimal: Final = _POSITIVE_DECIMAL.fullmatch
-"""``re.fullmatch`` of a positive plain decimal; the hot loops call it directly (no wrapper call)."""
-match_positive_decimal_pair: Final = _POSITIVE_DECIMAL_PAIR.fullmatch
-"""``re.fullmatch`` of ``f"{price} {qty}"``: both positive plain decimals, in one call."""
-match_positive_decimals: Final = _POSITIVE_DECIMALS.fullmatch
-"""``re.fullmatch`` of ``" ".join(values)``: every value a positive plain decimal, in one call."""
+match_decimal: Final = _DECIMAL.fullmatch
+"""``re.fullmatch`` of a plain non-negative decimal; the hot loops call it directly (no wrapper call)."""
+match_decimal_pair: Final = _DECIMAL_PAIR.fullmatch
+"""``re.fullmatch`` of ``f"{price} {qty}"``: both plain non-negative decimals, in one call."""
+match_decimals: Final = _DECIMALS.fullmatch
+"""``re.fullmatch`` of ``" ".join(values)``: every value a plain non-negative decimal, in one call."""
 _plain_fullmatch = _PLAIN_DECIMAL.fullmatch
 
 
-def is_positive_decimal_text(text: str) -> bool:
-    """True when ``text`` is a plain positive decimal such as ``"64123.10"`` or ``"0.00000638"``."""
-    return match_positive_decimal(text) is not None
+def is_decimal_text(text: str) -> bool:
+    """True when ``text`` is a plain non-negative decimal such as ``"64123.10"`` or ``"0.00000638"``."""
+    return match_decimal(text) is not None
 
 
 def texts_valid(texts: list[str]) -> bool:
-    """True when every text is a plain positive decimal: one regex call for a whole frame's values.
+    """True when every text is a plain non-negative decimal: one regex call for a whole frame's values.
 
     The hot loops append each trade's price and qty to ``texts`` as they go (cheaper in CPython 3.11
     than collecting them afterwards with comprehensions) and call this once per frame.
     """
     if len(texts) == 2:
-        return match_positive_decimal_pair(f"{texts[0]} {texts[1]}") is not None
-    return not texts or match_positive_decimals(" ".join(texts)) is not None
+        return match_decimal_pair(f"{texts[0]} {texts[1]}") is not None
+    if not texts:
+        return True
+    joined = " ".join(texts)
+    # A value with a space inside ("1 1") would shift the tokens; as many spaces as joins rules it out.
+    return joined.count(" ") == len(texts) - 1 and match_decimals(joined) is not None
 
 
 def decimal_number_text(value: Decimal) -> str:
-    """The exact plain text of a positive decimal decoded from a JSON number (Kraken v2 price/qty).
+    """The exact plain text of a decimal decoded from a JSON number (Kraken v2 price/qty).
 
     ``format(d, "f")`` never produces exponent notation, so ``1E-8`` becomes ``"0.00000001"`` and
-    ``6423.46326000`` keeps its trailing zeros. Raises ``ValueError`` for NaN, infinities, zero and
-    negative values.
+    ``6423.46326000`` keeps its trailing zeros. Raises ``ValueError`` for NaN, infinities and signed
+    values (negatives, and ``-0``, which would format with its sign), and for magnitudes no market has
+    (beyond 1e±30, or more than 40 decimals): written out in plain notation, ``1E-999999999`` alone
+    would be a gigabyte of text. Zero passes, as in ``is_decimal_text``.
     """
-    if not value.is_finite() or value <= 0:
-        raise ValueError(f"not a positive finite decimal: {show(value)}")
+    if not value.is_finite() or value.is_signed():
+        raise ValueError(f"not a non-negative finite decimal: {show(value)}")
+    if not value:
+        return format(value, "f")  # 0, 0.000, 0E+5 ("0"): adjusted() is meaningless for zero
+    exponent = value.as_tuple().exponent
+    if not -_MAX_DECIMAL_MAGNITUDE <= value.adjusted() <= _MAX_DECIMAL_MAGNITUDE or (
+            isinstance(exponent, int) and exponent < -_MAX_DECIMAL_PLACES):
+        raise ValueError(f"decimal out of range: {show(value)}")
     return format(value, "f")
-
-
-def check_trade_id(value: int) -> int:
-    """``value`` if it fits the Int64 trade-id column and is not negative, else ``ValueError``."""
-    if value < 0 or value > MAX_TRADE_ID:
-        raise ValueError(f"trade id out of range: {show(value)}")
-    return value
 
 
 # --- timestamps ----------------------------------------------------------------------------------
@@ -145,18 +155,28 @@ FROMISOFORMAT: Final = _fromisoformat
 _RFC3339_RE: Final = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
                       r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
 match_rfc3339: Final = re.compile(_RFC3339_RE).fullmatch
-match_rfc3339s: Final = re.compile(f"{_RFC3339_RE}(?: {_RFC3339_RE})*+").fullmatch
 
 
-def timestamps_valid(texts: list[str]) -> bool:
-    """True when every text has the RFC 3339 shape: one regex call for a whole frame's timestamps.
+_PRICE_QTY_TIME_RE: Final = f"{_DECIMAL_RE} {_DECIMAL_RE} {_RFC3339_RE}"
+match_price_qty_time: Final = re.compile(_PRICE_QTY_TIME_RE).fullmatch
+match_price_qty_times: Final = re.compile(f"{_PRICE_QTY_TIME_RE}(?: {_PRICE_QTY_TIME_RE})*+").fullmatch
 
-    The hot loops parse each timestamp with ``FROMISOFORMAT`` as they go, append its text here, and
-    call this once per frame; together that is ``rfc3339_to_us`` for every trade, at a lower cost.
+
+def price_qty_times_valid(texts: list[str]) -> bool:
+    """True when ``texts`` is ``[price, qty, time, price, qty, time, ...]`` with every price and qty a
+    plain non-negative decimal and every time an RFC 3339 timestamp: one regex call for a whole frame.
+
+    The hot loops append each trade's three texts as they go, parse the time with ``FROMISOFORMAT``
+    (which checks the ranges), and call this once per frame; together that is ``rfc3339_to_us`` and
+    ``is_decimal_text`` for every trade, at a fraction of the cost of a call per value.
     """
-    if len(texts) == 1:
-        return match_rfc3339(texts[0]) is not None
-    return not texts or match_rfc3339s(" ".join(texts)) is not None
+    if len(texts) == 3:  # one trade, the common case: the pattern itself admits exactly three tokens
+        return match_price_qty_time(f"{texts[0]} {texts[1]} {texts[2]}") is not None
+    if not texts:
+        return True
+    joined = " ".join(texts)
+    # A value with a space inside would shift the tokens; as many spaces as joins rules it out.
+    return joined.count(" ") == len(texts) - 1 and match_price_qty_times(joined) is not None
 
 
 def rfc3339_to_us(text: str) -> int:

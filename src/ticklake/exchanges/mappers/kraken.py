@@ -17,12 +17,15 @@ WebSocket v1 (``wss://ws.kraken.com``, arrays; the 2021 recordings)::
 
     [channelID, [[price, volume, time, side "b"|"s", orderType "m"|"l", misc], ...], "trade", "XBT/USD"]
 
-v1 has no trade id. The mapper derives ``trade_id = ts_us * 1000 + index_within_frame``:
-deterministic (a replay of the raw frame gives the same id), ordered like the trades (time first, then
-frame order), unique within a frame, and unique across frames unless two frames carry a trade stamped
-with the same microsecond, which Kraken does not do within one book's frame sequence in practice.
-It fits an Int64 until the year 2262. It is NOT Kraken's REST trade id: v1 trades and REST/v2 trades
-of the same market must not be deduplicated against each other by id.
+v1 has no trade id. The mapper derives ``trade_id = ts_us * 1000 + index_within_frame``. It is
+deterministic: a replay of the raw frame gives the same id, so re-derivation and dedup of replays
+work. It is ordered like the trades (time first, then frame order) and unique within a frame. It is
+unique across frames unless two different frames of one pair carry trades stamped with the same
+microsecond: then the ids can collide, and dedup by id would drop a real trade. v1 timestamps have
+µs resolution, so that takes two trades of one pair in the same microsecond, split over two frames.
+That is rare, not impossible, and it is the price of having no venue id. The id fits an Int64 until
+the year 2262. It is NOT Kraken's trade id: v1 trades must not be deduplicated by id against REST
+or v2 trades of the same market.
 
 Pure: no I/O, no clock. The only state is the symbol memo in ``common``.
 """
@@ -44,11 +47,11 @@ from ticklake.exchanges.mappers.common import (
     decimal_number_text,
     epoch_seconds_text_to_us,
     error_reason,
-    match_positive_decimal,
+    match_decimal,
+    price_qty_times_valid,
     rfc3339_to_us,
     show,
     texts_valid,
-    timestamps_valid,
     venue_message,
 )
 from ticklake.model import ParsedFrame, Side, Trade
@@ -84,7 +87,6 @@ _decode_v1: Final = msgspec.json.Decoder(_V1Frame).decode
 _decode_any: Final = msgspec.json.Decoder().decode
 _decode_exact: Final = msgspec.json.Decoder(float_hook=Decimal).decode  # REST: numbers -> Decimal
 _decode_decimal: Final = msgspec.json.Decoder(Decimal).decode
-
 
 
 class _Peek(msgspec.Struct, gc=False):
@@ -136,16 +138,14 @@ def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame
 def _v2_trades(message: _V2Trade, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
     """The trades of a v2 ``trade`` frame: the hot path.
 
-    Builds the trades optimistically and checks all prices and quantities, and all timestamps, with
-    one regex call each for the whole frame. On any doubt (including numbers in exponent notation) it hands the frame to
-    ``_v2_trades_checked``, which is the specification, so both always agree.
+    Builds the trades optimistically and checks all prices, quantities and timestamps with one regex
+    call for the whole frame. On any doubt (including numbers in exponent notation)
+    it hands the frame to ``_v2_trades_checked``, which is the specification, so both always agree.
     """
     trades: list[Trade] = []
     append = trades.append
     texts: list[str] = []
     add_text = texts.append
-    times: list[str] = []
-    add_time = times.append
     symbols = _symbols
     fromisoformat = FROMISOFORMAT
     epoch = EPOCH
@@ -155,9 +155,9 @@ def _v2_trades(message: _V2Trade, received_us: int, conn_id: str, frame_seq: int
             qty = str(row.qty, "ascii")
             add_text(price)
             add_text(qty)
-            # rfc3339_to_us() inlined (shape checked for the whole frame below): exact µs, truncated.
+            # rfc3339_to_us() inlined (its shape check is done for the whole frame below).
             time = row.timestamp
-            add_time(time)
+            add_text(time)
             delta = fromisoformat(time) - epoch
             native = row.symbol
             append(Trade(EXCHANGE, symbols[native], native, row.trade_id, price, qty, row.side,
@@ -165,7 +165,7 @@ def _v2_trades(message: _V2Trade, received_us: int, conn_id: str, frame_seq: int
                          received_us, conn_id, frame_seq))
     except (ValueError, TypeError):  # UnicodeDecodeError is a ValueError
         return _v2_trades_checked(message, received_us, conn_id, frame_seq)
-    if not (texts_valid(texts) and timestamps_valid(times)):
+    if not price_qty_times_valid(texts):
         return _v2_trades_checked(message, received_us, conn_id, frame_seq)
     return ParsedFrame("trades", tuple(trades))
 
@@ -188,11 +188,11 @@ def _number_text(raw: msgspec.Raw, field: str) -> str:
     """Exact plain text of a JSON number: its own characters when plain, else via ``Decimal``.
 
     The ``Decimal`` route takes exponent notation (``1E-8`` -> ``"0.00000001"``) and numbers sent
-    as strings; it rejects NaN, infinities, zero and negatives.
+    as strings; it rejects NaN, infinities and negatives.
     """
     try:
         text = str(raw, "ascii")
-        if match_positive_decimal(text) is not None:
+        if match_decimal(text) is not None:
             return text
         return decimal_number_text(_decode_decimal(raw))
     except ValueError:  # msgspec.DecodeError included
@@ -237,9 +237,9 @@ def _v1_trades_checked(rows: list[list[str]], pair: str, symbol: str, received_u
             if len(row) < 4:
                 raise BadField(f"trade row {index} has {len(row)} fields, expected 6")
             price, qty, when, side = row[0], row[1], row[2], row[3]
-            if match_positive_decimal(price) is None:
+            if match_decimal(price) is None:
                 raise BadField(f"bad price={show(price)}")
-            if match_positive_decimal(qty) is None:
+            if match_decimal(qty) is None:
                 raise BadField(f"bad volume={show(qty)}")
             taker = _V1_SIDES.get(side)
             if taker is None:
@@ -382,11 +382,11 @@ def _rest_trade(row: Any, symbol: str, native: str, received_us: int, conn_id: s
     if not isinstance(row, list) or len(row) < 7:
         raise BadField(f"expected [price, volume, time, side, ordertype, misc, trade_id], got {show(row)}")
     price, qty, when, side, trade_id = row[0], row[1], row[2], row[3], row[6]
-    if not isinstance(price, str) or match_positive_decimal(price) is None:
+    if not isinstance(price, str) or match_decimal(price) is None:
         raise BadField(f"bad price={show(price)}")
-    if not isinstance(qty, str) or match_positive_decimal(qty) is None:
+    if not isinstance(qty, str) or match_decimal(qty) is None:
         raise BadField(f"bad volume={show(qty)}")
-    if isinstance(when, bool) or not isinstance(when, int | Decimal) or not 0 < when < 10**11:
+    if isinstance(when, bool) or not isinstance(when, int | Decimal) or not 1 <= when < 10**11:
         raise BadField(f"bad time={show(when)}")
     taker = _V1_SIDES.get(side) if isinstance(side, str) else None
     if taker is None:

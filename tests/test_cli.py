@@ -1,0 +1,168 @@
+"""The command line as a user runs it: separate processes, real ports, signals, restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def env_for(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKLAKE_")}
+    env.update({"TICKLAKE_DATA_DIR": str(data_dir), "TZ": "UTC", "TICKLAKE_SIMULATOR__SEED": "7",
+                "PYTHONPATH": str(REPO / "src"), **extra})
+    return env
+
+
+def ticklake(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ticklake.cli", *args], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@contextmanager
+def running(*args: str, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "ticklake.cli", *args], cwd=REPO, text=True,
+                               env={**env, "TICKLAKE_API__PORT": str(port)},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        yield process, f"http://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(30)
+
+
+def wait_for(url: str, check: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = httpx.get(url, timeout=5)
+            if check(last):
+                return last
+        except httpx.TransportError as exc:
+            last = exc
+        time.sleep(0.3)
+    raise AssertionError(f"{url} never satisfied the check; last: {getattr(last, 'text', last)}")
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    return output
+
+
+def trade_count(base: str) -> int:
+    symbols = httpx.get(f"{base}/v1/symbols", timeout=10).json()["symbols"]
+    return sum(s["trades"] or 0 for s in symbols)
+
+
+@pytest.mark.slow
+def test_up_simulate_serves_candles_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
+    env = env_for(tmp_path, TICKLAKE_VENUES__BINANCE__SYMBOLS='["BTC/USDT","ETH/USDT"]',
+                  TICKLAKE_VENUES__KRAKEN__SYMBOLS='["BTC/USD"]', TICKLAKE_VENUES__COINBASE__SYMBOLS='["BTC/USD"]',
+                  TICKLAKE_SIMULATOR__TRADES_PER_SECOND="30")
+    with running("up", "--simulate", env=env) as (process, base):
+        health = wait_for(f"{base}/health", lambda r: r.status_code == 200
+                          and r.json()["components"]["feeds"]["status"] == "ok").json()
+        assert set(health["components"]["feeds"]["venues"]) == {"binance", "kraken", "coinbase"}
+        wait_for(f"{base}/v1/ohlcv?exchange=binance&symbol=BTC/USDT&timeframe=1m",
+                 lambda r: r.status_code == 200 and r.json()["candles"])
+        trades = httpx.get(f"{base}/v1/trades", params={"exchange": "kraken", "symbol": "BTC/USD", "limit": 5000},
+                           timeout=10).json()["trades"]
+        candles = httpx.get(f"{base}/v1/ohlcv", params={"exchange": "kraken", "symbol": "BTC/USD", "timeframe": "1d"},
+                            timeout=10).json()["candles"]
+        # candles are queried after trades, so they can only hold more
+        assert sum(c["trades"] for c in candles) >= len(trades) > 0
+        assert "ticklake_feed_trades_total" in httpx.get(f"{base}/metrics", timeout=10).text
+        output = stop(process)
+    assert "stopped" in output
+    with running("up", "--simulate", env=env) as (process, base):
+        wait_for(f"{base}/health", lambda r: r.status_code == 200)
+        assert trade_count(base) >= len(trades)
+        stop(process)
+
+
+@pytest.mark.slow
+def test_up_with_unreachable_venues_reports_them_and_keeps_serving(tmp_path: Path) -> None:
+    # Point every venue at a closed loopback port: as unreachable as the internet is from CI.
+    closed = free_port()
+    env = env_for(tmp_path, **{f"TICKLAKE_VENUES__{v}__WS_URL": f"ws://127.0.0.1:{closed}"
+                               for v in ("BINANCE", "KRAKEN", "COINBASE")},
+                  TICKLAKE_FEED__BACKOFF_INITIAL_S="0.2", TICKLAKE_FEED__BACKOFF_MAX_S="1")
+    with running("up", env=env) as (process, base):
+        health = wait_for(f"{base}/health", lambda r: len(r.json()["components"]["feeds"]["venues"]) == 3
+                          and all(v["last_error"] for v in r.json()["components"]["feeds"]["venues"].values()))
+        assert health.status_code == 503 and health.json()["components"]["feeds"]["status"] == "down"
+        assert health.json()["components"]["warehouse"]["status"] == "ok"
+        assert httpx.get(f"{base}/v1/symbols", timeout=10).status_code == 200
+        time.sleep(2)
+        assert process.poll() is None
+        output = stop(process)
+    for venue in ("binance", "kraken", "coinbase"):
+        assert f"{venue}: cannot connect" in output, output[-3000:]
+
+
+@pytest.mark.slow
+def test_record_then_replay_stores_every_trade_once(tmp_path: Path) -> None:
+    env = env_for(tmp_path / "data", TICKLAKE_VENUES__BINANCE__SYMBOLS='["BTC/USDT"]',
+                  TICKLAKE_VENUES__KRAKEN__SYMBOLS='["ETH/USD"]', TICKLAKE_VENUES__COINBASE__SYMBOLS='["SOL/USD"]',
+                  TICKLAKE_SIMULATOR__TRADES_PER_SECOND="50")
+    recording = tmp_path / "session.tlrec"
+    result = ticklake("record", str(recording), "--simulate", "--seconds", "3", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in recording.read_text().splitlines()]
+    assert {line["exchange"] for line in lines} == {"binance", "kraken", "coinbase"}
+    assert any(line["dir"] == "sent" for line in lines)  # subscriptions are recorded too
+
+    first = ticklake("replay", str(recording), env=env)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["trades"] > 50 and summary["parse_errors"] == 0
+    assert summary["stored_trades"] == summary["silver_trades"] == summary["trades"] - summary["duplicates"]
+
+    again = json.loads(ticklake("replay", str(recording), env=env).stdout)
+    assert again["stored_trades"] == 0 and again["duplicates"] == summary["trades"]
+
+
+def test_broken_configuration_is_a_clear_error(tmp_path: Path) -> None:
+    result = ticklake("config", env=env_for(tmp_path, TICKLAKE_API__PORT="eighty"))
+    assert result.returncode == 2
+    assert "api.port" in result.stderr and "Traceback" not in result.stderr
+    config = tmp_path / "ticklake.toml"
+    config.write_text("[retention]\nbronze_days = 3\n")
+    result = ticklake("config", env=env_for(tmp_path, TICKLAKE_CONFIG=str(config)))
+    assert result.returncode == 2 and "max_age_days" in result.stderr
+    config.write_text("[venues.binance\nsymbols = 1\n")
+    result = ticklake("config", env=env_for(tmp_path, TICKLAKE_CONFIG=str(config)))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_migrate_status_rollback_and_upgrade(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    assert "0001_layers: applied" in ticklake("migrate", env=env).stdout
+    rolled = ticklake("migrate", "--to", "0", env=env)
+    assert "0001_layers: pending" in rolled.stdout, rolled.stderr
+    assert "0001_layers: applied" in ticklake("migrate", env=env).stdout
