@@ -78,12 +78,13 @@ def venue_message(value: object) -> str:
     return text
 
 
-# A non-negative decimal in plain notation: digits, optionally one point followed by digits. No sign,
-# no exponent, no NaN/Infinity, no spaces, ASCII only ([0-9], not \d, which would accept other
-# scripts' digits). Zero passes: it is well-formed, and deciding that a zero price is not a trade is
-# the warehouse's validation (it dead-letters the trade with its rule), not the parser's.
+# A decimal in plain notation: an optional minus, digits, optionally one point followed by digits. No
+# plus sign, no exponent, no NaN/Infinity, no spaces, ASCII only ([0-9], not \d, which would accept
+# other scripts' digits). Zero and negative values pass: they are well-formed, and deciding that a
+# zero or negative price is not a trade is the warehouse's validation (it dead-letters the trade with
+# its rule and raw frame, and keeps the frame's other trades), not the parser's.
 # Possessive quantifiers (Python >= 3.11) never backtrack, so a check is one linear scan.
-_DECIMAL_RE: Final = r"[0-9]++(?:\.[0-9]++)?+"
+_DECIMAL_RE: Final = r"-?+[0-9]++(?:\.[0-9]++)?+"
 _DECIMAL: Final = re.compile(_DECIMAL_RE)
 # Two or more values joined by single spaces. A call to re costs far more than scanning a few more
 # characters, so the hot paths check all of a frame's prices and quantities in one call. A space
@@ -91,23 +92,23 @@ _DECIMAL: Final = re.compile(_DECIMAL_RE)
 # space inside cannot pass as two valid ones.
 _DECIMAL_PAIR: Final = re.compile(f"{_DECIMAL_RE} {_DECIMAL_RE}")
 _DECIMALS: Final = re.compile(f"{_DECIMAL_RE}(?: {_DECIMAL_RE})*+")
-_PLAIN_DECIMAL: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_PLAIN_DECIMAL: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # epoch seconds: never signed
 match_decimal: Final = _DECIMAL.fullmatch
-"""``re.fullmatch`` of a plain non-negative decimal; the hot loops call it directly (no wrapper call)."""
+"""``re.fullmatch`` of a plain decimal; the hot loops call it directly (no wrapper call)."""
 match_decimal_pair: Final = _DECIMAL_PAIR.fullmatch
-"""``re.fullmatch`` of ``f"{price} {qty}"``: both plain non-negative decimals, in one call."""
+"""``re.fullmatch`` of ``f"{price} {qty}"``: both plain decimals, in one call."""
 match_decimals: Final = _DECIMALS.fullmatch
-"""``re.fullmatch`` of ``" ".join(values)``: every value a plain non-negative decimal, in one call."""
+"""``re.fullmatch`` of ``" ".join(values)``: every value a plain decimal, in one call."""
 _plain_fullmatch = _PLAIN_DECIMAL.fullmatch
 
 
 def is_decimal_text(text: str) -> bool:
-    """True when ``text`` is a plain non-negative decimal such as ``"64123.10"`` or ``"0.00000638"``."""
+    """True when ``text`` is a plain decimal such as ``"64123.10"`` or ``"0.00000638"``."""
     return match_decimal(text) is not None
 
 
 def texts_valid(texts: list[str]) -> bool:
-    """True when every text is a plain non-negative decimal: one regex call for a whole frame's values.
+    """True when every text is a plain decimal: one regex call for a whole frame's values.
 
     The hot loops append each trade's price and qty to ``texts`` as they go (cheaper in CPython 3.11
     than collecting them afterwards with comprehensions) and call this once per frame.
@@ -125,13 +126,13 @@ def decimal_number_text(value: Decimal) -> str:
     """The exact plain text of a decimal decoded from a JSON number (Kraken v2 price/qty).
 
     ``format(d, "f")`` never produces exponent notation, so ``1E-8`` becomes ``"0.00000001"`` and
-    ``6423.46326000`` keeps its trailing zeros. Raises ``ValueError`` for NaN, infinities and signed
-    values (negatives, and ``-0``, which would format with its sign), and for magnitudes no market has
-    (beyond 1e±30, or more than 40 decimals): written out in plain notation, ``1E-999999999`` alone
-    would be a gigabyte of text. Zero passes, as in ``is_decimal_text``.
+    ``6423.46326000`` keeps its trailing zeros. Raises ``ValueError`` for NaN and infinities, and for
+    magnitudes no market has (beyond 1e±30, or more than 40 decimals): written out in plain notation,
+    ``1E-999999999`` alone would be a gigabyte of text. Zero and negative values pass, as in
+    ``is_decimal_text``: the warehouse dead-letters them with their rule.
     """
-    if not value.is_finite() or value.is_signed():
-        raise ValueError(f"not a non-negative finite decimal: {show(value)}")
+    if not value.is_finite():
+        raise ValueError(f"not a finite decimal: {show(value)}")
     if not value:
         return format(value, "f")  # 0, 0.000, 0E+5 ("0"): adjusted() is meaningless for zero
     exponent = value.as_tuple().exponent
@@ -164,7 +165,7 @@ match_price_qty_times: Final = re.compile(f"{_PRICE_QTY_TIME_RE}(?: {_PRICE_QTY_
 
 def price_qty_times_valid(texts: list[str]) -> bool:
     """True when ``texts`` is ``[price, qty, time, price, qty, time, ...]`` with every price and qty a
-    plain non-negative decimal and every time an RFC 3339 timestamp: one regex call for a whole frame.
+    plain decimal and every time an RFC 3339 timestamp: one regex call for a whole frame.
 
     The hot loops append each trade's three texts as they go, parse the time with ``FROMISOFORMAT``
     (which checks the ranges), and call this once per frame; together that is ``rfc3339_to_us`` and
@@ -208,7 +209,7 @@ def epoch_seconds_text_to_us(text: str) -> int:
     """Microseconds of decimal epoch-seconds text (Kraken v1 ``"1618678142.557535"``), exactly.
 
     Digits beyond the sixth fractional one are truncated. Raises ``ValueError`` unless the text is
-    plain non-negative decimal notation.
+    plain decimal notation.
     """
     if _plain_fullmatch(text) is None:
         raise ValueError(f"not decimal epoch seconds: {show(text)}")

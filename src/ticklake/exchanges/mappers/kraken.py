@@ -188,7 +188,7 @@ def _number_text(raw: msgspec.Raw, field: str) -> str:
     """Exact plain text of a JSON number: its own characters when plain, else via ``Decimal``.
 
     The ``Decimal`` route takes exponent notation (``1E-8`` -> ``"0.00000001"``) and numbers sent
-    as strings; it rejects NaN, infinities and negatives.
+    as strings; it rejects NaN and infinities.
     """
     try:
         text = str(raw, "ascii")
