@@ -19,7 +19,7 @@ from ticklake.api import create_app
 from ticklake.api.params import OHLCV_PARAMETERS, TRADES_PARAMETERS
 from ticklake.model import EXCHANGES
 from ticklake.ops.metrics import REGISTRY
-from ticklake.warehouse.reader import TIMEFRAMES, Candle, WarehouseReader
+from ticklake.warehouse.reader import TIMEFRAMES, CandleRow, WarehouseReader
 
 MakeApi = Callable[[Starlette], httpx.AsyncClient]
 
@@ -68,7 +68,7 @@ class ExplodingReader(WarehouseReader):
     def __init__(self) -> None:
         pass
 
-    def ohlcv(self, *args: Any, **kwargs: Any) -> list[Candle]:
+    def ohlcv_rows(self, *args: Any, **kwargs: Any) -> list[CandleRow]:
         raise RuntimeError("secret table layout in a stack trace")
 
 

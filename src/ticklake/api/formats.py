@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
@@ -33,6 +34,11 @@ def vwap(quote_volume: Decimal, volume: Decimal) -> Decimal:
 def time_text(moment: datetime) -> str:
     """RFC 3339 in UTC to the second: ``2026-01-02T03:04:00Z``."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def epoch_text(seconds: int) -> str:
+    """RFC 3339 in UTC to the second, from epoch seconds: ``2026-01-02T03:04:00Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def micros_text(ts_us: int) -> str:

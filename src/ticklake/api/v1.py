@@ -7,6 +7,7 @@ blocks (chdb runs in-process behind the client's lock) and must never run on the
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from ticklake.api.cursor import encode_cursor
-from ticklake.api.formats import day_text, decimal_text, micros_text, time_text, vwap
+from ticklake.api.formats import day_text, decimal_text, epoch_text, micros_text, vwap
 from ticklake.api.params import OhlcvQuery, TradesQuery, parse_ohlcv, parse_trades, reject_unknown
 from ticklake.api.responses import ApiError, JSONBytes
 from ticklake.model import EXCHANGES
@@ -63,10 +64,11 @@ class MarketDataEndpoints:
 
     # -- blocking work, on the thread pool -------------------------------------------------------
     def _ohlcv_body(self, query: OhlcvQuery) -> bytes:
-        candles = self.reader.ohlcv(query.exchange, query.symbol, query.timeframe, query.start, query.end,
-                                    query.limit)
-        if not candles:
+        rows = self.reader.ohlcv_rows(query.exchange, query.symbol, query.timeframe, query.start, query.end,
+                                      query.limit)
+        if not rows:
             self._require_known_market(query.exchange, query.symbol)
+        # The warehouse already wrote every decimal as its exact shortest text; only VWAP is computed here.
         return orjson.dumps({
             "exchange": query.exchange,
             "symbol": query.symbol,
@@ -74,18 +76,18 @@ class MarketDataEndpoints:
             "tier": TIER,
             "candles": [
                 {
-                    "time": time_text(c.start),
-                    "open": decimal_text(c.open),
-                    "high": decimal_text(c.high),
-                    "low": decimal_text(c.low),
-                    "close": decimal_text(c.close),
-                    "volume": decimal_text(c.volume),
-                    "quote_volume": decimal_text(c.quote_volume),
-                    "buy_volume": decimal_text(c.buy_volume),
-                    "vwap": decimal_text(vwap(c.quote_volume, c.volume)),
-                    "trades": c.trades,
+                    "time": epoch_text(start),
+                    "open": open_,
+                    "high": high,
+                    "low": low,
+                    "close": close,
+                    "volume": volume,
+                    "quote_volume": quote_volume,
+                    "buy_volume": buy_volume,
+                    "vwap": decimal_text(vwap(Decimal(quote_volume), Decimal(volume))),
+                    "trades": trades,
                 }
-                for c in candles
+                for start, open_, high, low, close, volume, quote_volume, buy_volume, trades in rows
             ],
         })
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import cast
 
 from clickhouse_connect.driver.client import Client
 
@@ -13,6 +14,10 @@ from ticklake.warehouse.sql import query
 TIMEFRAMES: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+# start (epoch seconds), open, high, low, close, volume, quote_volume, buy_volume (exact text), trades
+CandleRow = tuple[int, str, str, str, str, str, str, str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,20 +68,28 @@ class WarehouseReader:
     def ping(self) -> bool:
         return bool(self.client.query(query("ping")).result_rows[0][0] == 1)
 
-    def ohlcv(self, exchange: str, symbol: str, timeframe: str, start: datetime | None, end: datetime | None,
-              limit: int) -> list[Candle]:
-        """Candles in [start, end), oldest first: the first ``limit`` after ``start`` when it is given,
-        else the newest ``limit`` before ``end``."""
-        rows = self.client.query(query("ohlcv"), parameters={
+    def ohlcv_rows(self, exchange: str, symbol: str, timeframe: str, start: datetime | None,
+                   end: datetime | None, limit: int) -> list[CandleRow]:
+        """Candles in [start, end) as exact text, oldest first: the first ``limit`` after ``start``
+        when it is given, else the newest ``limit`` before ``end``. (The API's fast path.)"""
+        rows = cast(list[CandleRow], self.client.query(query("ohlcv"), parameters={
             "exchange": exchange, "symbol": symbol, "timeframe": TIMEFRAMES[timeframe],
             "start": _second_ceiling(start) if start else EPOCH,
             "end": _second_ceiling(end) if end else FAR_FUTURE,
             "newest_first": start is None, "limit": limit,
-        }).result_rows
-        candles = [Candle(_utc(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], int(r[8])) for r in rows]
+        }).result_rows)
         if start is None:
-            candles.reverse()
-        return candles
+            rows.reverse()
+        return rows
+
+    def ohlcv(self, exchange: str, symbol: str, timeframe: str, start: datetime | None, end: datetime | None,
+              limit: int) -> list[Candle]:
+        """The same candles as ``ohlcv_rows``, with exact ``Decimal`` values."""
+        return [
+            Candle(datetime.fromtimestamp(r[0], UTC), Decimal(r[1]), Decimal(r[2]), Decimal(r[3]), Decimal(r[4]),
+                   Decimal(r[5]), Decimal(r[6]), Decimal(r[7]), int(r[8]))
+            for r in self.ohlcv_rows(exchange, symbol, timeframe, start, end, limit)
+        ]
 
     def trades(self, exchange: str, symbol: str, start: datetime | None, end: datetime | None, limit: int,
                after: tuple[int, int] | None = None) -> list[StoredTrade]:
