@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from tests.conftest import SHARED_TESTDATA
 from ticklake.replay import replay
 from ticklake.settings import Settings
-from tests.conftest import SHARED_TESTDATA
 
 FILES = ("BINANCE.ws.1.0", "BINANCE_US.ws.1.0", "KRAKEN.ws.48.0", "COINBASE.ws.28.0")
 
