@@ -113,7 +113,7 @@ async def test_a_rejected_frame_is_kept_with_its_error(feed_settings, bus, taps,
 
         def corrupt_third(conn: SimConnection, text: str) -> list[str]:
             if len(injected) < 2:
-                bad = ["this is not JSON", text.replace('"p":"', '"p":"-')][len(injected)]
+                bad = ["this is not JSON", text.replace('"p":"', '"p":"+')][len(injected)]
                 injected.append(bad)
                 return [bad, text]
             return [text]
