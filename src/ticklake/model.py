@@ -8,7 +8,8 @@ where Arrow converts a whole batch to an exact decimal type at once (shared note
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Literal, Protocol
 
 import msgspec
 
@@ -50,6 +51,33 @@ class RawFrame(msgspec.Struct, frozen=True, array_like=True, gc=False):
     payload: str
     error: str = ""  # why the frame could not be parsed; "" when it parsed
     trade_count: int = 0  # how many trades the mapper found in it
+
+
+def raw_topic(exchange: str) -> str:
+    """Where a venue's raw frames go: ``market.crypto.trades.{exchange}.raw``."""
+    return f"market.crypto.trades.{exchange}.raw"
+
+
+def trades_topic(exchange: str) -> str:
+    """Where a venue's normalized trades go: ``market.crypto.trades.{exchange}``."""
+    return f"market.crypto.trades.{exchange}"
+
+
+class Message(msgspec.Struct, frozen=True):
+    """One record on its way through the bus, keyed by canonical symbol so that one symbol's
+    messages stay in order on one partition."""
+
+    topic: str
+    key: str
+    value: RawFrame | Trade
+
+
+class MessageSink(Protocol):
+    """Where a feed hands its messages: the bus, seen from the feed handlers."""
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        """Take messages, in order; wait (back-pressure) while full."""
+        ...
 
 
 FrameKind = Literal["trades", "heartbeat", "subscribed", "shutdown", "error", "ping", "other"]

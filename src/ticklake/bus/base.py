@@ -1,8 +1,9 @@
-"""The bus interface every bus implements, and the topic names.
+"""The bus interface every bus implements.
 
 Topics follow the production layout: raw frames on ``market.crypto.trades.{exchange}.raw``,
 normalized trades on ``market.crypto.trades.{exchange}``, both keyed by canonical symbol so one
-symbol's messages stay in order on one partition.
+symbol's messages stay in order on one partition. ``Message`` and the topic names live in
+``ticklake.model`` with the other records, so the feed handlers need nothing from this package.
 """
 
 from __future__ import annotations
@@ -10,23 +11,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-import msgspec
+from ticklake.model import Message, raw_topic, trades_topic
 
-from ticklake.model import RawFrame, Trade
-
-
-def raw_topic(exchange: str) -> str:
-    return f"market.crypto.trades.{exchange}.raw"
-
-
-def trades_topic(exchange: str) -> str:
-    return f"market.crypto.trades.{exchange}"
-
-
-class Message(msgspec.Struct, frozen=True):
-    topic: str
-    key: str
-    value: RawFrame | Trade
+__all__ = ["Bus", "Message", "raw_topic", "trades_topic"]
 
 
 class Bus(Protocol):

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from ticklake.bus import Bus
 from ticklake.exchanges.feeds.binance import BinanceFeed
 from ticklake.exchanges.feeds.coinbase import CoinbaseFeed
 from ticklake.exchanges.feeds.kraken import KrakenFeed
@@ -25,6 +24,7 @@ from ticklake.exchanges.feeds.realtimefeed import (
     SessionRecorder,
     backoff_delay,
 )
+from ticklake.model import MessageSink
 from ticklake.settings import FeedSettings, Settings
 
 __all__ = [
@@ -49,7 +49,7 @@ log = logging.getLogger("ticklake.feeds")
 FEEDS: dict[str, type[RealtimeFeed]] = {"binance": BinanceFeed, "kraken": KrakenFeed, "coinbase": CoinbaseFeed}
 
 
-def feed_for(exchange: str, symbols: Sequence[str], bus: Bus, feed_settings: FeedSettings | None = None,
+def feed_for(exchange: str, symbols: Sequence[str], bus: MessageSink, feed_settings: FeedSettings | None = None,
              ws_url: str = "", **kwargs: Any) -> RealtimeFeed:
     """The realtime feed of ``exchange`` for canonical ``symbols``; ``ws_url`` overrides the venue's
     base URL (the simulator's ``ws_urls``). Extra keyword arguments go to ``RealtimeFeed``."""
@@ -75,7 +75,7 @@ class FeedSet:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
 
-async def run_feeds(settings: Settings, bus: Bus, recorder: FrameRecorder | None = None) -> FeedSet:
+async def run_feeds(settings: Settings, bus: MessageSink, recorder: FrameRecorder | None = None) -> FeedSet:
     """Start one feed per enabled venue with symbols (``settings.venues``); returns at once."""
     feeds: dict[str, RealtimeFeed] = {}
     for name, venue in settings.venues.enabled().items():

@@ -47,9 +47,8 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 import msgspec
 from picows import WSCloseCode, WSFrame, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
 
-from ticklake.bus import Bus, Message, raw_topic, trades_topic
 from ticklake.exchanges.mappers import FrameParser, parser_for
-from ticklake.model import ParsedFrame, RawFrame, Trade
+from ticklake.model import Message, MessageSink, ParsedFrame, RawFrame, Trade, raw_topic, trades_topic
 from ticklake.ops.metrics import (
     FEED_CONNECTED,
     FEED_FRAMES,
@@ -516,7 +515,7 @@ class RealtimeFeed:
     def __init__(
         self,
         symbols: Sequence[str],
-        bus: Bus,
+        bus: MessageSink,
         settings: FeedSettings | None = None,
         ws_url: str = "",
         *,

@@ -18,8 +18,11 @@ __all__ = [
     "EPOCH",
     "FROMISOFORMAT",
     "MAX_TRADE_ID",
+    "SECONDS",
+    "UTC_TIME_RE",
     "BadField",
     "MalformedResponse",
+    "SecondsMemo",
     "SymbolMemo",
     "decimal_number_text",
     "epoch_seconds_text_to_us",
@@ -31,6 +34,7 @@ __all__ = [
     "match_price_qty_time",
     "match_price_qty_times",
     "match_rfc3339",
+    "match_utc_times",
     "price_qty_times_valid",
     "rfc3339_to_us",
     "show",
@@ -178,6 +182,52 @@ def price_qty_times_valid(texts: list[str]) -> bool:
     joined = " ".join(texts)
     # A value with a space inside would shift the tokens; as many spaces as joins rules it out.
     return joined.count(" ") == len(texts) - 1 and match_price_qty_times(joined) is not None
+
+
+# The hot loops' timestamp route: the first 19 characters ("2026-11-26T02:00:00", the second) are looked
+# up in SECONDS, which holds only prefixes that passed the RFC 3339 shape check and fromisoformat's range
+# checks, so a hit proves the prefix valid; fromisoformat(text).microsecond reads the fraction
+# (truncated past six digits, like rfc3339_to_us), and one regex call per frame checks the rest of every
+# timestamp: an optional fraction of 1 to 9 digits and a "Z". Offsets other than "Z" (and "z") are not
+# taken there: the frame goes to its checked path, which calls rfc3339_to_us.
+_SECOND_RE: Final = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
+_match_second: Final = re.compile(_SECOND_RE).fullmatch
+UTC_TIME_RE: Final = r"[^ ]{19}(?:\.[0-9]{1,9})?+Z"
+match_utc_times: Final = re.compile(f"{UTC_TIME_RE}(?: {UTC_TIME_RE})*+").fullmatch
+"""``re.fullmatch`` of ``" ".join(times)``: after its first 19 characters (which must have come from
+``SECONDS``), every time has an optional 1-9 digit fraction and ends in ``Z``. Count the spaces too."""
+
+
+class SecondsMemo(dict[str, int]):
+    """The second of an RFC 3339 timestamp, ``"YYYY-MM-DDTHH:MM:SS"`` (UTC), -> epoch µs, memoized.
+
+    Computing µs from a ``datetime`` costs more than parsing it (``timedelta`` attributes and big-int
+    arithmetic); the trades of a frame, and of consecutive frames, share a handful of seconds, so the
+    hot loops look the second up here and add ``fromisoformat(text).microsecond``. A missing key is
+    checked like ``rfc3339_to_us`` checks a whole timestamp (shape by regex, ranges by fromisoformat)
+    and raises ``ValueError`` if it is not a valid date and time, so every key in the memo is valid
+    and a hit needs no further check. Like ``SymbolMemo`` it never changes a result, and it is bounded.
+    """
+
+    __slots__ = ()
+    MAX_ENTRIES: Final = 4096
+
+    def __missing__(self, second: str) -> int:
+        if type(second) is not str or _match_second(second) is None:
+            raise ValueError(f"not an RFC 3339 date and time: {show(second)}")
+        try:
+            delta = _fromisoformat(second + "Z") - _EPOCH
+        except ValueError:
+            raise ValueError(f"not an RFC 3339 date and time: {show(second)}") from None
+        us = (delta.days * 86_400 + delta.seconds) * _US_PER_SECOND
+        if len(self) >= self.MAX_ENTRIES:
+            self.clear()
+        self[second] = us
+        return us
+
+
+SECONDS: Final = SecondsMemo()
+"""The process-wide ``SecondsMemo`` the mappers share."""
 
 
 def rfc3339_to_us(text: str) -> int:
