@@ -38,8 +38,8 @@ class WarehouseInUseError(RuntimeError):
     pass
 
 
-def open_warehouse(settings: Settings) -> Client:
-    """Open, migrate and set retention; a clear error when another process holds the embedded path."""
+def connect_warehouse(settings: Settings) -> Client:
+    """Open the warehouse; a clear error when another process holds the embedded path."""
     url = settings.resolved_warehouse_url
     try:
         client = open_client(url, settings.database, settings.warehouse_max_memory_bytes)
@@ -50,6 +50,12 @@ def open_warehouse(settings: Settings) -> Client:
                 "data directory): stop the other ticklake process or set TICKLAKE_DATA_DIR elsewhere"
             ) from exc
         raise
+    return client
+
+
+def open_warehouse(settings: Settings) -> Client:
+    """Open, migrate and set retention."""
+    client = connect_warehouse(settings)
     migrate.upgrade(client)
     migrate.apply_retention(client, settings.retention.model_dump())
     return client
@@ -93,6 +99,9 @@ class Platform:
                                  on_batch=self.on_batch)
         self._tasks.append(asyncio.create_task(self.ingester.run(), name="ingester"))
         self.feeds = await run_feeds(settings, bus, self.recorder)
+        log.info("warehouse %s (database %s); venues: %s", settings.resolved_warehouse_url, settings.database,
+                 ", ".join(f"{name} ({len(venue.symbols)} symbols)" for name, venue in settings.venues.enabled().items())
+                 or "none enabled")
 
         if self.serve_api:
             reader = WarehouseReader(client)

@@ -139,10 +139,10 @@ def _up(settings: Settings, simulate: bool, record_path: Path | None) -> int:
 
 
 def _migrate(settings: Settings, target: int | None, status_only: bool) -> int:
+    from ticklake.app import connect_warehouse
     from ticklake.warehouse import migrate
-    from ticklake.warehouse.client import open_client
 
-    client = open_client(settings.resolved_warehouse_url, settings.database, settings.warehouse_max_memory_bytes)
+    client = connect_warehouse(settings)
     try:
         if not status_only:
             current = max(migrate.applied(client), default=0)
