@@ -99,9 +99,9 @@ class Platform:
                                  on_batch=self.on_batch)
         self._tasks.append(asyncio.create_task(self.ingester.run(), name="ingester"))
         self.feeds = await run_feeds(settings, bus, self.recorder)
+        venues = ", ".join(f"{name} ({len(v.symbols)} symbols)" for name, v in settings.venues.enabled().items())
         log.info("warehouse %s (database %s); venues: %s", settings.resolved_warehouse_url, settings.database,
-                 ", ".join(f"{name} ({len(venue.symbols)} symbols)" for name, venue in settings.venues.enabled().items())
-                 or "none enabled")
+                 venues or "none enabled")
 
         if self.serve_api:
             reader = WarehouseReader(client)
