@@ -25,26 +25,28 @@ it. The Exchange ``sequence`` is per product, not per connection, so it does not
 Which side Advanced Trade's ``market_trades.side`` names is not documented; see
 ``MARKET_TRADES_SIDE_IS_MAKER`` and docs/decisions/coinbase-side.md.
 
-Pure: no I/O, no clock. The only state is the symbol memo in ``common``.
+Pure: no I/O, no clock. The only state is the symbol and seconds memos in ``common``.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
 from ticklake.exchanges.mappers.common import (
-    EPOCH,
     FROMISOFORMAT,
     MAX_TRADE_ID,
+    SECONDS,
     BadField,
     MalformedResponse,
     SymbolMemo,
     error_reason,
     match_decimal,
     match_decimal_pair,
-    price_qty_times_valid,
+    match_decimals,
+    match_utc_times,
     rfc3339_to_us,
     show,
     venue_message,
@@ -79,7 +81,6 @@ _INVERT: Final[dict[str, Side]] = {"buy": "sell", "sell": "buy", "BUY": "sell", 
 _AS_IS: Final[dict[str, Side]] = {"BUY": "buy", "SELL": "sell"}
 _MARKET_TRADES_TAKER: Final = _INVERT if MARKET_TRADES_SIDE_IS_MAKER else _AS_IS
 _MAX_ID_DIGITS: Final = len(str(MAX_TRADE_ID))
-_FAST_ID_DIGITS: Final = _MAX_ID_DIGITS - 1  # any id this long fits Int64; longer ones take the checked path
 
 
 # --- Advanced Trade ------------------------------------------------------------------------------
@@ -153,6 +154,11 @@ class _Peek(msgspec.Struct, gc=False):
 
 _decode_peek: Final = msgspec.json.Decoder(_Peek).decode
 
+# _market_trades: an event's trade ids, joined by commas. 1 to 18 ASCII digits fit Int64 whatever they
+# are; a longer id takes the checked path, which words or accepts it.
+_match_ids: Final = re.compile(r"[0-9]{1,18}+(?:,[0-9]{1,18}+)*+").fullmatch
+_decode_ids: Final = msgspec.json.Decoder(list[int]).decode
+
 _symbols: Final = SymbolMemo(EXCHANGE)
 _OTHER: Final = ParsedFrame("other")
 _ADVANCED_PARSED: Final = frozenset({"market_trades", "heartbeats", "subscriptions"})
@@ -197,41 +203,66 @@ def _trade_id(text: str) -> int:
 def _market_trades(message: _MarketTrades, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
     """The trades of a ``market_trades`` frame: the hot path.
 
-    Builds the trades optimistically and checks all prices, sizes and timestamps with one regex call
-    for the whole frame. On any doubt it hands the frame to ``_market_trades_checked``, which is the
+    Builds the trades optimistically and checks all trade ids, prices, sizes and timestamps with a
+    few regex calls per frame. On any doubt (including timestamps with an offset other than ``Z``, and
+    ids with leading zeros) it hands the frame to ``_market_trades_checked``, which is the
     specification (field by field, with the error wording), so both always agree.
+
+    Trade ids: an event's ids are checked (1 to 18 ASCII digits: any such id fits Int64) and turned
+    into ints with one msgspec call, as a JSON array. Timestamps take the ``SECONDS`` route (see
+    ``common``). The venue batches 250 ms of trades into a frame and the fills of one taker order
+    share their time, so a trade whose time text equals the one before it reuses its µs; only the
+    times that differ from the one before are checked.
     """
     trades: list[Trade] = []
     append = trades.append
-    texts: list[str] = []
-    add_text = texts.append
+    amounts: list[str] = []  # price and size of every trade
+    add_amount = amounts.append
+    times: list[str] = []  # every time that differs from the one before it
+    add_time = times.append
     taker_of = _MARKET_TRADES_TAKER
     symbols = _symbols
+    seconds = SECONDS
     fromisoformat = FROMISOFORMAT
-    epoch = EPOCH
+    last_time: str | None = None
+    ts_us = 0
+    last_native: str | None = None
+    symbol = ""
     try:
         for event in message.events:
-            for row in event.trades:
+            rows = event.trades
+            if not rows:
+                continue
+            ids = ",".join([row.trade_id for row in rows])
+            # An id with a comma inside would shift the tokens; as many commas as joins rules it out.
+            if ids.count(",") != len(rows) - 1 or _match_ids(ids) is None:
+                raise BadField("trade_id")
+            for row, trade_id in zip(rows, _decode_ids(f"[{ids}]"), strict=True):
                 price = row.price
                 size = row.size
-                add_text(price)
-                add_text(size)
-                trade_id = row.trade_id
-                if not (trade_id.isdigit() and trade_id.isascii()) or len(trade_id) > _FAST_ID_DIGITS:
-                    raise BadField("trade_id")
-                # rfc3339_to_us() inlined (its shape check is done for the whole frame below).
+                add_amount(price)
+                add_amount(size)
                 time = row.time
-                add_text(time)
-                delta = fromisoformat(time) - epoch
+                if time != last_time:
+                    ts_us = seconds[time[:19]] + fromisoformat(time).microsecond
+                    last_time = time
+                    add_time(time)
                 native = row.product_id
-                append(Trade(EXCHANGE, symbols[native], native, int(trade_id), price, size, taker_of[row.side],
-                             (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds,
-                             received_us, conn_id, frame_seq))
-    except (ValueError, TypeError):
+                if native != last_native:  # a frame's trades are mostly, if not all, of one product
+                    symbol = symbols[native]
+                    last_native = native
+                append(Trade(EXCHANGE, symbol, native, trade_id, price, size, taker_of[row.side],
+                             ts_us, received_us, conn_id, frame_seq))
+    except (ValueError, TypeError):  # msgspec errors are ValueErrors
         return _market_trades_checked(message, received_us, conn_id, frame_seq)
-    if not price_qty_times_valid(texts):
-        return _market_trades_checked(message, received_us, conn_id, frame_seq)
-    return ParsedFrame("trades", tuple(trades), sequence=message.sequence_num)
+    if amounts:
+        joined = " ".join(amounts)
+        joined_times = " ".join(times)
+        # A value with a space inside would shift the tokens; as many spaces as joins rules it out.
+        if (joined.count(" ") != len(amounts) - 1 or match_decimals(joined) is None
+                or joined_times.count(" ") != len(times) - 1 or match_utc_times(joined_times) is None):
+            return _market_trades_checked(message, received_us, conn_id, frame_seq)
+    return ParsedFrame("trades", tuple(trades), "", message.sequence_num)
 
 
 def _market_trades_checked(message: _MarketTrades, received_us: int, conn_id: str,

@@ -34,11 +34,13 @@ __all__ = [
     "match_price_qty_time",
     "match_price_qty_times",
     "match_rfc3339",
+    "match_utc_time",
     "match_utc_times",
     "price_qty_times_valid",
     "rfc3339_to_us",
     "show",
     "texts_valid",
+    "utc_time_to_us",
     "venue_message",
 ]
 
@@ -184,29 +186,32 @@ def price_qty_times_valid(texts: list[str]) -> bool:
     return joined.count(" ") == len(texts) - 1 and match_price_qty_times(joined) is not None
 
 
-# The hot loops' timestamp route: the first 19 characters ("2026-11-26T02:00:00", the second) are looked
-# up in SECONDS, which holds only prefixes that passed the RFC 3339 shape check and fromisoformat's range
-# checks, so a hit proves the prefix valid; fromisoformat(text).microsecond reads the fraction
-# (truncated past six digits, like rfc3339_to_us), and one regex call per frame checks the rest of every
-# timestamp: an optional fraction of 1 to 9 digits and a "Z". Offsets other than "Z" (and "z") are not
-# taken there: the frame goes to its checked path, which calls rfc3339_to_us.
+# The hot loops' timestamp route (``utc_time_to_us`` spells it out; the loops inline it). The first 19
+# characters, "2026-11-26T02:00:00" (the second), are looked up in SECONDS, which only ever holds
+# seconds that passed rfc3339_to_us's shape check and fromisoformat's range checks, so a hit proves them
+# valid; fromisoformat(text).microsecond reads the fraction (truncated past six digits, as in
+# rfc3339_to_us); and one regex call per frame checks the rest of every timestamp: an optional fraction
+# of 1 to 9 digits, then "Z". Anything else (an offset, a lower-case "z") is not taken there: the frame
+# goes to its checked path, which calls rfc3339_to_us. Cheaper than rfc3339_to_us because turning a
+# datetime into µs (timedelta attributes, big-int arithmetic) costs more than parsing it.
 _SECOND_RE: Final = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
 _match_second: Final = re.compile(_SECOND_RE).fullmatch
 UTC_TIME_RE: Final = r"[^ ]{19}(?:\.[0-9]{1,9})?+Z"
+"""After its first 19 characters (which must have been looked up in ``SECONDS``): the rest of a UTC time."""
+match_utc_time: Final = re.compile(UTC_TIME_RE).fullmatch
 match_utc_times: Final = re.compile(f"{UTC_TIME_RE}(?: {UTC_TIME_RE})*+").fullmatch
-"""``re.fullmatch`` of ``" ".join(times)``: after its first 19 characters (which must have come from
-``SECONDS``), every time has an optional 1-9 digit fraction and ends in ``Z``. Count the spaces too."""
+"""``re.fullmatch`` of ``" ".join(times)``, every time as in ``UTC_TIME_RE``. Count the spaces too: a
+time with a space inside would shift the tokens."""
 
 
 class SecondsMemo(dict[str, int]):
-    """The second of an RFC 3339 timestamp, ``"YYYY-MM-DDTHH:MM:SS"`` (UTC), -> epoch µs, memoized.
+    """The second of an RFC 3339 timestamp, ``"YYYY-MM-DDTHH:MM:SS"`` read as UTC, -> epoch µs, memoized.
 
-    Computing µs from a ``datetime`` costs more than parsing it (``timedelta`` attributes and big-int
-    arithmetic); the trades of a frame, and of consecutive frames, share a handful of seconds, so the
-    hot loops look the second up here and add ``fromisoformat(text).microsecond``. A missing key is
-    checked like ``rfc3339_to_us`` checks a whole timestamp (shape by regex, ranges by fromisoformat)
-    and raises ``ValueError`` if it is not a valid date and time, so every key in the memo is valid
-    and a hit needs no further check. Like ``SymbolMemo`` it never changes a result, and it is bounded.
+    The trades of a frame, and of consecutive frames, share a handful of seconds. A missing key is
+    checked as ``rfc3339_to_us`` checks that part of a timestamp (shape by regex, ranges by
+    ``fromisoformat``), and ``ValueError`` is raised, and nothing stored, unless it is a valid date
+    and time: every key in the memo is valid, so a hit needs no further check. Like ``SymbolMemo`` it
+    never changes a result, only how fast it comes, and it is bounded (cleared when full).
     """
 
     __slots__ = ()
@@ -228,6 +233,19 @@ class SecondsMemo(dict[str, int]):
 
 SECONDS: Final = SecondsMemo()
 """The process-wide ``SecondsMemo`` the mappers share."""
+
+
+def utc_time_to_us(text: str) -> int:
+    """``rfc3339_to_us`` of a timestamp in UTC (``...Z``) by the hot loops' route: see ``SECONDS``.
+
+    Equal to ``rfc3339_to_us(text)`` whenever it returns; raises ``ValueError`` for every text that
+    ``rfc3339_to_us`` rejects, and also for valid timestamps the route does not take (an offset, a
+    lower-case ``z``): where this raises, a hot loop hands its frame to the checked path. The loops
+    inline these steps, and check the shape for the whole frame at once, after parsing.
+    """
+    if type(text) is not str or match_utc_time(text) is None:
+        raise ValueError(f"not an RFC 3339 UTC timestamp: {show(text)}")
+    return SECONDS[text[:19]] + _fromisoformat(text).microsecond
 
 
 def rfc3339_to_us(text: str) -> int:
@@ -275,8 +293,9 @@ class SymbolMemo(dict[str, str]):
 
     ``from_native`` costs about as much as decoding a whole trade frame (it tries every Binance
     quote suffix), and a feed sees the same few symbols millions of times; a hit here is one dict
-    lookup. This memo is the only state in the mappers: it never changes a result, only how fast it
-    comes, and it is bounded (cleared when full) so a flood of junk symbols cannot grow it forever.
+    lookup. This memo and ``SECONDS`` are the only state in the mappers: they never change a result,
+    only how fast it comes, and they are bounded (cleared when full) so a flood of junk symbols cannot
+    grow them forever.
     """
 
     __slots__ = ("exchange",)

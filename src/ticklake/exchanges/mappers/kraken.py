@@ -27,12 +27,13 @@ That is rare, not impossible, and it is the price of having no venue id. The id 
 the year 2262. It is NOT Kraken's trade id: v1 trades must not be deduplicated by id against REST
 or v2 trades of the same market.
 
-Pure: no I/O, no clock. The only state is the symbol memo in ``common``.
+Pure: no I/O, no clock. The only state is the symbol and seconds memos in ``common``.
 """
 
 from __future__ import annotations
 
 import re
+from codecs import ascii_decode
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
@@ -50,6 +51,7 @@ from ticklake.exchanges.mappers.common import (
     epoch_seconds_text_to_us,
     error_reason,
     match_decimal,
+    match_utc_times,
     rfc3339_to_us,
     show,
     texts_valid,
@@ -97,9 +99,10 @@ class _Peek(msgspec.Struct, gc=False):
 
 
 _decode_peek: Final = msgspec.json.Decoder(_Peek).decode
-# What _v2_trades checks once per frame: "price qty time" per trade, see its docstring.
-_ROW_RE: Final = f"[-0-9.]++ [-0-9.]++ {UTC_TIME_RE}"
-_match_rows: Final = re.compile(f"{_ROW_RE}(?: {_ROW_RE})*+").fullmatch
+# What _v2_trades checks, see its docstring: the characters of the frame's numbers, all run together;
+# and of a one-trade frame, "price qty timestamp" in one call.
+_match_numbers: Final = re.compile(r"[-0-9.]++").fullmatch
+_match_row: Final = re.compile(f"[-0-9.]++ [-0-9.]++ {UTC_TIME_RE}").fullmatch
 _V2_PARSED: Final = frozenset({"trade", "heartbeat"})
 _HEARTBEAT: Final = ParsedFrame("heartbeat")  # frozen, so one instance serves every heartbeat
 _V1_SIDES: Final[dict[str, Side]] = {"b": "buy", "s": "sell"}
@@ -142,46 +145,69 @@ def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame
 def _v2_trades(message: _V2Trade, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
     """The trades of a v2 ``trade`` frame: the hot path.
 
-    Builds the trades optimistically and checks all prices, quantities and timestamps with one regex
-    call for the whole frame. On any doubt (including numbers in exponent notation and timestamps
-    with an offset other than ``Z``) it hands the frame to ``_v2_trades_checked``, which is the
-    specification, so both always agree.
+    Builds the trades optimistically and checks all prices, quantities and timestamps once for the
+    whole frame. On any doubt (including numbers in exponent notation and timestamps with an offset
+    other than ``Z``) it hands the frame to ``_v2_trades_checked``, which is the specification, so
+    both always agree.
 
-    ``price``/``qty`` are ``msgspec.Raw``: msgspec has checked that each is a valid JSON value, and
-    a valid JSON value made only of ``-``, digits and ``.`` is a JSON number without an exponent,
-    i.e. a plain decimal, so the regex need only check the characters. Timestamps take the
-    ``SECONDS`` route (see ``common``); a trade with the same timestamp text as the one before it
-    reuses its µs.
+    ``price``/``qty`` are ``msgspec.Raw``: msgspec has checked that each is one valid JSON value,
+    and a valid JSON value made only of ``-``, digits and ``.`` is a JSON number without an
+    exponent (``-?(0|[1-9][0-9]*)(\\.[0-9]+)?``), i.e. a plain decimal. So checking the characters
+    suffices, and of all a frame's numbers run together in one call: the whole is made only of
+    those characters exactly when every value is. Timestamps take the ``SECONDS``
+    route (see ``common``); a trade whose timestamp text equals the one before it reuses its µs,
+    and only the timestamps that differ from the one before are checked.
     """
+    data = message.data
+    if len(data) == 1:  # most update frames: the same steps, without the lists
+        row = data[0]
+        try:
+            price = ascii_decode(row.price)[0]
+            qty = ascii_decode(row.qty)[0]
+            time = row.timestamp
+            # No space count here: no token of the pattern admits a space, and it has exactly three.
+            if _match_row(f"{price} {qty} {time}") is None:
+                return _v2_trades_checked(message, received_us, conn_id, frame_seq)
+            native = row.symbol
+            return ParsedFrame("trades", (Trade(
+                EXCHANGE, _symbols[native], native, row.trade_id, price, qty, row.side,
+                SECONDS[time[:19]] + FROMISOFORMAT(time).microsecond, received_us, conn_id, frame_seq),))
+        except (ValueError, TypeError):  # UnicodeDecodeError is a ValueError
+            return _v2_trades_checked(message, received_us, conn_id, frame_seq)
     trades: list[Trade] = []
     append = trades.append
-    texts: list[str] = []
-    add_text = texts.append
+    numbers: list[str] = []  # price and qty of every trade
+    add_number = numbers.append
+    times: list[str] = []  # every timestamp that differs from the one before it
+    add_time = times.append
     symbols = _symbols
     seconds = SECONDS
     fromisoformat = FROMISOFORMAT
-    last_time = ""  # "" is never a valid timestamp, and every time is in texts: the regex rejects it
+    decode = ascii_decode
+    last_time: str | None = None
     ts_us = 0
     try:
-        for row in message.data:
-            price = str(row.price, "ascii")
-            qty = str(row.qty, "ascii")
+        for row in data:
+            price = decode(row.price)[0]
+            qty = decode(row.qty)[0]
+            add_number(price)
+            add_number(qty)
             time = row.timestamp
-            add_text(price)
-            add_text(qty)
-            add_text(time)
             if time != last_time:
                 ts_us = seconds[time[:19]] + fromisoformat(time).microsecond
                 last_time = time
+                add_time(time)
             native = row.symbol
             append(Trade(EXCHANGE, symbols[native], native, row.trade_id, price, qty, row.side, ts_us,
                          received_us, conn_id, frame_seq))
     except (ValueError, TypeError):  # UnicodeDecodeError is a ValueError
         return _v2_trades_checked(message, received_us, conn_id, frame_seq)
-    joined = " ".join(texts)
-    # A value with a space inside would shift the tokens; as many spaces as joins rules it out.
-    if joined.count(" ") != len(texts) - 1 or _match_rows(joined) is None:
-        return _v2_trades_checked(message, received_us, conn_id, frame_seq)
+    if times:
+        joined = " ".join(times)
+        # A timestamp with a space inside would shift the tokens; as many spaces as joins rules it out.
+        if (_match_numbers("".join(numbers)) is None or joined.count(" ") != len(times) - 1
+                or match_utc_times(joined) is None):
+            return _v2_trades_checked(message, received_us, conn_id, frame_seq)
     return ParsedFrame("trades", tuple(trades))
 
 
