@@ -26,8 +26,9 @@ from ticklake.symbols import DEFAULT_SYMBOLS, split_canonical
 class VenueSettings(BaseModel):
     enabled: bool = True
     symbols: list[str] = Field(default_factory=list)
-    # Override the venue's WebSocket URL (the simulator sets these to loopback).
+    # Override the venue's WebSocket and REST base URLs (the simulator sets these to loopback).
     ws_url: str = ""
+    rest_url: str = ""
 
     @field_validator("symbols")
     @classmethod
@@ -71,6 +72,11 @@ class FeedSettings(BaseModel):
     # A connection that stayed up this long resets the backoff to its initial value.
     stable_after_s: float = Field(30.0, gt=0)
     connect_timeout_s: float = Field(10.0, gt=0)
+    # Gaps (and the downtime before a start) are filled from the venue's REST trades, at most this far back.
+    backfill_lookback_s: float = Field(86_400.0, gt=0)
+    rest_timeout_s: float = Field(10.0, gt=0)
+    # Binance closes every connection at 24 h: replace it before then, overlapping the new one.
+    rotate_after_s: float = Field(23 * 3600.0, gt=0)
 
 
 class RetentionSettings(BaseModel):
@@ -136,6 +142,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _dedup_horizon(self) -> Settings:
+        if self.feed.backfill_lookback_s >= self.validation.max_age_days * 86_400:
+            raise ValueError(
+                f"feed.backfill_lookback_s ({self.feed.backfill_lookback_s:g}) must be below validation.max_age_days "
+                f"({self.validation.max_age_days:g} days): older backfilled trades would be rejected as stale"
+            )
         if self.validation.max_age_days >= self.retention.bronze_days:
             raise ValueError(
                 f"validation.max_age_days ({self.validation.max_age_days:g}) must be below retention.bronze_days "

@@ -28,6 +28,21 @@ FEED_LAG = Histogram(
     buckets=_LAG_BUCKETS, registry=REGISTRY,
 )
 
+FEED_SYMBOL_TRADES = Counter("ticklake_feed_symbol_trades", "Trades received, per symbol (socket and backfill)",
+                             ["exchange", "symbol"], registry=REGISTRY)
+FEED_GAPS = Counter("ticklake_feed_gaps", "Gaps detected in a symbol's trade ids", ["exchange", "symbol"],
+                    registry=REGISTRY)
+FEED_BACKFILLED = Counter("ticklake_feed_trades_backfilled", "Missing trades fetched from the venue's REST API",
+                          ["exchange", "symbol"], registry=REGISTRY)
+FEED_UNRECOVERABLE = Counter(
+    "ticklake_feed_trades_unrecoverable", "Missing trades that could not be fetched (older than the look-back, "
+    "or not served by the venue)", ["exchange", "symbol"], registry=REGISTRY,
+)
+FEED_REST_REQUESTS = Counter("ticklake_feed_rest_requests", "REST requests, by answer status", ["exchange", "status"],
+                             registry=REGISTRY)
+FEED_SEQUENCE_GAPS = Counter("ticklake_feed_sequence_gaps", "Gaps in a connection's message sequence numbers",
+                             ["exchange"], registry=REGISTRY)
+
 # --- bus -----------------------------------------------------------------------------------------
 BUS_DEPTH = Gauge("ticklake_bus_depth", "Messages waiting for the slowest subscriber", registry=REGISTRY)
 
