@@ -70,7 +70,7 @@ def _raw_trades(frame: RecordedFrame) -> list[dict[str, Any]]:
     message = json.loads(frame.payload)
     if frame.exchange == "binance":
         data = message["data"]
-        return [{"native_symbol": data["s"], "trade_id": data["a"], "price": data["p"], "qty": data["q"],
+        return [{"native_symbol": data["s"] + "@aggTrade", "trade_id": data["a"], "price": data["p"], "qty": data["q"],
                  "side": "sell" if data["m"] else "buy", "ts_us": data["T"] * 1000}]
     if frame.exchange == "kraken":
         out = []
@@ -108,12 +108,12 @@ def test_spot_checks_against_the_raw_text(cryptofeed_dir: Path) -> None:
 
     # BINANCE.ws.1.0 line 110: ..."s":"NKNUSDT","a":15683430,"p":"0.35280000","q":"58.00000000",...,
     # "T":1633998523963,"m":false  -- received 1633998523.957215
-    nkn = by_id[("binance", "NKNUSDT", 15683430)]
+    nkn = by_id[("binance", "NKNUSDT@aggTrade", 15683430)]
     assert (nkn.symbol, nkn.price, nkn.qty, nkn.side) == ("NKN/USDT", "0.35280000", "58.00000000", "buy")
     assert (nkn.ts_us, nkn.received_us) == (1633998523963000, 1633998523957215)
 
     # BINANCE_US.ws.1.0 line 145: "s":"OMGBUSD","a":425086,"p":"13.80760000","q":"105.82000000","T":1633998288467
-    omg = by_id[("binance", "OMGBUSD", 425086)]
+    omg = by_id[("binance", "OMGBUSD@aggTrade", 425086)]
     assert (omg.symbol, omg.price, omg.qty, omg.side, omg.ts_us) == (
         "OMG/BUSD", "13.80760000", "105.82000000", "buy", 1633998288467000)
 

@@ -66,6 +66,10 @@ class _AggTrade(msgspec.Struct, tag_field="e", tag="aggTrade", gc=False):
 
 _TradeEvent = _Trade | _AggTrade
 
+# Aggregate trade ids (`a`) and trade ids (`t`) are two id spaces of one market: an aggTrade's native
+# symbol carries this suffix, so the two never meet in deduplication or gap tracking.
+AGG_TRADE_SUFFIX: Final = "@aggTrade"
+
 
 class _Combined(msgspec.Struct, gc=False):
     data: _TradeEvent  # "stream" repeats data.s and the event type: not decoded, to save time
@@ -108,8 +112,8 @@ def _trade(event: _Trade | _AggTrade, received_us: int, conn_id: str, frame_seq:
         raise BadField(f"bad price p={show(event.p)}")
     if match_decimal(event.q) is None:
         raise BadField(f"bad quantity q={show(event.q)}")
-    native = event.s
-    return Trade(EXCHANGE, _symbols[native], native, event.t, event.p, event.q,
+    native = event.s + AGG_TRADE_SUFFIX if type(event) is _AggTrade else event.s
+    return Trade(EXCHANGE, _symbols[event.s], native, event.t, event.p, event.q,
                  _side(event.m), _ts_us(event.T), received_us, conn_id, frame_seq)
 
 
@@ -135,7 +139,8 @@ def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame
     ts = event.T
     native = event.s
     return ParsedFrame("trades", (Trade(
-        EXCHANGE, _symbols[native], native, event.t, price, qty,
+        EXCHANGE, _symbols[native], native + AGG_TRADE_SUFFIX if type(event) is _AggTrade else native, event.t,
+        price, qty,
         "sell" if event.m else "buy", ts * 1000 if ts < _MICROS_THRESHOLD else ts,
         received_us, conn_id, frame_seq),))
 
