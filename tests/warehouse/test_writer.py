@@ -114,3 +114,12 @@ def test_trade_with_absurd_timestamp_is_dead_lettered_not_a_failed_batch(warehou
     assert [t.trade_id for t in plan.silver] == [3]
     rules = warehouse.query("SELECT trade_id, rule FROM dead_letters ORDER BY trade_id").result_rows
     assert rules == [(1, "bad_timestamp"), (2, "bad_timestamp")]
+
+
+def test_resume_points_are_the_newest_stored_trade_per_venue_market(warehouse: Client) -> None:
+    WarehouseWriter(warehouse, LENIENT).write([], [
+        trade(7, ts_us=BASE_US + 7), trade(3, ts_us=BASE_US + 3), trade(9, "-1", ts_us=BASE_US + 9),  # 9: dead letter
+        trade(4, symbol="ETH/USDT", ts_us=BASE_US + 4),
+    ])
+    assert WarehouseReader(warehouse).resume_points() == {
+        ("binance", "BTCUSDT"): (9, BASE_US + 9), ("binance", "ETHUSDT"): (4, BASE_US + 4)}

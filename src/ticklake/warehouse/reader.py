@@ -102,6 +102,11 @@ class WarehouseReader:
         }).result_rows
         return [StoredTrade(int(r[0]), int(r[1]), r[2], r[3], r[4], int(r[5]), r[6]) for r in rows]
 
+    def resume_points(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(exchange, native symbol) -> (trade id, exchange time µs) of the newest stored trade."""
+        rows = self.client.query(query("resume_points")).result_rows
+        return {(r[0], r[1]): (int(r[2]), int(r[3])) for r in rows}
+
     def markets(self) -> list[Market]:
         rows = self.client.query(query("symbols")).result_rows
         return [Market(r[0], r[1], _utc(r[2]), _utc(r[3]), int(r[4])) for r in rows]
