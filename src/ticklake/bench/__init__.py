@@ -3,7 +3,8 @@
 Every comparison is made side by side in one run (these machines are shared and noisy):
 
 1. normalize: each venue's mapper against a bare JSON decode of the same recorded frames;
-2. ingest: the writer through every layer against a direct Arrow insert of the same rows;
+2. handlers: the feeds with 100 symbols per venue against the simulator: trades/s and CPU per trade;
+   ingest: the writer through every layer against a direct Arrow insert of the same rows;
 3. latency: trade receive time -> candle queryable at 500 trades/s, simulator in another process;
 4. serving: ``/v1/ohlcv`` for 500 one-minute candles over 10M stored trades, over real HTTP;
 5. peak RSS of the platform process (stage 3) and of the serving process.
@@ -177,9 +178,10 @@ def _rss_of(pid: int) -> float | None:
 
 # --- the whole run ------------------------------------------------------------------------------
 def run_bench(settings: Settings, quick: bool = False) -> int:
-    sizes = {"normalize_s": 3.0, "ingest": 200_000, "latency_s": 10.0, "serving": 1_000_000, "requests": 200} \
-        if quick else {"normalize_s": 10.0, "ingest": 1_000_000, "latency_s": 60.0, "serving": 10_000_000,
-                       "requests": 1000}
+    sizes = {"normalize_s": 3.0, "handlers_s": 5.0, "ingest": 200_000, "latency_s": 10.0, "serving": 1_000_000,
+             "requests": 200} \
+        if quick else {"normalize_s": 10.0, "handlers_s": 20.0, "ingest": 1_000_000, "latency_s": 60.0,
+                       "serving": 10_000_000, "requests": 1000}
     report: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -191,6 +193,8 @@ def run_bench(settings: Settings, quick: bool = False) -> int:
         workdir = Path(tmp)
         print("normalize ...", file=sys.stderr, flush=True)
         report["normalize"] = normalize(workdir, sizes["normalize_s"])
+        print("handlers ...", file=sys.stderr, flush=True)
+        report["handlers"] = _stage("handlers", str(sizes["handlers_s"]), "100", "60")
         print("ingest ...", file=sys.stderr, flush=True)
         report["ingest"] = _stage("ingest", str(workdir / "ingest"), str(sizes["ingest"]))
         print("latency ...", file=sys.stderr, flush=True)
@@ -214,6 +218,12 @@ def _print(report: dict[str, Any]) -> None:
         lines.append(f"  {exchange:9s} {r['normalize_frames_per_s']:>10,} frames/s {r['normalize_trades_per_s']:>10,} "
                      f"trades/s | bare JSON decode {r['json_decode_frames_per_s']:>10,} frames/s | ratio "
                      f"{r['ratio']:.2f} ({_verdict(r['ratio'], TARGETS['normalize_vs_decode'], True)} ≥ 0.50)")
+    h = report["handlers"]
+    per_venue = ", ".join(f"{k} {v:,}" for k, v in h["trades_per_s"].items())
+    lines += ["", f"feed handlers, {h['symbols_per_venue']} symbols per venue, simulator in another process, "
+                  f"{h['seconds']:g} s:",
+              f"  {h['total_trades_per_s']:,} trades/s ({per_venue})"
+              f" using {h['cpu_share']:.0%} of one core: {h['cpu_us_per_trade']} µs of CPU a trade"]
     i = report["ingest"]
     verdict = _verdict(i["ratio"], TARGETS["ingest_vs_direct_arrow"], True)
     lines += ["", f"ingest through raw → bronze → silver → gold, {i['trades']:,} trades in {i['batch']:,}-row batches:",

@@ -4,6 +4,7 @@ stage's peak memory is then its own) and prints one JSON object on its last line
     python -m ticklake.bench.stages ingest PATH TRADES
     python -m ticklake.bench.stages generate PATH TRADES
     python -m ticklake.bench.stages latency PATH SECONDS TRADES_PER_SECOND
+    python -m ticklake.bench.stages handlers SECONDS SYMBOLS_PER_VENUE TRADES_PER_SECOND_PER_SYMBOL
     python -m ticklake.bench.stages serve PATH PORT
 """
 
@@ -15,6 +16,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from importlib import resources as package_files
 from typing import Any
 
@@ -161,6 +163,63 @@ def latency(path: str, seconds: float, trades_per_second: float) -> dict[str, An
             "max_ms": round(samples[-1], 2) if samples else None, "peak_rss_mb": round(peak_rss_mb())}
 
 
+def handlers(seconds: float, symbols_per_venue: int, trades_per_second: float) -> dict[str, Any]:
+    """The feed handlers alone, many symbols per venue, against the simulator in another process:
+    trades handled per second and the handler process's CPU time per trade."""
+    import asyncio
+    import os
+    import subprocess
+    from collections import Counter
+
+    from ticklake.exchanges.feeds import run_feeds
+    from ticklake.model import Message
+
+    symbols = [f"S{i:03d}/USDT" for i in range(symbols_per_venue)]
+    usd = [f"S{i:03d}/USD" for i in range(symbols_per_venue)]
+    venues = {"binance": symbols, "kraken": usd, "coinbase": usd}
+    env = {**os.environ, "TICKLAKE_SIMULATOR__TRADES_PER_SECOND": str(trades_per_second),
+           **{f"TICKLAKE_VENUES__{name.upper()}__SYMBOLS": json.dumps(names) for name, names in venues.items()}}
+    simulator = subprocess.Popen([sys.executable, "-m", "ticklake.simulator", "--seed", "2"], env=env,
+                                 stdout=subprocess.PIPE, text=True)
+    counts: Counter[str] = Counter()
+
+    class CountingSink:
+        async def publish(self, messages: Sequence[Message]) -> None:
+            for message in messages:
+                if isinstance(message.value, Trade):
+                    counts[message.value.exchange] += 1
+
+    try:
+        settings = Settings(venues={name: {"symbols": names} for name, names in venues.items()})
+        assert simulator.stdout is not None
+        for line in simulator.stdout:
+            if "__WS_URL=" in line:
+                name, url = line.strip().split("=", 1)
+                getattr(settings.venues, name.split("__")[1].lower()).ws_url = url
+            if line.startswith("Ctrl-C"):
+                break
+
+        async def run() -> tuple[float, float]:
+            feeds = await run_feeds(settings, CountingSink())
+            await asyncio.sleep(3.0)  # connect and subscribe every symbol
+            counts.clear()
+            cpu_before, wall_before = time.process_time(), time.perf_counter()
+            await asyncio.sleep(seconds)
+            cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
+            await feeds.stop()
+            return cpu, wall
+
+        cpu, wall = asyncio.run(run())
+    finally:
+        simulator.terminate()
+        simulator.wait(10)
+    total = sum(counts.values())
+    return {"symbols_per_venue": symbols_per_venue, "seconds": seconds,
+            "trades_per_s": {name: round(n / wall) for name, n in sorted(counts.items())},
+            "total_trades_per_s": round(total / wall), "cpu_share": round(cpu / wall, 3),
+            "cpu_us_per_trade": round(cpu / max(1, total) * 1e6, 2)}
+
+
 def _quantile(ordered: list[float], q: float) -> float:
     if not ordered:
         return float("nan")
@@ -182,13 +241,15 @@ def serve(path: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    stage, path = sys.argv[1], sys.argv[2]
+    stage, path = sys.argv[1], sys.argv[2]  # (handlers takes no path: its arguments start here)
     if stage == "ingest":
         print(json.dumps(ingest(path, int(sys.argv[3]))))
     elif stage == "generate":
         print(json.dumps(generate(path, int(sys.argv[3]))))
     elif stage == "latency":
         print(json.dumps(latency(path, float(sys.argv[3]), float(sys.argv[4]))))
+    elif stage == "handlers":
+        print(json.dumps(handlers(float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))))
     elif stage == "serve":
         serve(path, int(sys.argv[3]))
     else:
