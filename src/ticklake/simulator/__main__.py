@@ -1,7 +1,8 @@
 """``python -m ticklake.simulator``: run the simulated venues until Ctrl-C and print their URLs.
 
 Venues and symbols are those ticklake's configuration enables (``ticklake.toml``/environment), so
-the printed ``TICKLAKE_VENUES__<VENUE>__WS_URL`` lines can be exported before ``ticklake up``.
+the printed ``TICKLAKE_VENUES__<VENUE>__WS_URL`` and ``..._REST_URL`` lines can be exported before
+``ticklake up``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def _parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="tape seed (default: simulator.seed, else random and printed)")
     parser.add_argument("--trades-per-second", type=float, help="average trades per second per symbol")
     parser.add_argument("--port", type=int, default=0,
-                        help="first port: binance, kraken, coinbase get PORT, PORT+1, PORT+2 (default: ephemeral)")
+                        help="first port: binance, kraken, coinbase get PORT, PORT+1, PORT+2 and their REST "
+                             "servers PORT+3, PORT+4, PORT+5 (default: ephemeral)")
     return parser.parse_args(argv)
 
 
@@ -35,11 +37,14 @@ async def _main(args: argparse.Namespace) -> None:
     overrides = {key: value for key, value in (("host", args.host), ("seed", args.seed),
                                                ("trades_per_second", args.trades_per_second)) if value is not None}
     settings = settings.model_copy(update={"simulator": settings.simulator.model_copy(update=overrides)})
-    ports = {ex: args.port + i for i, ex in enumerate(("binance", "kraken", "coinbase"))} if args.port else None
-    async with Simulator.from_settings(settings, ports=ports) as sim:
+    names = ("binance", "kraken", "coinbase")
+    ports = {ex: args.port + i for i, ex in enumerate(names)} if args.port else None
+    rest_ports = {ex: args.port + 3 + i for i, ex in enumerate(names)} if args.port else None
+    async with Simulator.from_settings(settings, ports=ports, rest_ports=rest_ports) as sim:
         print(f"ticklake simulator, seed {sim.seed}, {settings.simulator.trades_per_second:g} trades/s per symbol")
         for exchange, url in sim.ws_urls.items():
             print(f"  TICKLAKE_VENUES__{exchange.upper()}__WS_URL={url}")
+            print(f"  TICKLAKE_VENUES__{exchange.upper()}__REST_URL={sim.rest_urls.get(exchange, '')}")
         print("Ctrl-C to stop.", flush=True)
         await asyncio.Event().wait()
 

@@ -8,18 +8,37 @@
   quantities as 8-decimal strings, ``m`` = "is the buyer the market maker" (true: the taker sold).
 * The server pings every 20 s and disconnects when a ping's payload is not echoed back within a
   minute; unsolicited pongs do not count. More than 5 incoming messages a second (pings, pongs and
-  JSON all count) closes the connection.
+  JSON all count) closes the connection. A connection is valid for 24 hours.
+* ``serverShutdown`` precedes a shutdown: ``{"e":"serverShutdown","E":ms}`` on raw streams,
+  ``{"stream":"!serverShutdown","data":{...}}`` on combined streams.
+
+REST (binance-spot-api-docs ``rest-api.md``; developers.binance.com market-data-endpoints, limits):
+
+* ``GET /api/v3/historicalTrades?symbol=&fromId=&limit=`` (weight 25; limit default 500, max 1000):
+  trades ascending from ``fromId``, or the most recent ``limit`` without it;
+  ``GET /api/v3/trades?symbol=&limit=`` (weight 25): the most recent ``limit``. Rows
+  ``{id, price, qty, quoteQty, time (ms), isBuyerMaker, isBestMatch}``, ``id`` = the stream's ``t``.
+* Every response carries ``X-MBX-USED-WEIGHT-1M``; past 6000 weight a minute: 429 with
+  ``Retry-After`` and ``{"code":-1003,...}``; failing to back off: 418 (an IP ban), ``Retry-After``
+  until it ends. Errors are ``{"code": <negative>, "msg": ...}`` with 400 (-1121 "Invalid symbol.").
+* Not verified: what Binance does with ``limit`` above 1000 (clamped here) or below 1 (1 here).
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from decimal import Decimal
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from picows import WSCloseCode, WSTransport
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from ticklake.simulator.rest import Rejected, RestApi, RestLimit, index_of_id, json_response, retry_after
 from ticklake.simulator.tape import TapeTrade
 from ticklake.simulator.venue import SimConnection, VenueServer
 
@@ -36,6 +55,9 @@ class BinanceConnection(SimConnection):
 
 class BinanceServer(VenueServer[BinanceConnection]):
     exchange = "binance"
+    default_max_connection_age_s = 24 * 3600.0
+    default_rest_limit = RestLimit(weight_per_window=6000, window_s=60.0)
+    announces_shutdown = True
 
     def accepts(self, path: str, query: str) -> bool:
         return path == "/stream" or path == "/ws" or path.startswith("/ws/")
@@ -92,8 +114,16 @@ class BinanceServer(VenueServer[BinanceConnection]):
             })
             raw = data.decode()
             wrapped = orjson.dumps({"stream": stream, "data": orjson.Fragment(data)}).decode()
-            for conn in receivers:
-                self.send(conn, wrapped if conn.combined else raw)
+            self.send_trade_frame(symbol, [trade], [(conn, wrapped if conn.combined else raw) for conn in receivers])
+
+    def announce_shutdown(self, conns: list[BinanceConnection]) -> None:
+        data = orjson.dumps({"e": "serverShutdown", "E": time.time_ns() // 1_000_000})
+        wrapped = orjson.dumps({"stream": "!serverShutdown", "data": orjson.Fragment(data)}).decode()
+        for conn in conns:
+            self.send(conn, wrapped if conn.combined else data.decode())
+
+    def rest_api(self, limit: RestLimit) -> BinanceRest:
+        return BinanceRest(self, limit)
 
     # --- control messages ----------------------------------------------------------------------
     def _count_incoming(self, conn: BinanceConnection) -> bool:
@@ -175,3 +205,85 @@ class BinanceServer(VenueServer[BinanceConnection]):
 
     def _reply(self, conn: BinanceConnection, message: dict[str, object]) -> None:
         self.send(conn, orjson.dumps(message).decode())
+
+
+# --- REST ------------------------------------------------------------------------------------------
+TRADES_WEIGHT = 25  # both /api/v3/trades and /api/v3/historicalTrades (rest-api.md)
+_MISSING_SYMBOL = {"code": -1102, "msg": "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."}
+_INVALID_SYMBOL = {"code": -1121, "msg": "Invalid symbol."}
+
+
+def _illegal(name: str) -> dict[str, Any]:
+    return {"code": -1100, "msg": f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."}
+
+
+def _quote_qty(trade: TapeTrade) -> str:
+    return format((Decimal(trade.price) * Decimal(trade.qty)).normalize(), "f")
+
+
+def _row(trade: TapeTrade) -> dict[str, Any]:
+    return {"id": trade.trade_id, "price": trade.price, "qty": trade.qty, "quoteQty": _quote_qty(trade),
+            "time": trade.ts_us // 1000, "isBuyerMaker": trade.side == "sell", "isBestMatch": True}
+
+
+class BinanceRest(RestApi):
+    """``/api/v3/historicalTrades`` and ``/api/v3/trades`` over the tapes, with Binance's weights."""
+
+    venue: BinanceServer
+
+    def routes(self) -> list[Route]:
+        return [Route("/api/v3/historicalTrades", self.guarded(self.historical_trades, TRADES_WEIGHT)),
+                Route("/api/v3/trades", self.guarded(self.recent_trades, TRADES_WEIGHT))]
+
+    def extra_headers(self) -> dict[str, str]:
+        return {"X-MBX-USED-WEIGHT-1M": str(self.weights.used_now() if self.weights is not None else 0)}
+
+    def failure(self, status: int, wait_s: float | None) -> Response:
+        if status == 429:
+            body = {"code": -1003, "msg": f"Too much request weight used; current limit is "
+                    f"{self.limit.weight_per_window} request weight per 1 MINUTE. Please use the websocket "
+                    "for live updates to avoid polling the API."}
+        elif status == 418:
+            until_ms = int((time.time() + (wait_s or 0)) * 1000)
+            body = {"code": -1003, "msg": f"Way too much request weight used; IP banned until {until_ms}. "
+                    "Please use the websocket for live updates to avoid bans."}
+        else:
+            body = {"code": -1001, "msg": "Internal error; unable to process your request. Please try again."}
+        return json_response(body, status, retry_after(wait_s))
+
+    def _trades(self, request: Request) -> list[TapeTrade]:
+        native = request.query_params.get("symbol", "")
+        if not native:
+            raise Rejected(json_response(_MISSING_SYMBOL, 400))
+        symbol = self.venue.by_native.get(native)
+        if symbol is None:
+            raise Rejected(json_response(_INVALID_SYMBOL, 400))
+        return self.venue.tapes[symbol].trades
+
+    @staticmethod
+    def _int(request: Request, name: str) -> int | None:
+        text = request.query_params.get(name)
+        if text is None or text == "":
+            return None
+        if not (text.isascii() and text.isdigit()) or len(text) > 20:
+            raise Rejected(json_response(_illegal(name), 400))
+        return int(text)
+
+    def _limit(self, request: Request) -> int:
+        value = self._int(request, "limit")
+        return 500 if value is None else min(max(value, 1), 1000)
+
+    async def historical_trades(self, request: Request) -> Response:
+        trades = self._trades(request)
+        count = self._limit(request)
+        from_id = self._int(request, "fromId")
+        if from_id is None:
+            page = trades[-count:]
+        else:
+            start = index_of_id(trades, from_id)
+            page = trades[start:start + count]
+        return json_response([_row(t) for t in page])
+
+    async def recent_trades(self, request: Request) -> Response:
+        trades = self._trades(request)
+        return json_response([_row(t) for t in trades[-self._limit(request):]])

@@ -20,6 +20,19 @@ an integer; the prose docs show ``client_id: ""`` and a string counter. We send 
 Side: what ``side`` means in ``market_trades`` is not settled by Coinbase's docs (shared notes,
 exchanges.md 3.4). ``SIDE_IS_MAKER`` is the convention ticklake's mapper documents; a test checks
 the two agree, so the simulated taker side round-trips through the mapper.
+
+REST is the Exchange API (``https://api.exchange.coinbase.com``), whose trade ids are the ones the
+Advanced Trade socket carries (docs.cdp.coinbase.com exchange get-product-trades, pagination,
+rate-limits):
+
+* ``GET /products/{product_id}/trades?limit=&before=&after=``: rows ``{time, trade_id (int), price,
+  size, side}``, newest first, ``side`` the MAKER's side ("buy" is a down-tick), ``limit`` default
+  and max 1000. Without a cursor: the newest ``limit`` trades. ``after=X``: the page just older than
+  X (ids < X); ``before=X``: the page just newer than X (ids > X). ``CB-BEFORE`` is the page's first
+  (newest) id and ``CB-AFTER`` its last (oldest), absent on an empty page; walk back with
+  ``after=<CB-AFTER>``, forward with ``before=<CB-BEFORE>``.
+* Unknown product: 404 ``{"message":"NotFound"}``. Rate limit (public: 10 requests/s per IP, bursts
+  up to 15, a lazy-fill token bucket): 429 ``{"message":"Public rate limit exceeded"}``.
 """
 
 from __future__ import annotations
@@ -29,7 +42,12 @@ from typing import Any, Final
 
 import orjson
 from picows import WSCloseCode, WSTransport
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from ticklake.simulator.faults import Frame
+from ticklake.simulator.rest import Rejected, RestApi, RestLimit, index_of_id, json_response, retry_after
 from ticklake.simulator.tape import TapeTrade
 from ticklake.simulator.venue import SimConnection, VenueOptions, VenueServer, now_us, rfc3339_us
 
@@ -65,6 +83,7 @@ class CoinbaseConnection(SimConnection):
 
 class CoinbaseServer(VenueServer[CoinbaseConnection]):
     exchange = "coinbase"
+    default_rest_limit = RestLimit(per_second=10.0, burst=15)
 
     def __init__(self, symbols: list[str], seed: int, trades_per_second: float, options: VenueOptions) -> None:
         super().__init__(symbols, seed, trades_per_second, options)
@@ -106,6 +125,7 @@ class CoinbaseServer(VenueServer[CoinbaseConnection]):
             if not receivers:
                 continue
             whole = '[{"type":"update","trades":' + self._trades_json(symbol, trades) + "}]"
+            frame: Frame = []
             for conn in receivers:
                 upto = conn.have_upto.get(symbol, -1)
                 if trades[0].trade_id > upto:
@@ -115,7 +135,11 @@ class CoinbaseServer(VenueServer[CoinbaseConnection]):
                     if not fresh:
                         continue
                     events = '[{"type":"update","trades":' + self._trades_json(symbol, fresh) + "}]"
-                self.send(conn, self._envelope(conn, "market_trades", events))
+                frame.append((conn, self._envelope(conn, "market_trades", events)))
+            self.send_trade_frame(symbol, trades, frame)
+
+    def rest_api(self, limit: RestLimit) -> CoinbaseRest:
+        return CoinbaseRest(self, limit)
 
     def on_timer(self, conn: CoinbaseConnection, now: float) -> None:
         options = self.options
@@ -176,7 +200,7 @@ class CoinbaseServer(VenueServer[CoinbaseConnection]):
             for native in new:
                 symbol = self.by_native[native]
                 conn.symbols.add(symbol)
-                trades = self.tapes[symbol].last(self.options.snapshot_size)
+                trades = self.snapshot(symbol, self.options.snapshot_size)
                 if trades:
                     conn.have_upto[symbol] = trades[-1].trade_id
                 events = '[{"type":"snapshot","trades":' + self._trades_json(symbol, trades) + "}]"
@@ -200,3 +224,53 @@ class CoinbaseServer(VenueServer[CoinbaseConnection]):
 
     def _error(self, conn: CoinbaseConnection, message: str) -> None:
         self.send(conn, orjson.dumps({"type": "error", "message": message}).decode())
+
+
+# --- REST ------------------------------------------------------------------------------------------
+_MAKER_SIDE: Final = {"buy": "sell", "sell": "buy"}  # the Exchange API's side is the maker's (documented)
+
+
+def _row(trade: TapeTrade) -> dict[str, Any]:
+    return {"time": rfc3339_us(trade.ts_us), "trade_id": trade.trade_id, "price": trade.price,
+            "size": trade.qty, "side": _MAKER_SIDE[trade.side]}
+
+
+class CoinbaseRest(RestApi):
+    """Exchange ``/products/{product_id}/trades`` over the tapes, with cursor pagination."""
+
+    venue: CoinbaseServer
+
+    def routes(self) -> list[Route]:
+        return [Route("/products/{product_id}/trades", self.guarded(self.trades))]
+
+    def failure(self, status: int, wait_s: float | None) -> Response:
+        message = {429: "Public rate limit exceeded", 503: "Service Unavailable"}.get(status, "Internal server error")
+        return json_response({"message": message}, status, retry_after(wait_s))
+
+    @staticmethod
+    def _int(request: Request, name: str) -> int | None:
+        text = request.query_params.get(name)
+        if text is None or text == "":
+            return None
+        if not (text.isascii() and text.isdigit()) or len(text) > 18:
+            raise Rejected(json_response({"message": f"Invalid {name}"}, 400))
+        return int(text)
+
+    async def trades(self, request: Request) -> Response:
+        symbol = self.venue.by_native.get(request.path_params["product_id"])
+        if symbol is None:
+            raise Rejected(json_response({"message": "NotFound"}, 404))
+        limit = self._int(request, "limit")
+        count = 1000 if limit is None else min(max(limit, 1), 1000)
+        before = self._int(request, "before")
+        after = self._int(request, "after")
+        trades = self.venue.tapes[symbol].trades
+        lo = 0 if before is None else index_of_id(trades, before + 1)  # ids > before
+        hi = len(trades) if after is None else index_of_id(trades, after)  # ids < after
+        if before is not None and after is None:
+            page = trades[lo:min(lo + count, hi)]  # the page just newer than ``before``
+        else:
+            page = trades[max(lo, hi - count):hi]  # the page just older than ``after``, or the newest
+        page = page[::-1]
+        headers = {"CB-BEFORE": str(page[0].trade_id), "CB-AFTER": str(page[-1].trade_id)} if page else {}
+        return json_response([_row(t) for t in page], headers=headers)

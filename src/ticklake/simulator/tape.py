@@ -137,7 +137,10 @@ class TapeGenerator:
         self._price_ticks = int(instrument.ref_price / instrument.tick)
         # Typical order notional around 500 units of the quote, spread wide (log-normal).
         self._qty_mu = math.log(max(1.0, 500.0 / float(instrument.ref_price * instrument.lot)))
-        self._next_id = self._rng.randint(10**8, 10**9)
+        # Ids grow with time, as a real venue's do across its restarts: a later simulator run (a new
+        # `ticklake up --simulate`) continues above what an earlier one produced, instead of reusing
+        # ids ticklake already stored. Ten thousand ids a second per symbol is room enough.
+        self._next_id = start_us // 100 + self._rng.randint(0, 99)
         self._next_ts_us = start_us + self._gap_us()
 
     @property

@@ -4,10 +4,15 @@ A venue module (binance.py, kraken.py, coinbase.py) only says how its protocol l
 serves, what it answers to a client message, what a trade frame looks like, what it sends on a
 timer. Everything here is venue-neutral.
 
-Fault seam: every frame a venue sends goes through ``VenueServer.send``, which hands it to
-``frame_filter`` when one is set. A filter receives the connection and the frame text and returns
-the frames to actually send (none to drop one, two to duplicate, a broken one to corrupt it, ...).
-Stalls, skipped ids and REST endpoints serving the tape attach at the same places later.
+Fault seams (see faults.py for the faults themselves):
+
+* every new burst passes ``VenueFaults.visible`` before ``publish`` (``skip_next``), and snapshots
+  come from ``snapshot`` (which leaves skipped trades out too);
+* every live trade frame goes through ``send_trade_frame`` (malformed, duplicated, reordered);
+* every frame a venue sends goes through ``send``, which drops it on a stalled connection and hands
+  it to ``frame_filter`` when one is set. A filter receives the connection and the frame text and
+  returns the frames to actually send (none to drop one, two to duplicate, a broken one to corrupt it);
+* each venue also serves its tape over REST (rest.py), started and stopped with it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from picows import (
     ws_create_server,
 )
 
+from ticklake.simulator.faults import Frame, VenueFaults
+from ticklake.simulator.rest import RestApi, RestLimit, RestServer
 from ticklake.simulator.tape import SymbolTape, TapeGenerator, TapeTrade, instrument_for
 
 log = logging.getLogger(__name__)
@@ -54,6 +61,11 @@ class VenueOptions:
     batch_interval_s: float = 0.25  # Coinbase market_trades: "updates are collected over the last 250 ms"
     history_trades: int = 100  # trades "before start", so the first snapshot is already full
     tick_s: float = 0.02  # resolution of timers (heartbeats, pings, timeouts)
+    # The server closes connections older than this; None: the venue's rule (Binance: 24 h, others: never).
+    max_connection_age_s: float | None = None
+    shutdown_grace_s: float = 1.0  # Binance: from the serverShutdown event to the close (not documented)
+    # REST rate limit; None: the venue's documented limit (see each venue's ``default_rest_limit``).
+    rest_limit: RestLimit | None = None
 
 
 @dataclass
@@ -80,7 +92,11 @@ class SimConnection:
         self.connected_at = now
         self.last_sent = now
         self.closed = False
+        self.stalled_until = 0.0  # monotonic; while later than now the server sends nothing at all
         self.record = ConnectionRecord(conn_id, path, time.time())
+
+    def stalled(self, now: float | None = None) -> bool:
+        return self.stalled_until > (time.monotonic() if now is None else now)
 
     def close(self, code: WSCloseCode, reason: str) -> None:
         """Close the way a venue does: a CLOSE frame, then the TCP connection."""
@@ -125,12 +141,14 @@ class _ServerListener(WSListener):
             self._venue.on_text(conn, text)
         elif msg_type == WSMsgType.PING:
             payload = frame.get_payload_as_bytes()
-            transport.send_pong(payload)
+            if not conn.stalled():  # a stalled server answers nothing, pings included
+                transport.send_pong(payload)
             self._venue.on_ping(conn, payload)
         elif msg_type == WSMsgType.PONG:
             self._venue.on_pong(conn, frame.get_payload_as_bytes())
         elif msg_type == WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
+            if not conn.stalled():
+                transport.send_close(frame.get_close_code())
             transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -143,10 +161,17 @@ class VenueServer(ABC, Generic[ConnT]):
 
     exchange: ClassVar[str]
     base_path: ClassVar[str] = ""  # appended to ws://host:port to form the venue's base URL
+    default_max_connection_age_s: ClassVar[float | None] = None
+    default_rest_limit: ClassVar[RestLimit] = RestLimit()
+    shutdown_close_code: ClassVar[WSCloseCode] = WSCloseCode.GOING_AWAY
+    announces_shutdown: ClassVar[bool] = False  # True: announce_shutdown sends something, close after grace
 
     def __init__(self, symbols: list[str], seed: int, trades_per_second: float, options: VenueOptions) -> None:
         self.options = options
         self.frame_filter: FrameFilter | None = None
+        self.faults = VenueFaults(self.exchange, seed)
+        self.rest: RestServer | None = None
+        self._closing: list[asyncio.TimerHandle] = []
         self.connections: dict[int, ConnT] = {}
         self.records: list[ConnectionRecord] = []
         self._ids = itertools.count(1)
@@ -168,12 +193,14 @@ class VenueServer(ABC, Generic[ConnT]):
         self.by_native = {tape.generator.instrument.native: symbol for symbol, tape in self.tapes.items()}
 
     # --- lifecycle -----------------------------------------------------------------------------
-    async def start(self, host: str, port: int = 0) -> None:
+    async def start(self, host: str, port: int = 0, rest_port: int = 0) -> None:
         self._server = await ws_create_server(
             self._route, host, port, enable_auto_pong=False, logger_name=_picows_log
         )
         sockets = self._server.sockets
         self.host, self.port = host, int(sockets[0].getsockname()[1])
+        self.rest = RestServer(self.rest_api(self.options.rest_limit or self.default_rest_limit))
+        await self.rest.start(host, rest_port)
         self._tasks = [
             asyncio.create_task(self._generate(), name=f"sim-{self.exchange}-tape"),
             asyncio.create_task(self._timers(), name=f"sim-{self.exchange}-timers"),
@@ -183,6 +210,12 @@ class VenueServer(ABC, Generic[ConnT]):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for handle in self._closing:
+            handle.cancel()
+        self._closing.clear()
+        self.faults.held.clear()
+        if self.rest is not None:
+            await self.rest.close()
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections.values()):
@@ -193,6 +226,15 @@ class VenueServer(ABC, Generic[ConnT]):
     @property
     def base_url(self) -> str:
         return f"ws://{self.host}:{self.port}{self.base_path}"
+
+    @property
+    def rest_url(self) -> str:
+        return self.rest.base_url if self.rest is not None and self.rest.port else ""
+
+    @property
+    def max_connection_age_s(self) -> float | None:
+        configured = self.options.max_connection_age_s
+        return configured if configured is not None else self.default_max_connection_age_s
 
     # --- controls used by tests and, later, fault scripts ---------------------------------------
     def drop_connections(self) -> int:
@@ -220,14 +262,84 @@ class VenueServer(ABC, Generic[ConnT]):
     def tape(self, symbol: str) -> list[TapeTrade]:
         return list(self.tapes[symbol].trades)
 
+    def snapshot(self, symbol: str, count: int) -> list[TapeTrade]:
+        """The last ``count`` trades a socket may carry (``skip_next`` trades left out)."""
+        hidden = self.faults.hidden_ids(symbol)
+        trades = self.tapes[symbol].trades
+        if not hidden:
+            return trades[-count:] if count > 0 else []
+        picked: list[TapeTrade] = []
+        for trade in reversed(trades):
+            if len(picked) >= count:
+                break
+            if trade.trade_id not in hidden:
+                picked.append(trade)
+        return picked[::-1]
+
+    # --- faults --------------------------------------------------------------------------------
+    def stall(self, seconds: float) -> int:
+        """Send nothing (trades, heartbeats, pings, pongs) on the open connections for ``seconds``,
+        without closing them; returns how many. Trades published meanwhile are lost to them (they
+        stay on the tape and on REST); connections opened during the stall are not stalled."""
+        until = time.monotonic() + seconds
+        for conn in self.connections.values():
+            conn.stalled_until = max(conn.stalled_until, until)
+        return len(self.connections)
+
+    def shutdown(self) -> int:
+        """Close every open connection as a server going down does; returns how many.
+
+        Kraken and Coinbase close at once with 1001 (going away). Binance first sends
+        ``serverShutdown`` (wrapped as ``!serverShutdown`` on combined streams) and closes
+        ``shutdown_grace_s`` later. New connections are accepted all along."""
+        conns = list(self.connections.values())
+        self.announce_shutdown(conns)
+        if self.options.shutdown_grace_s > 0 and self.announces_shutdown:
+            handle = asyncio.get_running_loop().call_later(self.options.shutdown_grace_s, self._shut, conns)
+            self._closing.append(handle)
+        else:
+            self._shut(conns)
+        return len(conns)
+
+    def announce_shutdown(self, conns: list[ConnT]) -> None:
+        """What the venue sends before a shutdown (Binance: ``serverShutdown``)."""
+
+    def _shut(self, conns: list[ConnT]) -> None:
+        for conn in conns:
+            conn.close(self.shutdown_close_code, "server shutting down")
+
+    def clear_faults(self) -> None:
+        """Undo every pending fault: counters reset, held frames released in order, stalls ended."""
+        held, self.faults.held = self.faults.held, []
+        for frame in held:
+            self._send_frame(frame)
+        self.faults.clear()
+        for conn in self.connections.values():
+            conn.stalled_until = 0.0
+
     # --- sending -------------------------------------------------------------------------------
     def send(self, conn: SimConnection, text: str) -> None:
-        if conn.closed:
+        if conn.closed or conn.stalled():
             return
         frames = [text] if self.frame_filter is None else self.frame_filter(conn, text)
         for frame in frames:
             conn.transport.send(WSMsgType.TEXT, frame.encode())
         conn.last_sent = time.monotonic()
+
+    def send_trade_frame(self, symbol: str, trades: list[TapeTrade], frame: Frame) -> None:
+        """One live trade frame: its text per receiving connection, through the frame faults."""
+        if not frame:
+            return
+        shaped = self.faults.shape(symbol, trades, frame)
+        if shaped is not None:
+            self._send_frame(shaped)
+        else:
+            for held in self.faults.release_due(time.monotonic()):
+                self._send_frame(held)
+
+    def _send_frame(self, frame: Frame) -> None:
+        for conn, text in frame:
+            self.send(conn, text)
 
     # --- what a venue module implements --------------------------------------------------------
     @abstractmethod
@@ -260,6 +372,10 @@ class VenueServer(ABC, Generic[ConnT]):
     def publish(self, symbol: str, burst: list[TapeTrade]) -> None:
         """Send one burst of new trades to every connection subscribed to ``symbol``."""
 
+    @abstractmethod
+    def rest_api(self, limit: RestLimit) -> RestApi:
+        """The venue's REST endpoints over its tapes."""
+
     # --- internals -----------------------------------------------------------------------------
     def _route(self, request: WSUpgradeRequest) -> WSListener | None:
         raw = request.path.decode("latin-1")
@@ -288,8 +404,11 @@ class VenueServer(ABC, Generic[ConnT]):
             now = now_us()
             for symbol, tape in self.tapes.items():
                 for burst in tape.generate_until(now):
+                    visible = self.faults.visible(symbol, burst)
+                    if not visible:
+                        continue
                     try:
-                        self.publish(symbol, burst)
+                        self.publish(symbol, visible)
                     except Exception:  # a broken client must not stop the tape
                         log.exception("%s simulator: publishing %s failed", self.exchange, symbol)
             next_due = min((t.generator.next_ts_us for t in self.tapes.values()), default=now + 50_000)
@@ -300,12 +419,19 @@ class VenueServer(ABC, Generic[ConnT]):
             await asyncio.sleep(self.options.tick_s)
             now = time.monotonic()
             try:
+                for frame in self.faults.release_due(now):
+                    self._send_frame(frame)
                 self.on_tick(now)
             except Exception:
                 log.exception("%s simulator: timer failed", self.exchange)
+            max_age = self.max_connection_age_s
             for conn in list(self.connections.values()):
-                if not conn.closed:
-                    try:
-                        self.on_timer(conn, now)
-                    except Exception:
-                        log.exception("%s simulator: timer of connection %d failed", self.exchange, conn.conn_id)
+                if conn.closed or conn.stalled(now):
+                    continue  # a stalled server does nothing, not even close old connections
+                if max_age is not None and now - conn.connected_at >= max_age:
+                    conn.close(WSCloseCode.GOING_AWAY, "connection exceeded its maximum age")
+                    continue
+                try:
+                    self.on_timer(conn, now)
+                except Exception:
+                    log.exception("%s simulator: timer of connection %d failed", self.exchange, conn.conn_id)
