@@ -16,12 +16,12 @@ from decimal import Decimal
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from tests.factories import recompute_candles
+from tests.test_platform import stored_trades
 from ticklake.app import Platform
 from ticklake.ops import metrics
 from ticklake.settings import FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
 from ticklake.warehouse.reader import TIMEFRAMES, WarehouseReader
-from tests.factories import recompute_candles
-from tests.test_platform import stored_trades
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "kraken": ["BTC/USD", "ETH/USD"],
            "coinbase": ["BTC/USD", "DOGE/USD"]}

@@ -21,6 +21,7 @@ from clickhouse_connect.driver.client import Client
 from ticklake.api.app import create_app
 from ticklake.bus import MemoryBus
 from ticklake.exchanges.feeds import FeedSet, FrameRecorder, run_feeds
+from ticklake.model import ResumePoint
 from ticklake.ops import metrics
 from ticklake.settings import Settings
 from ticklake.simulator.server import Simulator
@@ -98,7 +99,11 @@ class Platform:
         self.ingester = Ingester(bus, writer, settings.ingest, exchanges, executor=self._executor,
                                  on_batch=self.on_batch)
         self._tasks.append(asyncio.create_task(self.ingester.run(), name="ingester"))
-        self.feeds = await run_feeds(settings, bus, self.recorder)
+        # Each feed resumes from the newest stored trade of its markets: the downtime shows as a gap
+        # in the trade ids and is backfilled from the venue's REST API.
+        stored = await loop.run_in_executor(self._executor, WarehouseReader(client).resume_points)
+        resume = {key: ResumePoint(trade_id, ts_us) for key, (trade_id, ts_us) in stored.items()}
+        self.feeds = await run_feeds(settings, bus, self.recorder, resume=resume)
         venues = ", ".join(f"{name} ({len(v.symbols)} symbols)" for name, v in settings.venues.enabled().items())
         log.info("warehouse %s (database %s); venues: %s", settings.resolved_warehouse_url, settings.database,
                  venues or "none enabled")

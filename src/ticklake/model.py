@@ -95,3 +95,14 @@ class ParsedFrame(msgspec.Struct, frozen=True):
     trades: tuple[Trade, ...] = ()
     error: str = ""
     sequence: int | None = None  # a per-connection sequence the venue stamps (Coinbase sequence_num)
+
+
+class ResumePoint(msgspec.Struct, frozen=True):
+    """The newest trade ticklake already *stored* for one market (exchange, native symbol).
+
+    Handed to the feeds at start so that the downtime before it shows as a gap in the trade ids and
+    is backfilled from the venue's REST API (within ``feed.backfill_lookback_s``).
+    """
+
+    trade_id: int
+    ts_us: int  # its exchange time, microseconds since the epoch, UTC

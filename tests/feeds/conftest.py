@@ -8,15 +8,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
 from ticklake.bus import MemoryBus, Message, raw_topic, trades_topic
-from ticklake.exchanges.feeds import RealtimeFeed
+from ticklake.exchanges.feeds import RealtimeFeed, feed_for
+from ticklake.exchanges.rest import RateLimit, RestClient, fetcher_for
 from ticklake.model import RawFrame, Trade
 from ticklake.ops.metrics import REGISTRY
 from ticklake.settings import FeedSettings
-from ticklake.simulator import TapeTrade
+from ticklake.simulator import Simulator, TapeTrade
 
 
 class BusTap:
@@ -100,6 +102,59 @@ def metric(name: str, exchange: str) -> float:
     return REGISTRY.get_sample_value(name, {"exchange": exchange}) or 0.0
 
 
+# Test budgets: below each simulated venue's own limit, fast enough for tests of a few seconds.
+FAST_LIMITS = {
+    "binance": RateLimit(burst=1000, per_second=1000),  # the simulator allows 6000 weight a minute
+    "kraken": RateLimit(burst=10, per_second=5),  # the simulator: 15 burst, 1 a second
+    "coinbase": RateLimit(burst=10, per_second=10),  # the simulator: 15 burst, 10 a second
+}
+
+
+# --- backfill against the simulator's REST servers ----------------------------------------------
+
+def sym_metric(name: str, exchange: str, symbol: str) -> float:
+    return REGISTRY.get_sample_value(name, {"exchange": exchange, "symbol": symbol}) or 0.0
+
+
+def assert_tape_exact(tap: BusTap, tape: list[TapeTrade], symbol: str, start_id: int | None = None,
+                      excluded: set[int] | None = None) -> dict[int, Trade]:
+    """The trades on the bus, deduplicated by id as the warehouse does, are exactly the tape from
+    ``start_id`` (default: the first id received) to its end, minus ``excluded`` ids; every copy of
+    one id is identical. Returns the deduplicated trades."""
+    by_id: dict[int, Trade] = {}
+    for trade in tap.trades(symbol):
+        first = by_id.setdefault(trade.trade_id, trade)
+        assert key(first) == key(trade), f"two copies of trade {trade.trade_id} differ"
+    assert by_id, f"no {symbol} trades received"
+    start = min(by_id) if start_id is None else start_id
+    skip = excluded or set()
+    want = [key(t) for t in tape if t.trade_id >= start and t.trade_id not in skip]
+    got = [key(by_id[i]) for i in sorted(by_id) if i >= start]
+    missing = sorted({w[0] for w in want} - {g[0] for g in got})
+    extra = sorted({g[0] for g in got} - {w[0] for w in want})
+    assert got == want, f"{symbol}: missing ids {missing[:20]}, unexpected ids {extra[:20]}"
+    return by_id
+
+
+def rest_trade_ids(tap: BusTap, symbol: str) -> tuple[set[int], set[int]]:
+    """(ids that came from REST pages, ids that came from WebSocket frames) of ``symbol``."""
+    rest = {t.trade_id for t in tap.trades(symbol) if "-rest-" in t.conn_id}
+    socket = {t.trade_id for t in tap.trades(symbol) if "-rest-" not in t.conn_id}
+    return rest, socket
+
+
+async def settle(tap: BusTap, feed: RealtimeFeed, sim: Simulator, exchange: str, symbols: list[str],
+                 timeout: float = 10.0) -> None:
+    """Stop the venue's tape, then wait until the feed has every trade of it and no backfill runs."""
+    sim.pause(exchange)
+    for symbol in symbols:
+        last = sim.tape(exchange, symbol)[-1].trade_id
+        await tap.wait_for(lambda s=symbol, i=last: any(t.trade_id == i for t in tap.trades(s)), timeout,
+                           what=f"the last {symbol} trade")
+    await tap.wait_for(lambda: not feed.backfill.busy(), timeout, what="backfill to finish")
+    await tap.settle()
+
+
 @pytest.fixture
 def feed_settings() -> FeedSettings:
     return FeedSettings(backoff_initial_s=0.05, backoff_max_s=0.4, stable_after_s=30.0, connect_timeout_s=2.0)
@@ -148,8 +203,33 @@ class Helpers:
     assert_frames_well_formed = staticmethod(assert_frames_well_formed)
     metric = staticmethod(metric)
     key = staticmethod(key)
+    sym_metric = staticmethod(sym_metric)
+    assert_tape_exact = staticmethod(assert_tape_exact)
+    rest_trade_ids = staticmethod(rest_trade_ids)
+    settle = staticmethod(settle)
 
 
 @pytest.fixture
 def helpers() -> type[Helpers]:
     return Helpers
+
+
+@pytest.fixture
+async def backfilling() -> AsyncIterator[Callable[..., RealtimeFeed]]:
+    """``backfilling(exchange, symbols, bus, sim, settings, page_size=None, **kwargs)``: a feed on the
+    simulator that backfills from its REST server, through a client with test-sized rate limits."""
+    clients: list[RestClient] = []
+
+    def make(exchange: str, symbols: list[str], bus: MemoryBus, sim: Simulator, settings: FeedSettings,
+             page_size: int | None = None, **kwargs: Any) -> RealtimeFeed:
+        client = RestClient(settings, urls=sim.rest_urls, limits=FAST_LIMITS, backoff_initial_s=0.05,
+                            backoff_max_s=0.5)
+        clients.append(client)
+        fetcher = fetcher_for(exchange, page_size) if page_size else None
+        return feed_for(exchange, symbols, bus, settings, sim.ws_urls[exchange], rest=client,
+                        rest_url=sim.rest_urls[exchange], fetcher=fetcher, **kwargs)
+
+    yield make
+    for client in clients:
+        await client.aclose()
+

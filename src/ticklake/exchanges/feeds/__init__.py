@@ -1,15 +1,19 @@
 """Realtime feeds: connections to the venues, feeding raw frames and trades to the bus.
 
-    feeds = await run_feeds(settings, bus)      # one feed task per enabled venue
+    feeds = await run_feeds(settings, bus, resume=stored)   # one feed task per enabled venue
     feeds.statuses()                            # {"binance": FeedStatus(...), ...} for /health
     await feeds.stop()
+
+``resume`` maps (exchange, native symbol) to the newest stored trade (``ResumePoint``): the downtime
+since is backfilled from the venues' REST APIs, as far back as ``feed.backfill_lookback_s``. All
+feeds share one ``RestClient`` (one connection pool, one rate limiter per venue).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ticklake.exchanges.feeds.binance import BinanceFeed
@@ -24,7 +28,8 @@ from ticklake.exchanges.feeds.realtimefeed import (
     SessionRecorder,
     backoff_delay,
 )
-from ticklake.model import MessageSink
+from ticklake.exchanges.rest import RestClient
+from ticklake.model import MessageSink, ResumePoint
 from ticklake.settings import FeedSettings, Settings
 
 __all__ = [
@@ -63,8 +68,9 @@ def feed_for(exchange: str, symbols: Sequence[str], bus: MessageSink, feed_setti
 class FeedSet:
     """The running feeds of ``run_feeds``."""
 
-    def __init__(self, feeds: dict[str, RealtimeFeed]) -> None:
+    def __init__(self, feeds: dict[str, RealtimeFeed], rest: RestClient | None = None) -> None:
         self.feeds = feeds
+        self.rest = rest
         self._tasks = {name: asyncio.create_task(feed.run(), name=f"feed-{name}") for name, feed in feeds.items()}
 
     def statuses(self) -> dict[str, FeedStatus]:
@@ -73,14 +79,24 @@ class FeedSet:
     async def stop(self) -> None:
         await asyncio.gather(*(feed.stop() for feed in self.feeds.values()))
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if self.rest is not None:
+            await self.rest.aclose()
 
 
-async def run_feeds(settings: Settings, bus: MessageSink, recorder: FrameRecorder | None = None) -> FeedSet:
-    """Start one feed per enabled venue with symbols (``settings.venues``); returns at once."""
+async def run_feeds(settings: Settings, bus: MessageSink, recorder: FrameRecorder | None = None,
+                    resume: Mapping[tuple[str, str], ResumePoint] | None = None) -> FeedSet:
+    """Start one feed per enabled venue with symbols (``settings.venues``); returns at once.
+
+    ``resume``: (exchange, native symbol) -> the newest stored trade of that market.
+    """
     feeds: dict[str, RealtimeFeed] = {}
+    enabled = {name: venue for name, venue in settings.venues.enabled().items() if venue.symbols}
+    rest = RestClient(settings.feed, urls={name: venue.rest_url for name, venue in enabled.items()}) if enabled \
+        else None
     for name, venue in settings.venues.enabled().items():
         if not venue.symbols:
             log.warning("%s: enabled but no symbols configured; not connecting", name)
             continue
-        feeds[name] = feed_for(name, venue.symbols, bus, settings.feed, venue.ws_url, recorder=recorder)
-    return FeedSet(feeds)
+        feeds[name] = feed_for(name, venue.symbols, bus, settings.feed, venue.ws_url, recorder=recorder,
+                               resume=resume, rest=rest, rest_url=venue.rest_url)
+    return FeedSet(feeds, rest)

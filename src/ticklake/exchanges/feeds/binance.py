@@ -7,7 +7,12 @@ incoming messages a second (pings, pongs and JSON control messages count); the s
 20 s and disconnects when no pong echoes the payload within a minute; connections end at 24 h.
 
 Subscribing through the URL means no control message is ever sent: the only messages we send are
-the pongs, one per 20 s, far under the 5/s limit.
+the pongs, one per 20 s, far under the 5/s limit (``max_messages_per_s`` holds any future control
+message to it, pongs counted).
+
+Connections end at 24 h, and a ``serverShutdown`` event announces an earlier end: either way the
+connection is replaced with overlap (``rotates``, ``feed.rotate_after_s``; see ``realtimefeed``), so
+the switch loses no trade.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ class BinanceFeed(RealtimeFeed):
     # No heartbeats, but a ping every 20 s even when no symbol trades: three silent ping intervals
     # mean the connection is dead (Binance itself waits a minute for a pong).
     stale_timeout_s = 60.0
+    max_messages_per_s = 5
+    rotates = True
 
     def connect_url(self, base_url: str, natives: list[str]) -> str:
         streams = "/".join(f"{native.lower()}@trade" for native in natives)

@@ -19,7 +19,15 @@ Robustness rules, each from something that went wrong before (shared notes, less
 * nothing the server sends can crash the feed: bad frames go to the raw topic with ``error`` set,
   fragmented messages are reassembled (picows hands over frames, not messages), binary frames and
   broken UTF-8 are kept;
-* a venue's shutdown notice (``ParsedFrame.kind == "shutdown"``) reconnects at once, without backoff;
+* a venue's shutdown notice (``ParsedFrame.kind == "shutdown"``), and a connection reaching the
+  venue's maximum age (``rotates``: Binance ends connections at 24 h; ``feed.rotate_after_s``), replace
+  the connection *with overlap*: the next one is opened, and the old one is closed only once the new
+  one carries frames (plus ``rotation_overlap_s`` for frames in flight), so no trade falls between
+  them; the repeats are dropped by the warehouse and the gap tracker sees no gap;
+* every trade passes the venue's ``GapTracker``: a gap in a market's trade ids (a drop, a stall, a
+  lost or garbled frame, the downtime before a start) is filled from the venue's REST API by the
+  feed's ``Backfill``, whose pages are published like frames; a venue's per-connection message
+  sequence (Coinbase ``sequence_num``) is checked too, and a jump is counted and logged;
 * an unreachable venue gives one clear log line per attempt, and the status says why and when the
   next attempt is.
 
@@ -40,21 +48,27 @@ import random
 import secrets
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache, partial
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import msgspec
 from picows import WSCloseCode, WSFrame, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
 
+from ticklake.exchanges.backfill import Backfill
+from ticklake.exchanges.gaps import Gap, GapTracker, SequenceTracker
 from ticklake.exchanges.mappers import FrameParser, parser_for
-from ticklake.model import Message, MessageSink, ParsedFrame, RawFrame, Trade, raw_topic, trades_topic
+from ticklake.exchanges.rest import DEFAULT_URLS, RestClient, TradeFetcher, fetcher_for
+from ticklake.model import Message, MessageSink, ParsedFrame, RawFrame, ResumePoint, Trade, raw_topic, trades_topic
 from ticklake.ops.metrics import (
     FEED_CONNECTED,
     FEED_FRAMES,
     FEED_LAG,
     FEED_PARSE_ERRORS,
     FEED_RECONNECTS,
+    FEED_SEQUENCE_GAPS,
+    FEED_SYMBOL_TRADES,
     FEED_TRADES,
 )
 from ticklake.settings import FeedSettings
@@ -185,7 +199,12 @@ class _Session:
         self.paused = False
         self.end_reason = ""
         self.prompt_reconnect = False  # the venue asked us to reconnect (shutdown notice)
-        self.last_sequence: int | None = None
+        self.sequence = SequenceTracker()
+        self.first_frame = asyncio.Event()  # set by the first data frame: the connection carries data
+        self.replace_wanted = asyncio.Event()  # set when the connection should be replaced (with overlap)
+        self.replace_reason = ""
+        self.replace_at: float | None = None  # monotonic time of a planned replacement (maximum age)
+        self.control_sent: deque[float] = deque()  # monotonic send times of our control messages
         self.fragments: list[bytes] | None = None  # a fragmented message being reassembled
         self.fragments_size = 0
         # Set when the feed records: appends to the feed's buffer (file I/O happens in a task).
@@ -196,6 +215,21 @@ class _Session:
             self.end_reason = reason
         if self.transport is not None:
             self.transport.disconnect(graceful=graceful)
+
+    def want_replacement(self, reason: str, prompt: bool = False) -> None:
+        if not self.replace_wanted.is_set():
+            self.replace_reason = reason
+            self.prompt_reconnect = self.prompt_reconnect or prompt
+            self.replace_wanted.set()
+
+    def control_wait(self, per_second: int | None, now: float) -> float:
+        """Seconds until another control message fits in the venue's per-second budget (0: now)."""
+        sent = self.control_sent
+        while sent and sent[0] <= now - 1.0:
+            sent.popleft()
+        if per_second is None or len(sent) < per_second:
+            return 0.0
+        return sent[len(sent) - per_second] + 1.0 - now
 
 
 class _FeedListener(WSListener):
@@ -224,6 +258,7 @@ class _FeedListener(WSListener):
                 # Binance: "send a pong with a copy of ping's payload as soon as possible".
                 payload = frame.get_payload_as_bytes()
                 transport.send_pong(payload)
+                session.control_sent.append(time.monotonic())  # pongs count against the message budget
                 # The pong is recorded as a sent frame (the recording format lists pongs there);
                 # the ping is not: received lines are replayed into the mappers as data frames.
                 if session.record is not None:
@@ -242,6 +277,8 @@ class _FeedListener(WSListener):
         session.last_frame_at = received_us / 1_000_000
         session.frame_seq += 1
         session.queue.put_nowait((session.frame_seq, received_us, payload))
+        if session.frame_seq == 1:
+            session.first_frame.set()
         if session.record is not None:
             session.record(received_us, payload, "recv")
         if not session.paused and session.queue.qsize() >= _HIGH_WATER:
@@ -313,7 +350,15 @@ class _Connection:
         self.last_error_at = 0.0
         self.last_frame_at: float | None = None
         self.next_retry_at: float | None = None
-        self.session: _Session | None = None
+        self.sessions: list[_Session] = []  # open now: one, or two while one replaces the other
+        self._runners: set[asyncio.Task[None]] = set()  # the frame loops of those sessions
+
+    def _new_session(self) -> _Session:
+        feed = self.feed
+        session = _Session(f"{feed.exchange}-{secrets.token_hex(4)}")
+        if feed.recorder is not None:
+            session.record = partial(feed._record, session.conn_id, self.url)
+        return session
 
     # --- the loop ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -324,13 +369,10 @@ class _Connection:
             # races with the inner connect failing, and a lost cancel must not keep a feed alive.
             while not feed.stopping:
                 if attempts:
-                    self.reconnects += 1
-                    feed._m_reconnects.inc()
+                    self._count_reconnect()
                 attempts += 1
                 self.state = "connecting"
-                session = _Session(f"{feed.exchange}-{secrets.token_hex(4)}")
-                if feed.recorder is not None:
-                    session.record = partial(feed._record, session.conn_id, self.url)
+                session = self._new_session()
                 try:
                     await self._open(session)
                 except Exception as exc:
@@ -348,9 +390,10 @@ class _Connection:
                 if feed.stopping:  # stopped while the handshake was completing
                     session.disconnect("stopped", graceful=False)
                     break
-                reason = await self._serve(session)
+                session = await self._serve(session)
                 if feed.stopping:
                     break
+                reason = session.end_reason or "connection closed by venue"
                 self._failed(reason)
                 delay = 0.0 if session.prompt_reconnect else self.backoff.next_delay()
                 log.warning("%s: connection %s ended: %s; reconnecting in %.1f s", feed.exchange,
@@ -359,6 +402,10 @@ class _Connection:
         finally:
             self.state = "stopped"
             self.next_retry_at = None
+
+    def _count_reconnect(self) -> None:
+        self.reconnects += 1
+        self.feed._m_reconnects.inc()
 
     def _failed(self, reason: str) -> None:
         self.last_error = reason
@@ -390,13 +437,89 @@ class _Connection:
             if session.transport is not None:
                 session.transport.disconnect(graceful=False)
             raise
+        if feed.rotates:
+            session.replace_at = time.monotonic() + feed.settings.rotate_after_s
 
-    async def _serve(self, session: _Session) -> str:
-        """Run one open connection until it ends; returns why it ended."""
-        feed = self.feed
-        self.session = session
+    async def _serve(self, session: _Session) -> _Session:
+        """Run an open connection until it ends, replacing it with overlap whenever that is due or
+        asked for; returns the session that ended last (its ``end_reason`` says why)."""
         self.state = "connected"
         self.backoff.connected()
+        runner = self._start(session)
+        try:
+            while True:
+                wanted = asyncio.ensure_future(session.replace_wanted.wait())
+                timeout = None if session.replace_at is None else max(0.0, session.replace_at - time.monotonic())
+                done, _ = await asyncio.wait({runner, wanted}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                wanted.cancel()
+                if runner in done:
+                    return session
+                if not session.replace_wanted.is_set():
+                    session.want_replacement(f"connection reached {self.feed.settings.rotate_after_s:g} s")
+                successor = await self._replace(session, runner)
+                if successor is None:
+                    if runner.done():
+                        return session
+                    # Keep the old connection and try again later; it still carries everything.
+                    session.replace_wanted.clear()
+                    session.replace_at = time.monotonic() + self.backoff.next_delay()
+                    continue
+                session, runner = successor
+        finally:
+            for open_session in list(self.sessions):
+                open_session.disconnect(open_session.end_reason or "stopped", graceful=False)
+            for task in list(self._runners):  # only left running when we were cancelled (stop)
+                task.cancel()
+            await asyncio.gather(*self._runners, return_exceptions=True)
+            self.sessions.clear()
+            self.backoff.disconnected()
+
+    def _start(self, session: _Session) -> asyncio.Task[None]:
+        self.sessions.append(session)
+        runner = asyncio.create_task(self._pump(session), name=f"{session.conn_id}-frames")
+        self._runners.add(runner)
+        runner.add_done_callback(self._runners.discard)
+        return runner
+
+    async def _replace(self, old: _Session, old_runner: asyncio.Task[None]
+                       ) -> tuple[_Session, asyncio.Task[None]] | None:
+        """Open the next connection while ``old`` still runs; close ``old`` once the new one carries
+        frames (and ``rotation_overlap_s`` more, for ``old``'s frames in flight). None: not possible now."""
+        feed = self.feed
+        self._count_reconnect()
+        new = self._new_session()
+        log.info("%s: replacing connection %s (%s): opening %s first", feed.exchange, old.conn_id,
+                 old.replace_reason, new.conn_id)
+        try:
+            await self._open(new)
+        except Exception as exc:
+            self._failed(f"replacement: {_describe(exc, feed.settings.connect_timeout_s)}")
+            log.warning("%s: cannot open a replacement for %s: %s", feed.exchange, old.conn_id, self.last_error)
+            return None
+        if feed.stopping:
+            new.disconnect("stopped", graceful=False)
+            return None
+        runner = self._start(new)
+        started = asyncio.ensure_future(new.first_frame.wait())
+        # A quiet market may send no data frame for a while: after the stale timeout, a connection
+        # that is still open is trusted as it is.
+        await asyncio.wait({started, runner}, timeout=feed.stale_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        if runner.done():
+            self._failed(f"replacement {new.conn_id} ended: {new.end_reason or 'closed by venue'}")
+            log.warning("%s: replacement %s ended before carrying frames; keeping %s", feed.exchange,
+                        new.conn_id, old.conn_id)
+            return None
+        if not old_runner.done():
+            await asyncio.wait({old_runner}, timeout=feed.rotation_overlap_s)
+            old.disconnect(f"replaced by {new.conn_id}")
+            await asyncio.gather(old_runner, return_exceptions=True)
+        log.info("%s: connection %s replaced by %s", feed.exchange, old.conn_id, new.conn_id)
+        return new, runner
+
+    async def _pump(self, session: _Session) -> None:
+        """Hand one connection's frames to the parser and the bus, in order, until it ends."""
+        feed = self.feed
         feed._m_connected.inc()
         log.info("%s: connected %s to %s (%d symbols)", feed.exchange, session.conn_id,
                  _display_url(self.url), len(self.natives))
@@ -406,6 +529,8 @@ class _Connection:
             while True:
                 item = await session.queue.get()
                 if item is None:
+                    if not session.end_reason:  # no close frame, no reason of ours: the network
+                        session.end_reason = "connection lost (no close frame)"
                     break
                 await self._handle(session, item, errors)
                 if session.paused and session.queue.qsize() <= _LOW_WATER and session.transport is not None:
@@ -419,18 +544,22 @@ class _Connection:
                 task.cancel()
             session.disconnect(session.end_reason or "stopped", graceful=False)
             feed._m_connected.dec()
-            self.backoff.disconnected()
-            self.session = None
-        return session.end_reason or "connection closed by venue"
+            if session in self.sessions:
+                self.sessions.remove(session)
 
     async def _subscribe(self, session: _Session) -> None:
         transport = session.transport
         if transport is None:
             return
-        for index, message in enumerate(self.feed.subscribe_messages(self.natives)):
+        feed = self.feed
+        for index, message in enumerate(feed.subscribe_messages(self.natives)):
             if index:
-                await asyncio.sleep(self.feed.send_interval_s)  # venues cap control messages per second
+                await asyncio.sleep(feed.send_interval_s)  # venues cap control messages per second
+            wait = session.control_wait(feed.max_messages_per_s, time.monotonic())
+            if wait > 0:
+                await asyncio.sleep(wait)
             transport.send(WSMsgType.TEXT, message.encode())
+            session.control_sent.append(time.monotonic())
             if session.record is not None:
                 session.record(time.time_ns() // 1000, message, "sent")
 
@@ -465,6 +594,10 @@ class _Connection:
             parsed = ParsedFrame("error", error=f"{feed.exchange}: frame is not valid UTF-8 ({exc})")
         self.last_frame_at = session.last_frame_at
         trades = parsed.trades
+        if trades:
+            gaps = feed._observe_ids(trades)  # the gap tracker's hot path: usually None
+            if gaps is not None:
+                feed._gaps(gaps)
         key = (trades[0].symbol or trades[0].native_symbol) if trades else session.conn_id
         messages = [Message(feed._raw_topic, key, RawFrame(feed.exchange, session.conn_id, frame_seq, received_us,
                                                           text, error=parsed.error, trade_count=len(trades)))]
@@ -481,19 +614,20 @@ class _Connection:
         if kind == "error":
             errors.warn("%s: %s frame %d: %s | %.200s", exchange, session.conn_id, frame_seq, parsed.error, text)
         elif kind == "shutdown":
-            log.info("%s: venue announced a shutdown on %s; reconnecting now", exchange, session.conn_id)
-            session.prompt_reconnect = True
-            session.disconnect("venue announced shutdown")
+            log.info("%s: venue announced a shutdown on %s; replacing it now", exchange, session.conn_id)
+            session.want_replacement("venue announced shutdown", prompt=True)
         elif kind == "subscribed":
             log.debug("%s: %s subscription acknowledged: %.200s", exchange, session.conn_id, text)
         elif parsed.error:
             errors.warn("%s: %s frame %d not understood: %s", exchange, session.conn_id, frame_seq, parsed.error)
         sequence = parsed.sequence
         if sequence is not None:
-            last = session.last_sequence
-            if last is not None and sequence != last + 1:
-                log.warning("%s: %s sequence gap: %d after %d", exchange, session.conn_id, sequence, last)
-            session.last_sequence = sequence
+            last = session.sequence.last
+            skipped = session.sequence.observe(sequence)
+            if skipped:
+                self.feed._m_sequence_gaps.inc()
+                errors.warn("%s: %s sequence gap: %d after %s (%d messages lost)", exchange, session.conn_id,
+                            sequence, last, skipped)
 
 
 # --- the feed ------------------------------------------------------------------------------------
@@ -504,6 +638,13 @@ class RealtimeFeed:
 
     ``run()`` keeps every connection alive until ``stop()``; it never raises. Tests shorten the
     watchdog with ``stale_timeout_s`` and lower ``max_symbols_per_connection`` on a subclass.
+
+    Backfill: ``resume`` maps (exchange, native symbol) to the newest *stored* trade, so the downtime
+    before a start is a gap like any other. Gaps are filled through ``rest`` (a shared ``RestClient``;
+    the feed opens its own when none is given) from ``rest_url``, or from the venue's public REST API
+    when the feed talks to the venue's own WebSocket. A feed pointed at another WebSocket (a simulator,
+    a proxy) without a ``rest_url`` does not backfill: trades from the real venue would be mixed
+    into another tape. ``fetcher`` overrides the venue's REST fetcher (tests: smaller pages).
     """
 
     exchange: ClassVar[str]
@@ -511,6 +652,9 @@ class RealtimeFeed:
     max_symbols_per_connection: ClassVar[int] = 100
     stale_timeout_s: float = 60.0  # class default; the constructor may override it per instance
     send_interval_s: ClassVar[float] = 0.25  # spacing of our control messages on one connection
+    max_messages_per_s: ClassVar[int | None] = None  # the venue's cap on our messages per connection
+    rotates: ClassVar[bool] = False  # the venue ends connections at an age: replace them before (rotate_after_s)
+    rotation_overlap_s: float = 1.0  # a replaced connection stays open this long after its successor's first frame
 
     def __init__(
         self,
@@ -523,6 +667,10 @@ class RealtimeFeed:
         stale_timeout_s: float | None = None,
         parser: FrameParser | None = None,
         rng: random.Random | None = None,
+        resume: Mapping[tuple[str, str], ResumePoint] | None = None,
+        rest: RestClient | None = None,
+        rest_url: str = "",
+        fetcher: TradeFetcher | None = None,
     ) -> None:
         self.symbols = list(dict.fromkeys(symbols))  # unique, in the configured order
         self.bus = bus
@@ -542,13 +690,38 @@ class RealtimeFeed:
         self._m_reconnects = FEED_RECONNECTS.labels(self.exchange)
         self._m_connected = FEED_CONNECTED.labels(self.exchange)
         self._m_lag = FEED_LAG.labels(self.exchange)
+        self._m_sequence_gaps = FEED_SEQUENCE_GAPS.labels(self.exchange)
+        self._m_symbol_trades: dict[str, Any] = {}  # native -> its FEED_SYMBOL_TRADES child
         natives = [to_native(self.exchange, s) for s in self.symbols]
+        self._canonical = dict(zip(natives, self.symbols, strict=True))
         cap = max(1, self.max_symbols_per_connection)
         self.connections = [_Connection(self, i, natives[start:start + cap])
                             for i, start in enumerate(range(0, len(natives), cap))]
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self._stop_event = asyncio.Event()
+        # Gap tracking and backfill.
+        exchange = self.exchange
+        self.gaps = GapTracker({native: point for (venue, native), point in (resume or {}).items()
+                                if venue == exchange})
+        self._observe_ids = self.gaps.observe  # bound once: it runs for every trade frame
+        rest_base = rest_url or (DEFAULT_URLS.get(exchange, "") if self.base_url == self.default_url else "")
+        self._own_rest: RestClient | None = None
+        if rest_base and rest is None:
+            rest = self._own_rest = RestClient(self.settings, urls={exchange: rest_base})
+        elif rest_base and rest is not None and rest_url:
+            rest.urls[exchange] = rest_url.rstrip("/")
+        if not rest_base:
+            log.info("%s: WebSocket %s is not the venue's and no REST URL is set: gaps are detected, "
+                     "not backfilled", exchange, _display_url(self.base_url))
+        self.backfill = Backfill(
+            exchange, self.gaps, self._publish,
+            fetcher=(fetcher or fetcher_for(exchange)) if rest_base else None,
+            client=rest if rest_base else None,
+            lookback_s=self.settings.backfill_lookback_s,
+            symbols=self._canonical,
+            rng=self.rng,
+        )
 
     # --- what a venue says ---------------------------------------------------------------------
     def connect_url(self, base_url: str, natives: list[str]) -> str:
@@ -582,11 +755,14 @@ class RealtimeFeed:
         self._stopped = True
         self._stop_event.set()
         for connection in self.connections:
-            if connection.session is not None:
-                connection.session.disconnect("stopped", graceful=False)
+            for session in list(connection.sessions):
+                session.disconnect("stopped", graceful=False)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.backfill.close()
+        if self._own_rest is not None:
+            await self._own_rest.aclose()
         self._write_records()
         for connection in self.connections:
             connection.state = "stopped"
@@ -658,6 +834,22 @@ class RealtimeFeed:
             self._m_errors.inc()
         if trades:
             self._m_trades.inc(len(trades))
+            if trades[0].native_symbol == trades[-1].native_symbol:  # one market per frame: one increment
+                self._symbol_trades(trades[0]).inc(len(trades))
+            else:
+                for trade in trades:
+                    self._symbol_trades(trade).inc()
             observe = self._m_lag.observe
             for trade in trades:
                 observe(max(0.0, (received_us - trade.ts_us) / 1_000_000))
+
+    def _symbol_trades(self, trade: Trade) -> Any:
+        child = self._m_symbol_trades.get(trade.native_symbol)
+        if child is None:
+            label = self._canonical.get(trade.native_symbol) or trade.symbol or trade.native_symbol
+            child = self._m_symbol_trades[trade.native_symbol] = FEED_SYMBOL_TRADES.labels(self.exchange, label)
+        return child
+
+    def _gaps(self, gaps: list[Gap]) -> None:
+        for gap in gaps:
+            self.backfill.add(gap)

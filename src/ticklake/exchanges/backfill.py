@@ -1,0 +1,244 @@
+"""Filling trade-id gaps from the venue's REST API, one market at a time.
+
+The feed hands every gap its ``GapTracker`` reports to ``Backfill.add``. Per market (native symbol):
+
+* gaps wait in a queue, lowest ids first, merged when they overlap or touch (fewer ids than one REST
+  page apart: one span then costs no more requests than two);
+* one task at a time works through the queue, after a short grace period (a reordered frame arriving
+  late closes its gap without asking the venue anything);
+* before each fetch the span is shrunk to what is still pending in the tracker (late socket trades
+  and earlier pages count), so a retry does not fetch again what it already has;
+* each REST answer is published like a WebSocket frame: a ``RawFrame`` (conn_id
+  ``<exchange>-rest-<hex>``, one "connection" per run of the task, ``frame_seq`` 1, 2, 3 ... in it,
+  payload the response body) followed by its trades within the span, in id order, in one publish;
+* a failing fetch is retried with exponential backoff and full jitter for as long as the gap is
+  still inside the look-back; a request the venue refuses outright (an error other than a throttle
+  or an outage) is not retried; a venue whose REST API does not yet serve the span's newest ids
+  (REST can lag the stream) is asked again a few times (``max_behind``);
+* what is still pending when the work is done cannot be recovered: logged once with its ids and
+  counted in ``ticklake_feed_trades_unrecoverable_total{exchange, symbol}``.
+
+**The look-back** (``feed.backfill_lookback_s``) is measured back from the exchange time of the
+trade that revealed the gap: trades older than that are neither fetched (where the venue lets a
+request start later) nor published (where a page reaches back further). It is a hard boundary, so the
+count of unrecoverable trades depends on the tape only, not on page boundaries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
+
+from ticklake.exchanges.gaps import Gap, GapTracker
+from ticklake.exchanges.mappers.common import MalformedResponse
+from ticklake.exchanges.rest import RestClient, RestError, Span, TradeFetcher
+from ticklake.model import Message, RawFrame, Trade, raw_topic, trades_topic
+from ticklake.ops.metrics import FEED_BACKFILLED, FEED_GAPS, FEED_SYMBOL_TRADES, FEED_UNRECOVERABLE
+
+log = logging.getLogger("ticklake.feeds.backfill")
+
+Publish = Callable[[list[Message]], Awaitable[None]]
+
+_MAX_LISTED: Final = 5  # id ranges named in one log line
+
+
+def _ranges_text(ranges: list[tuple[int, int]]) -> str:
+    shown = ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in ranges[:_MAX_LISTED])
+    return shown + (f" and {len(ranges) - _MAX_LISTED} more ranges" if len(ranges) > _MAX_LISTED else "")
+
+
+class _RestConnection:
+    """One run of a market's backfill task: a conn_id and its page numbers (``FrameStamp``)."""
+
+    def __init__(self, exchange: str) -> None:
+        self.conn_id = f"{exchange}-rest-{secrets.token_hex(4)}"
+        self._frame_seq = 0
+
+    def next_frame(self) -> int:
+        self._frame_seq += 1
+        return self._frame_seq
+
+
+class Backfill:
+    """The gaps of one venue's markets, filled from REST (see the module docstring).
+
+    ``fetcher``/``client`` None: no REST API to ask (a simulated or replayed feed without a REST
+    URL); gaps are still detected, counted, and then reported unrecoverable.
+    """
+
+    grace_s: float = 0.2  # before asking the venue: reordered frames arrive within milliseconds
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    max_behind: int = 5  # times a span is asked again while the venue's REST API lags its stream
+
+    def __init__(
+        self,
+        exchange: str,
+        tracker: GapTracker,
+        publish: Publish,
+        *,
+        fetcher: TradeFetcher | None,
+        client: RestClient | None,
+        lookback_s: float,
+        symbols: Mapping[str, str],
+        rng: random.Random | None = None,
+        clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+    ) -> None:
+        self.exchange = exchange
+        self.tracker = tracker
+        self._publish = publish
+        self.fetcher = fetcher
+        self.client = client
+        self.lookback_us = int(lookback_s * 1_000_000)
+        self.symbols = dict(symbols)  # native -> canonical, for the markets this feed subscribes
+        self._rng = rng or random.Random()
+        self._clock_us = clock_us
+        self._raw_topic = raw_topic(exchange)
+        self._trades_topic = trades_topic(exchange)
+        self._queues: dict[str, list[Span]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    # --- taking gaps (called from the feed's frame loop: no awaiting) ---------------------------
+    def add(self, gap: Gap) -> None:
+        native = gap.native_symbol
+        symbol = self._label(native)
+        FEED_GAPS.labels(self.exchange, symbol).inc()
+        log.info("%s %s: trade ids %s missing (%d trades); %s", self.exchange, symbol,
+                 _ranges_text([(gap.first, gap.last)]), gap.size,
+                 "backfilling" if self.fetcher is not None else "no REST API to backfill from")
+        span = Span(native, gap.first, gap.last, gap.before_ts_us, gap.after_ts_us - self.lookback_us,
+                    gap.after_ts_us)
+        queue = self._queues.setdefault(native, [])
+        # Gaps touch when fewer ids than a page lie between them: one span then costs no more
+        # requests than two, and only what is still pending in it is kept.
+        near = (self.fetcher.page_size if self.fetcher is not None else 0) + 1
+        merged: list[Span] = []
+        for queued in queue:
+            if queued.first <= span.last + near and span.first <= queued.last + near:
+                span = Span(native, min(span.first, queued.first), max(span.last, queued.last),
+                            min(span.start_us, queued.start_us), min(span.cutoff_us, queued.cutoff_us),
+                            max(span.end_us, queued.end_us))
+            else:
+                merged.append(queued)
+        merged.append(span)
+        merged.sort(key=lambda s: s.first)
+        self._queues[native] = merged
+        if native not in self._tasks:
+            self._tasks[native] = asyncio.create_task(self._run(native), name=f"backfill-{self.exchange}-{native}")
+
+    def busy(self) -> bool:
+        """Whether some market still has gaps queued or being filled."""
+        return bool(self._tasks)
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._queues.clear()
+
+    def _label(self, native: str) -> str:
+        return self.symbols.get(native) or native
+
+    # --- one market's task ---------------------------------------------------------------------
+    async def _run(self, native: str) -> None:
+        try:
+            await asyncio.sleep(self.grace_s)
+            connection = _RestConnection(self.exchange)
+            queue = self._queues[native]
+            while queue:
+                await self._recover(queue.pop(0), connection)
+                queue = self._queues.get(native, [])
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug of ours: say so; the gap stays pending and the next one retries
+            log.exception("%s %s: backfill failed", self.exchange, self._label(native))
+        finally:
+            # No await between the last look at the queue and this: add() sees either the task or no task.
+            self._tasks.pop(native, None)
+            if not self._queues.get(native):
+                self._queues.pop(native, None)
+
+    async def _recover(self, span: Span, connection: _RestConnection) -> None:
+        native = span.native_symbol
+        fetcher, client = self.fetcher, self.client
+        why = "older than the look-back, or not served by the venue"
+        if fetcher is None or client is None:
+            why = "no REST API configured for this feed"
+        elif native not in self.symbols:
+            why = f"not a market this feed subscribes ({native})"
+        else:
+            attempt = behind = 0
+            while True:
+                pending = self.tracker.pending(native, span.first, span.last)
+                if not pending:
+                    return
+                todo = span._replace(first=pending[0][0], last=pending[-1][1])
+                try:
+                    served = await self._fetch(todo, fetcher, client, connection)
+                except (RestError, MalformedResponse) as exc:
+                    retryable = getattr(exc, "retryable", True)
+                    too_old = self._clock_us() > span.end_us + self.lookback_us
+                    if not retryable or too_old:
+                        why = f"{exc}" if not retryable else f"REST failing ({exc}) until the look-back passed"
+                        break
+                    attempt += 1
+                    delay = self._delay(attempt)
+                    log.warning("%s %s: backfill of ids %s failed: %s; retrying in %.1f s", self.exchange,
+                                self._label(native), _ranges_text(pending), exc, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                if served is None or served >= todo.last or not self.tracker.pending(native, todo.first, todo.last):
+                    break  # the venue served the whole span: what it did not have, it does not have
+                # The venue's REST API lags its stream (a database behind the matching engine): ask again
+                # a few times before calling the rest lost.
+                behind += 1
+                if behind > self.max_behind:
+                    why = f"the venue's REST API serves ids only up to {served}"
+                    break
+                delay = self._delay(behind)
+                log.info("%s %s: REST serves ids only up to %d of %d; asking again in %.1f s", self.exchange,
+                         self._label(native), served, todo.last, delay)
+                await asyncio.sleep(delay)
+        lost = self.tracker.abandon(native, span.first, span.last)
+        if lost:
+            count = sum(b - a + 1 for a, b in lost)
+            symbol = self._label(native)
+            FEED_UNRECOVERABLE.labels(self.exchange, symbol).inc(count)
+            log.warning("%s %s: %d trades cannot be recovered (ids %s): %s", self.exchange, symbol, count,
+                        _ranges_text(lost), why)
+
+    def _delay(self, attempt: int) -> float:
+        return self._rng.uniform(0, min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** attempt))
+
+    async def _fetch(self, span: Span, fetcher: TradeFetcher, client: RestClient,
+                     connection: _RestConnection) -> int | None:
+        """Publish the span's pages; returns the highest id the venue served (None: no page needed)."""
+        native = span.native_symbol
+        symbol = self._label(native)
+        first, last, cutoff = span.first, span.last, span.cutoff_us
+        served: int | None = None
+        async for page in fetcher.pages(client, span, connection):
+            if page.trades:
+                served = max(served or 0, page.trades[-1].trade_id)
+            elif served is None:
+                served = -1  # asked, and the venue had nothing
+            keep: list[Trade] = [t for t in page.trades if first <= t.trade_id <= last and t.ts_us >= cutoff]
+            key = (keep[0].symbol or native) if keep else symbol
+            messages = [Message(self._raw_topic, key, RawFrame(self.exchange, connection.conn_id, page.frame_seq,
+                                                               page.received_us, page.body,
+                                                               trade_count=len(keep)))]
+            messages.extend(Message(self._trades_topic, t.symbol or t.native_symbol, t) for t in keep)
+            await self._publish(messages)
+            if keep:
+                filled = self.tracker.fill(keep)
+                FEED_SYMBOL_TRADES.labels(self.exchange, symbol).inc(len(keep))
+                if filled:
+                    FEED_BACKFILLED.labels(self.exchange, symbol).inc(filled)
+        return served

@@ -1,0 +1,59 @@
+"""What a venue's REST backfill module implements, and what it hands back.
+
+A fetcher knows one venue's trades endpoint: how to ask for the trades with ids ``first .. last`` of a
+market, page by page, and where to stop. It does not decide what to keep or publish (the backfill
+does: ids in the span, not older than the look-back) and it does no rate limiting (the client does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import NamedTuple, Protocol
+
+from ticklake.exchanges.rest.client import RestClient
+from ticklake.model import Trade
+
+
+class Span(NamedTuple):
+    """Trade ids ``first .. last`` (inclusive) of one market, to fetch."""
+
+    native_symbol: str
+    first: int
+    last: int
+    start_us: int  # exchange time of trade ``first - 1``: no trade of the span is older (0: unknown)
+    cutoff_us: int  # the look-back: trades older than this are not wanted
+    end_us: int  # exchange time of trade ``last + 1``: no trade of the span is newer
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+
+class TradePage(NamedTuple):
+    """One REST answer: its body as received, and its trades in id order (all of them, in span or not)."""
+
+    body: str
+    received_us: int
+    frame_seq: int
+    trades: tuple[Trade, ...]
+
+
+class FrameStamp(Protocol):
+    """Numbers the pages of one REST "connection" (conn_id), like a WebSocket's frames."""
+
+    conn_id: str
+
+    def next_frame(self) -> int: ...
+
+
+class TradeFetcher(Protocol):
+    exchange: str
+    page_size: int
+
+    def pages(self, client: RestClient, span: Span, stamp: FrameStamp) -> AsyncIterator[TradePage]:
+        """The pages covering ``span`` (from ``span.cutoff_us`` on, when that is later), in the order
+        the venue pages them; no page at all when nothing of the span is wanted (all of it older than
+        the look-back). Stops early only when the venue has nothing more: the caller compares the
+        highest id served with ``span.last`` to tell a venue lagging behind its stream. Raises
+        ``RestError`` when the venue cannot be asked."""
+        ...

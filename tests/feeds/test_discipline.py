@@ -1,0 +1,25 @@
+"""Connection discipline that needs no venue: the per-connection message budget."""
+
+from __future__ import annotations
+
+from ticklake.exchanges.feeds import BinanceFeed, CoinbaseFeed, KrakenFeed
+from ticklake.exchanges.feeds.realtimefeed import _Session
+
+
+def test_the_message_budget_counts_the_last_second() -> None:
+    session = _Session("binance-test")
+    assert session.control_wait(5, 100.0) == 0.0
+    session.control_sent.extend([100.0, 100.1, 100.2, 100.3, 100.4])  # five, pongs included
+    assert session.control_wait(5, 100.5) == 0.5  # the sixth waits until the first is a second old
+    assert session.control_wait(5, 101.05) == 0.0  # the first has left the window
+    assert list(session.control_sent) == [100.1, 100.2, 100.3, 100.4]
+    assert session.control_wait(None, 101.05) == 0.0  # no budget: never waits
+
+
+def test_venue_rules() -> None:
+    assert BinanceFeed.max_messages_per_s == 5 and BinanceFeed.rotates  # 5 messages/s; ends at 24 h
+    assert not KrakenFeed.rotates and not CoinbaseFeed.rotates
+    # Coinbase: both subscribe messages well inside the 5 s deadline, one channel each.
+    messages = CoinbaseFeed(["BTC/USD"], bus=None, ws_url="ws://127.0.0.1:1").subscribe_messages(["BTC-USD"])  # type: ignore[arg-type]
+    assert len(messages) * CoinbaseFeed.send_interval_s < 5.0
+    assert [m.count('"channel"') for m in messages] == [1, 1]
