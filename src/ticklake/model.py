@@ -42,7 +42,7 @@ class Trade(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 
 class RawFrame(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """One WebSocket frame exactly as received (or a REST page, for backfill)."""
+    """One WebSocket frame exactly as received, or one REST page fetched to fill a gap."""
 
     exchange: str
     conn_id: str
@@ -51,6 +51,8 @@ class RawFrame(msgspec.Struct, frozen=True, array_like=True, gc=False):
     payload: str
     error: str = ""  # why the frame could not be parsed; "" when it parsed
     trade_count: int = 0  # how many trades the mapper found in it
+    source: str = "ws"  # "ws": a WebSocket frame; "rest": a REST page fetched to fill a gap
+    native_symbol: str = ""  # for a REST page, the market it is for (its body may not say)
 
 
 def raw_topic(exchange: str) -> str:

@@ -65,3 +65,16 @@ def test_retention_follows_settings(warehouse: Client) -> None:
     gold = warehouse.command("SHOW CREATE TABLE gold_ohlcv")
     assert "toIntervalDay(_CAST(999," in gold and "toIntervalDay(_CAST(365," in gold
     migrate.apply_retention(warehouse, RetentionSettings().model_dump())
+
+
+def raw_columns(client: Client) -> set[str]:
+    return {row[0] for row in client.query("DESCRIBE TABLE raw_frames").result_rows}
+
+
+def test_version_2_rolls_back_and_forward_without_touching_version_1(warehouse: Client) -> None:
+    assert {"source", "native_symbol"} <= raw_columns(warehouse)
+    assert migrate.downgrade(warehouse, 1) == [2]
+    assert not {"source", "native_symbol"} & raw_columns(warehouse)
+    assert sorted(migrate.applied(warehouse)) == [1]
+    assert migrate.upgrade(warehouse) == [2]
+    assert {"source", "native_symbol"} <= raw_columns(warehouse)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from clickhouse_connect.driver.client import Client
 
 from tests.factories import BASE_US, frame, trade
+from ticklake.model import RawFrame
 from ticklake.settings import ValidationSettings
 from ticklake.warehouse.reader import WarehouseReader
 from ticklake.warehouse.writer import WarehouseWriter
@@ -123,3 +124,22 @@ def test_resume_points_are_the_newest_stored_trade_per_venue_market(warehouse: C
     ])
     assert WarehouseReader(warehouse).resume_points() == {
         ("binance", "BTCUSDT"): (9, BASE_US + 9), ("binance", "ETHUSDT"): (4, BASE_US + 4)}
+
+
+def test_repair_re_derives_a_rest_page_with_the_rest_parser(warehouse: Client) -> None:
+    """A backfilled REST page reached raw, then the process died: repair parses it as REST, for its market."""
+    from datetime import timedelta
+
+    from ticklake.warehouse.repair import repair
+
+    body = ('[{"id":41,"price":"100.5","qty":"0.25","quoteQty":"25.125","time":1767225600000,'
+            '"isBuyerMaker":true,"isBestMatch":true},'
+            '{"id":42,"price":"100.6","qty":"0.5","quoteQty":"50.3","time":1767225600001,'
+            '"isBuyerMaker":false,"isBestMatch":true}]')
+    page = RawFrame("binance", "binance-rest-1", 1, BASE_US + 10_000, body, "", 2, "rest", "BTCUSDT")
+    writer = WarehouseWriter(warehouse, LENIENT)
+    writer.write([page], [])  # raw only: as if killed before the bronze insert
+    report = repair(writer, timedelta(hours=1))
+    assert report["frames"] == 1
+    rows = warehouse.query("SELECT trade_id, toString(side), conn_id FROM silver_trades ORDER BY trade_id").result_rows
+    assert rows == [(41, "sell", "binance-rest-1"), (42, "buy", "binance-rest-1")]

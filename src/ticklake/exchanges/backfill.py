@@ -233,7 +233,8 @@ class Backfill:
             key = (keep[0].symbol or native) if keep else symbol
             messages = [Message(self._raw_topic, key, RawFrame(self.exchange, connection.conn_id, page.frame_seq,
                                                                page.received_us, page.body,
-                                                               trade_count=len(keep)))]
+                                                               trade_count=len(keep), source="rest",
+                                                               native_symbol=native))]
             messages.extend(Message(self._trades_topic, t.symbol or t.native_symbol, t) for t in keep)
             await self._publish(messages)
             if keep:

@@ -20,7 +20,8 @@ MICROS = pa.timestamp("us", tz="UTC")
 
 RAW_SCHEMA = pa.schema([
     ("exchange", pa.string()), ("conn_id", pa.string()), ("frame_seq", pa.uint64()), ("received_at", MICROS),
-    ("payload", pa.string()), ("error", pa.string()), ("trade_count", pa.uint32()),
+    ("payload", pa.string()), ("error", pa.string()), ("trade_count", pa.uint32()), ("source", pa.string()),
+    ("native_symbol", pa.string()),
 ])
 
 
@@ -33,6 +34,8 @@ def raw_frames(frames: Sequence[RawFrame]) -> pa.Table:
         pa.array([f.payload for f in frames], pa.string()),
         pa.array([f.error for f in frames], pa.string()),
         pa.array([f.trade_count for f in frames], pa.uint32()),
+        pa.array([f.source for f in frames], pa.string()),
+        pa.array([f.native_symbol for f in frames], pa.string()),
     ], schema=RAW_SCHEMA)
 
 

@@ -20,7 +20,7 @@ import logging
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
-from ticklake.exchanges.mappers import parser_for
+from ticklake.exchanges.mappers import parser_for, rest_trades
 from ticklake.model import Trade
 from ticklake.ops import metrics
 from ticklake.warehouse.sql import query
@@ -57,7 +57,14 @@ def repair(writer: WarehouseWriter, lookback: timedelta) -> dict[str, int]:
 def _frames_to_bronze(writer: WarehouseWriter, since: datetime) -> int:
     rows = writer.client.query(query("frames_without_trades"), parameters={"since": since}).result_rows
     trades: list[Trade] = []
-    for exchange, conn_id, frame_seq, received_us, payload in rows:
+    for exchange, conn_id, frame_seq, received_us, payload, source, native_symbol in rows:
+        if source == "rest":  # a page fetched to fill a gap: the REST parser, told its market
+            try:
+                trades.extend(rest_trades(exchange, payload, native_symbol, int(received_us), conn_id,
+                                          int(frame_seq)))
+            except ValueError as exc:
+                log.error("cannot re-derive REST page %s/%s: %s", conn_id, frame_seq, exc)
+            continue
         parsed = parser_for(exchange)(payload, int(received_us), conn_id, int(frame_seq))
         trades.extend(parsed.trades)
     if trades:

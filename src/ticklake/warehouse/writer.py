@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -32,7 +31,7 @@ from ticklake.ops import metrics
 from ticklake.settings import ValidationSettings
 from ticklake.warehouse import arrow
 from ticklake.warehouse.sql import query
-from ticklake.warehouse.validation import Validator, storable
+from ticklake.warehouse.validation import MAX_TIMESTAMP_US, UINT64_MAX, Validator
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +53,32 @@ class Plan:
     duplicates: int = 0
     new_max_ids: dict[MarketKey, int] = field(default_factory=dict)
     tables: dict[str, pa.Table] = field(default_factory=dict)
+
+
+def split_batch(trades: Iterable[Trade]) -> tuple[dict[MarketKey, list[Trade]], list[Trade], list[Trade]]:
+    """A batch's trades by market, without repeats inside the batch: (by market, unstorable, repeats).
+
+    The first step of deduplication, in memory; the second asks bronze about ids at or below the
+    newest it holds. (It runs for every trade: one dict per market keyed by id is the cheapest form.)
+    """
+    markets: dict[MarketKey, dict[int, Trade]] = {}
+    unstorable: list[Trade] = []
+    repeated: list[Trade] = []
+    for trade in trades:
+        trade_id = trade.trade_id
+        if not (0 <= trade_id <= UINT64_MAX and 0 <= trade.ts_us < MAX_TIMESTAMP_US
+                and 0 <= trade.received_us < MAX_TIMESTAMP_US):
+            unstorable.append(trade)  # cannot be a bronze row: straight to dead letters
+            continue
+        key = (trade.exchange, trade.native_symbol)
+        market = markets.get(key)
+        if market is None:
+            markets[key] = {trade_id: trade}
+        elif trade_id in market:
+            repeated.append(trade)
+        else:
+            market[trade_id] = trade
+    return {key: list(market.values()) for key, market in markets.items()}, unstorable, repeated
 
 
 class WarehouseWriter:
@@ -84,20 +109,10 @@ class WarehouseWriter:
     def plan(self, frames: Sequence[RawFrame], trades: Iterable[Trade]) -> Plan:
         plan = Plan(token=uuid.uuid4().hex, frames=list(frames))
         max_ids = self._stored_max_ids()
-        seen: set[tuple[str, str, int]] = set()
-        by_market: dict[MarketKey, list[Trade]] = defaultdict(list)
-        unstorable: list[Trade] = []
-        for trade in trades:
-            if not storable(trade):
-                unstorable.append(trade)  # cannot be a bronze row: straight to dead letters
-                continue
-            identity = (trade.exchange, trade.native_symbol, trade.trade_id)
-            if identity in seen:
-                plan.duplicates += 1
-                metrics.INGEST_DUPLICATES.labels(trade.exchange).inc()
-                continue
-            seen.add(identity)
-            by_market[(trade.exchange, trade.native_symbol)].append(trade)
+        by_market, unstorable, repeated = split_batch(trades)
+        plan.duplicates += len(repeated)
+        for trade in repeated:
+            metrics.INGEST_DUPLICATES.labels(trade.exchange).inc()
 
         for key, market_trades in by_market.items():
             newest = max_ids.get(key, -1)
