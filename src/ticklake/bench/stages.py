@@ -115,6 +115,19 @@ def generate(path: str, count: int, symbols: int = 10) -> dict[str, Any]:
             "peak_rss_mb": round(peak_rss_mb())}
 
 
+def point_at_simulator(simulator: Any, settings: Settings) -> None:
+    """Read the URLs a ``python -m ticklake.simulator`` process prints into ``settings.venues``."""
+    assert simulator.stdout is not None
+    for line in simulator.stdout:
+        for field in ("ws_url", "rest_url"):
+            marker = f"__{field.upper()}="
+            if marker in line:
+                name, url = line.strip().split("=", 1)
+                setattr(getattr(settings.venues, name.split("__")[1].lower()), field, url)
+        if line.startswith("Ctrl-C"):
+            return
+
+
 def latency(path: str, seconds: float, trades_per_second: float) -> dict[str, Any]:
     """``ticklake up`` against the simulator at a steady total trade rate: receive time -> candle
     queryable (the silver insert, which updates gold through the view, has returned). The simulator
@@ -132,13 +145,7 @@ def latency(path: str, seconds: float, trades_per_second: float) -> dict[str, An
     simulator = subprocess.Popen([sys.executable, "-m", "ticklake.simulator", "--seed", "1"], env=env,
                                  stdout=subprocess.PIPE, text=True)
     try:
-        assert simulator.stdout is not None
-        for line in simulator.stdout:
-            if "__WS_URL=" in line:
-                name, url = line.strip().split("=", 1)
-                getattr(settings.venues, name.split("__")[1].lower()).ws_url = url
-            if line.startswith("Ctrl-C"):
-                break
+        point_at_simulator(simulator, settings)
         samples: list[float] = []
 
         def on_batch(plan: Plan) -> None:
@@ -191,13 +198,7 @@ def handlers(seconds: float, symbols_per_venue: int, trades_per_second: float) -
 
     try:
         settings = Settings(venues={name: {"symbols": names} for name, names in venues.items()})
-        assert simulator.stdout is not None
-        for line in simulator.stdout:
-            if "__WS_URL=" in line:
-                name, url = line.strip().split("=", 1)
-                getattr(settings.venues, name.split("__")[1].lower()).ws_url = url
-            if line.startswith("Ctrl-C"):
-                break
+        point_at_simulator(simulator, settings)
 
         async def run() -> tuple[float, float]:
             feeds = await run_feeds(settings, CountingSink())
