@@ -25,7 +25,7 @@ from ticklake.warehouse.reader import TIMEFRAMES, WarehouseReader
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "kraken": ["BTC/USD", "ETH/USD"],
            "coinbase": ["BTC/USD", "DOGE/USD"]}
-CHAOS_SECONDS = float(os.environ.get("TICKLAKE_CHAOS_SECONDS", "150"))
+CHAOS_SECONDS = float(os.environ.get("TICKLAKE_CHAOS_SECONDS", "180"))
 
 
 def metric_sum(counter: object, exchange: str) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from ticklake.exchanges.feeds import BinanceFeed, CoinbaseFeed, KrakenFeed
 from ticklake.exchanges.feeds.realtimefeed import _Session
 
@@ -23,3 +25,26 @@ def test_venue_rules() -> None:
     messages = CoinbaseFeed(["BTC/USD"], bus=None, ws_url="ws://127.0.0.1:1").subscribe_messages(["BTC-USD"])  # type: ignore[arg-type]
     assert len(messages) * CoinbaseFeed.send_interval_s < 5.0
     assert [m.count('"channel"') for m in messages] == [1, 1]
+
+
+async def test_connection_attempts_stay_within_the_venues_limit() -> None:
+    """Binance allows 300 connection attempts per 5 minutes per IP; the feed waits rather than exceed it."""
+    from ticklake.exchanges.feeds.binance import BinanceFeed
+    from ticklake.model import Message
+
+    class Sink:
+        async def publish(self, messages: list[Message]) -> None:
+            pass
+
+    assert BinanceFeed.max_connects == (300, 300.0)
+
+    class Limited(BinanceFeed):
+        max_connects = (2, 0.3)
+
+    feed = Limited(["BTC/USDT"], Sink(), ws_url="ws://127.0.0.1:9")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(5):
+        await feed.connect_slot()
+    # 2 at once, 2 more after one window, the fifth after a second window
+    assert 0.55 <= loop.time() - started < 1.5

@@ -30,6 +30,7 @@ class BinanceFeed(RealtimeFeed):
     # mean the connection is dead (Binance itself waits a minute for a pong).
     stale_timeout_s = 60.0
     max_messages_per_s = 5
+    max_connects = (300, 300.0)  # 300 connection attempts per 5 minutes per IP
     rotates = True
 
     def connect_url(self, base_url: str, natives: list[str]) -> str:

@@ -425,6 +425,7 @@ class _Connection:
 
     async def _open(self, session: _Session) -> None:
         feed = self.feed
+        await feed.connect_slot()
         timeout = feed.settings.connect_timeout_s
         ssl_context = _default_ssl_context() if self.url.startswith("wss://") else None
         try:
@@ -654,6 +655,8 @@ class RealtimeFeed:
     send_interval_s: ClassVar[float] = 0.25  # spacing of our control messages on one connection
     max_messages_per_s: ClassVar[int | None] = None  # the venue's cap on our messages per connection
     rotates: ClassVar[bool] = False  # the venue ends connections at an age: replace them before (rotate_after_s)
+    # The venue's cap on connection attempts, (attempts, seconds); repeated breaches get an IP banned.
+    max_connects: ClassVar[tuple[int, float] | None] = None
     rotation_overlap_s: float = 1.0  # a replaced connection stays open this long after its successor's first frame
 
     def __init__(
@@ -698,6 +701,7 @@ class RealtimeFeed:
         self.connections = [_Connection(self, i, natives[start:start + cap])
                             for i, start in enumerate(range(0, len(natives), cap))]
         self._tasks: list[asyncio.Task[None]] = []
+        self._connect_times: deque[float] = deque()  # monotonic times of recent connection attempts
         self._stopped = False
         self._stop_event = asyncio.Event()
         # Gap tracking and backfill.
@@ -724,6 +728,24 @@ class RealtimeFeed:
         )
 
     # --- what a venue says ---------------------------------------------------------------------
+    async def connect_slot(self) -> None:
+        """Wait until one more connection attempt stays within the venue's ``max_connects``."""
+        if self.max_connects is None:
+            return
+        count, window = self.max_connects
+        times = self._connect_times
+        while True:
+            now = time.monotonic()
+            while times and now - times[0] >= window:
+                times.popleft()
+            if len(times) < count:
+                times.append(now)
+                return
+            wait = window - (now - times[0])
+            log.warning("%s: %d connection attempts in %g s, the venue's limit: waiting %.1f s", self.exchange,
+                        count, window, wait)
+            await asyncio.sleep(wait)
+
     def connect_url(self, base_url: str, natives: list[str]) -> str:
         """The URL one connection opens for ``natives`` (venue spelling of its symbols)."""
         return base_url
