@@ -99,12 +99,15 @@ def _rate_tracked(parse: Any, frames: list[str], min_seconds: float = 1.0, dedup
     while True:
         observe = GapTracker().observe
         batch: list[Any] = []
-        for frame in frames:
-            trades = parse(frame).trades
-            observe(trades)
-            batch += trades
         if dedup:
+            for frame in frames:
+                trades = parse(frame).trades
+                observe(trades)
+                batch += trades
             split_batch(batch)
+        else:
+            for frame in frames:
+                observe(parse(frame).trades)
         rounds += 1
         elapsed = time.perf_counter() - started
         if elapsed >= min_seconds:
