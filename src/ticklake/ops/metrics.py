@@ -24,7 +24,7 @@ FEED_RECONNECTS = Counter("ticklake_feed_reconnects", "Connection attempts after
                           registry=REGISTRY)
 FEED_CONNECTED = Gauge("ticklake_feed_connected", "Open, subscribed connections", ["exchange"], registry=REGISTRY)
 FEED_LAG = Histogram(
-    "ticklake_feed_lag_seconds", "Receive time minus exchange time, per trade", ["exchange"],
+    "ticklake_feed_lag_seconds", "Receive time minus the exchange time of the newest trade, per frame", ["exchange"],
     buckets=_LAG_BUCKETS, registry=REGISTRY,
 )
 
