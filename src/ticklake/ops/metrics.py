@@ -22,7 +22,7 @@ FEED_PARSE_ERRORS = Counter(
 )
 FEED_RECONNECTS = Counter("ticklake_feed_reconnects", "Connection attempts after the first", ["exchange"],
                           registry=REGISTRY)
-FEED_CONNECTED = Gauge("ticklake_feed_connected", "Open, subscribed connections", ["exchange"], registry=REGISTRY)
+FEED_CONNECTED = Gauge("ticklake_feed_connected", "Open connections", ["exchange"], registry=REGISTRY)
 FEED_LAG = Histogram(
     "ticklake_feed_lag_seconds", "Receive time minus the exchange time of the newest trade, per frame", ["exchange"],
     buckets=_LAG_BUCKETS, registry=REGISTRY,
