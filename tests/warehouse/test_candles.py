@@ -3,6 +3,7 @@ whatever the arrival order, batching, equal timestamps or repeated deliveries.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from clickhouse_connect.driver.client import Client
@@ -99,3 +100,18 @@ def test_quote_volume_and_vwap_are_exact(warehouse: Client) -> None:
     assert candle.quote_volume == Decimal("0.05")  # 0.03 + 0.02, no float error
     assert candle.volume == Decimal("0.4") and candle.buy_volume == Decimal("0.3")
     assert candle.vwap == Decimal("0.125")
+
+
+def test_newest_and_oldest_candles_across_gaps_in_history(warehouse: Client) -> None:
+    """The API aggregates a window anchored on the first or last candle and widens it over gaps."""
+    day = 86_400_000_000
+    minutes = [0, 1, 2, 3, 4, 40 * day // 60_000_000, 400 * day // 60_000_000, 400 * day // 60_000_000 + 1]
+    batch = [trade(i + 1, str(100 + i), ts_us=BASE_US + m * 60_000_000) for i, m in enumerate(minutes)]
+    WarehouseWriter(warehouse, ValidationSettings(max_age_days=3650)).write([], batch)
+    reader = WarehouseReader(warehouse)
+    starts = [int((BASE_US + m * 60_000_000) / 1e6) for m in minutes]
+    for limit in (1, 2, 3, 6, 8, 20):
+        newest = reader.ohlcv("binance", "BTC/USDT", "1m", None, None, limit)
+        assert [int(c.start.timestamp()) for c in newest] == starts[-limit:], limit
+        oldest = reader.ohlcv("binance", "BTC/USDT", "1m", datetime.fromtimestamp(starts[0], UTC), None, limit)
+        assert [int(c.start.timestamp()) for c in oldest] == starts[:limit], limit
