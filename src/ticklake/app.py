@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 import uvicorn
 from clickhouse_connect.driver.client import Client
 
@@ -151,7 +152,7 @@ class Platform:
         if self.feeds is not None:
             await self.feeds.stop()
         if self.ingester is not None:
-            await self._drain()
+            await self.ingester.drain()
         if self.api_server is not None:
             self.api_server.should_exit = True
         for task in self._tasks:
@@ -165,20 +166,7 @@ class Platform:
             self.client.close()
         log.info("stopped")
 
-    async def _drain(self, timeout_s: float = 30.0) -> None:
-        assert self.ingester is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while self.ingester.bus.depth() > 0 and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-        # The last batch may still wait out its flush interval, then be written: wait for both.
-        await asyncio.sleep(self.settings.ingest.flush_interval_ms / 1000 + 0.05)
-        while self.ingester.busy and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-
 
 def _status_dict(status: Any) -> dict[str, object]:
-    import msgspec
-
     result: dict[str, object] = msgspec.to_builtins(status)
     return result

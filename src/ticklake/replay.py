@@ -81,11 +81,7 @@ async def replay(settings: Settings, paths: list[Path]) -> dict[str, Any]:
         ingesting = asyncio.create_task(ingester.run())
         for path in paths:
             await _publish_recording(path, bus, summary)
-        while bus.depth() > 0 or ingester.busy:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(settings.ingest.flush_interval_ms / 1000 + 0.05)
-        while ingester.busy:
-            await asyncio.sleep(0.01)
+        await ingester.drain(timeout_s=float("inf"))
         ingesting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ingesting

@@ -67,6 +67,18 @@ class Ingester:
         async for messages in self._batches:
             await self.write(messages)
 
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        """Wait until everything published so far is written (or ``timeout_s`` passed). Call it once
+        the publishers stopped, before cancelling ``run``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (self.bus.depth() > 0 or self.busy) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        # The last batch may still wait out its flush interval, then be written: wait for both.
+        await asyncio.sleep(self.settings.flush_interval_ms / 1000 + 0.05)
+        while self.busy and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
     async def write(self, messages: Sequence[Message]) -> Plan:
         self.busy = True
         try:

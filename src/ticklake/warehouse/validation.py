@@ -112,9 +112,3 @@ def _check_amount(field: str, text: str, limit: Decimal) -> Violation | None:
     if value.adjusted() >= MAX_INTEGER_DIGITS:
         return Violation(f"absurd_{field}", f"{field} {text} has more than {MAX_INTEGER_DIGITS} integer digits")
     return None
-
-
-def storable(trade: Trade) -> bool:
-    """Whether a trade fits bronze's columns at all (its id and timestamps are in range)."""
-    return (0 <= trade.trade_id <= UINT64_MAX and 0 <= trade.ts_us < MAX_TIMESTAMP_US
-            and 0 <= trade.received_us < MAX_TIMESTAMP_US)

@@ -66,6 +66,8 @@ def split_batch(trades: Iterable[Trade]) -> tuple[dict[MarketKey, list[Trade]], 
     repeated: list[Trade] = []
     for trade in trades:
         trade_id = trade.trade_id
+        # Bronze's columns must hold the id and both times; Validator.check names the rule for those
+        # that do not (bad_trade_id, bad_timestamp).
         if not (0 <= trade_id <= UINT64_MAX and 0 <= trade.ts_us < MAX_TIMESTAMP_US
                 and 0 <= trade.received_us < MAX_TIMESTAMP_US):
             unstorable.append(trade)  # cannot be a bronze row: straight to dead letters
