@@ -22,7 +22,8 @@ os.environ.setdefault("TZ", "UTC")
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TESTDATA = REPO.parent / "shared" / "testdata" / "cryptofeed"
 
-LAYER_TABLES = ("raw_frames", "bronze_trades", "silver_trades", "dead_letters", "gold_ohlcv")
+LAYER_TABLES = ("raw_frames", "bronze_trades", "silver_trades", "dead_letters", "gold_ohlcv", "bus_positions",
+                "bus_dead_letters")
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +51,19 @@ def empty_layers(client: Client) -> None:
     """Empty every layer (for tests that need a clean slate inside one test, e.g. per hypothesis example)."""
     for table in LAYER_TABLES:
         client.command(f"TRUNCATE TABLE IF EXISTS {table}")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Kafka-protocol broker shared by the session's distributed tests (each uses its own topics
+    or consumer group). Started on first use, stopped at the end."""
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        yield os.environ["KAFKA_BOOTSTRAP"]
+        return
+    from tests.broker import Broker
+
+    broker = Broker(tmp_path_factory.mktemp("broker") / "data").start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.remove()

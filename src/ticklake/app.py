@@ -1,7 +1,8 @@
-"""The embedded platform in one process: feeds -> bus -> ingester -> ClickHouse -> API.
+"""The platform's roles: feeds -> bus -> ingester -> ClickHouse -> API.
 
-``Platform`` is what ``ticklake up`` runs. The embedded warehouse (chdb) can be opened by one process
-only, so this process owns it and everything else reaches the data through the API.
+``Platform`` is what ``ticklake up`` (every role) and ``ticklake feed | ingest | api`` (one role each,
+with a Kafka bus) run. The embedded warehouse (chdb) can be opened by one process only: the process
+that ingests into it also serves its API, and everything else reaches the data through that API.
 """
 
 from __future__ import annotations
@@ -13,25 +14,32 @@ import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+import prometheus_client
 import uvicorn
 from clickhouse_connect.driver.client import Client
 
 from ticklake.api.app import create_app
 from ticklake.bus import MemoryBus
+from ticklake.bus.base import PartitionKey, Position
 from ticklake.exchanges.feeds import FeedSet, FrameRecorder, run_feeds
-from ticklake.model import ResumePoint
+from ticklake.model import MessageSink, ResumePoint
 from ticklake.ops import metrics
 from ticklake.settings import Settings
 from ticklake.simulator.server import Simulator
+from ticklake.symbols import to_native
 from ticklake.warehouse import migrate
 from ticklake.warehouse.client import open_client
 from ticklake.warehouse.ingest import Ingester
 from ticklake.warehouse.reader import WarehouseReader
 from ticklake.warehouse.repair import repair
 from ticklake.warehouse.writer import Plan, WarehouseWriter
+
+if TYPE_CHECKING:  # confluent-kafka is loaded only when the Kafka bus is used
+    from ticklake.bus.kafka import KafkaProducerBus, KafkaSource
 
 log = logging.getLogger("ticklake")
 
@@ -63,63 +71,162 @@ def open_warehouse(settings: Settings) -> Client:
     return client
 
 
+ROLES = ("feed", "ingest", "api")
+
+
+class RolesError(ValueError):
+    """Roles that cannot run as asked (the message says what to change)."""
+
+
+def check_roles(settings: Settings, roles: frozenset[str]) -> None:
+    unknown = roles - set(ROLES)
+    if unknown or not roles:
+        raise RolesError(f"unknown roles {sorted(unknown)}: choose from {', '.join(ROLES)}")
+    if settings.bus.kind == "embedded" and roles != set(ROLES):
+        raise RolesError("the embedded bus connects roles inside one process: run `ticklake up`, or set "
+                         "bus.kind = \"kafka\" (TICKLAKE_BUS__KIND=kafka) to run roles as separate processes")
+
+
 class Platform:
+    """Some or all of the roles in this process: ``feed`` (venues -> bus), ``ingest`` (bus ->
+    warehouse) and ``api`` (warehouse -> HTTP). With the embedded bus all three run together; with a
+    Kafka bus any subset, in as many processes as wanted (docs/deploy.md)."""
+
     def __init__(self, settings: Settings, simulate: bool = False, recorder: FrameRecorder | None = None,
-                 serve_api: bool = True, on_batch: Callable[[Plan], None] | None = None) -> None:
+                 serve_api: bool = True, on_batch: Callable[[Plan], None] | None = None,
+                 roles: frozenset[str] | None = None) -> None:
+        roles = frozenset(ROLES) if roles is None else roles
+        check_roles(settings, roles)
+        self.roles = roles if serve_api else roles - {"api"}
         self.settings = settings
         self.on_batch = on_batch
         self.simulate = simulate
         self.recorder = recorder
-        self.serve_api = serve_api
         self.simulator: Simulator | None = None
         self.client: Client | None = None
         self.feeds: FeedSet | None = None
         self.ingester: Ingester | None = None
+        self.producer: KafkaProducerBus | None = None
+        self.source: KafkaSource | None = None
         self.api_server: uvicorn.Server | None = None
+        self.metrics_port: int | None = None
+        self._metrics_server: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse")
         self.stopped = asyncio.Event()
+        self.exit_code = 0
+
+    @property
+    def kafka(self) -> bool:
+        return self.settings.bus.kind == "kafka"
 
     async def start(self) -> None:
         settings = self.settings
         loop = asyncio.get_running_loop()
-        # Everything that touches chdb runs on the one warehouse thread.
-        self.client = client = await loop.run_in_executor(self._executor, open_warehouse, settings)
-        writer = WarehouseWriter(client, settings.validation)
-        lookback = timedelta(minutes=settings.ingest.repair_lookback_minutes)
-        await loop.run_in_executor(self._executor, repair, writer, lookback)
+        roles = self.roles
+        writer: WarehouseWriter | None = None
+        if "ingest" in roles or "api" in roles:
+            # Everything that touches chdb runs on the one warehouse thread. The ingest role owns the
+            # schema; an API-only process just connects.
+            opener = open_warehouse if "ingest" in roles else connect_warehouse
+            self.client = client = await loop.run_in_executor(self._executor, opener, settings)
+            writer = WarehouseWriter(client, settings.validation)
+            if "ingest" in roles and not self.kafka:
+                # With a Kafka bus, an interrupted batch is completed from the bus instead (positions.py):
+                # a global repair could race other ingesters writing the same warehouse.
+                lookback = timedelta(minutes=settings.ingest.repair_lookback_minutes)
+                await loop.run_in_executor(self._executor, repair, writer, lookback)
 
-        if self.simulate:
+        if self.simulate and "feed" in roles:
             self.simulator = Simulator.from_settings(settings)
             await self.simulator.start()
             self.settings = settings = self.simulator.settings_for(settings)
             log.info("simulated exchanges on loopback: %s", self.simulator.ws_urls)
 
-        bus = MemoryBus(settings.ingest.bus_queue_size)
         exchanges = list(settings.venues.enabled())
-        self.ingester = Ingester(bus, writer, settings.ingest, exchanges, executor=self._executor,
-                                 on_batch=self.on_batch)
-        self._tasks.append(asyncio.create_task(self.ingester.run(), name="ingester"))
-        # Each feed resumes from the newest stored trade of its markets: the downtime shows as a gap
-        # in the trade ids and is backfilled from the venue's REST API.
-        stored = await loop.run_in_executor(self._executor, WarehouseReader(client).resume_points)
-        resume = {key: ResumePoint(trade_id, ts_us) for key, (trade_id, ts_us) in stored.items()}
-        self.feeds = await run_feeds(settings, bus, self.recorder, resume=resume)
-        venues = ", ".join(f"{name} ({len(v.symbols)} symbols)" for name, v in settings.venues.enabled().items())
-        log.info("warehouse %s (database %s); venues: %s", settings.resolved_warehouse_url, settings.database,
-                 venues or "none enabled")
+        memory_bus = None if self.kafka else MemoryBus(settings.ingest.bus_queue_size)
+        if "ingest" in roles:
+            assert writer is not None
+            if memory_bus is not None:
+                self.ingester = Ingester(memory_bus, writer, settings.ingest, exchanges, executor=self._executor,
+                                         on_batch=self.on_batch)
+            else:
+                from ticklake.bus.kafka import KafkaSource, topics_for
 
-        if self.serve_api:
-            reader = WarehouseReader(client)
+                ingester: Ingester | None = None
+
+                def positions(keys: list[PartitionKey]) -> dict[PartitionKey, Position]:
+                    assert ingester is not None
+                    return ingester.load_positions(keys)
+
+                self.source = KafkaSource(settings.bus.kafka, topics_for(exchanges), positions,
+                                          settings.ingest.max_batch_rows, settings.ingest.flush_interval_ms / 1000)
+                ingester = self.ingester = Ingester(None, writer, settings.ingest, exchanges, executor=self._executor,
+                                                    on_batch=self.on_batch, source=self.source)
+            self._tasks.append(asyncio.create_task(self.ingester.run(), name="ingester"))
+
+        if "feed" in roles:
+            sink: MessageSink
+            if memory_bus is not None:
+                sink = memory_bus
+            else:
+                from ticklake.bus.kafka import KafkaProducerBus
+
+                sink = self.producer = KafkaProducerBus(settings.bus.kafka)
+                self._tasks.append(asyncio.create_task(self._watch_producer(), name="producer-watch"))
+            # Each feed resumes from the newest trade of its markets (stored, or on the bus): the
+            # downtime shows as a gap in the trade ids and is backfilled from the venue's REST API.
+            resume = await self._resume_points(writer)
+            self.feeds = await run_feeds(settings, sink, self.recorder, resume=resume)
+            venues = ", ".join(f"{name} ({len(v.symbols)} symbols)" for name, v in settings.venues.enabled().items())
+            log.info("venues: %s", venues or "none enabled")
+        if self.client is not None:
+            log.info("warehouse %s (database %s)", settings.resolved_warehouse_url, settings.database)
+
+        if "api" in roles:
+            assert self.client is not None
+            reader = WarehouseReader(self.client)
             markets = [(name, symbol) for name, venue in settings.venues.enabled().items() for symbol in venue.symbols]
-            app = create_app(reader, settings, health=self._health_sources(bus), configured_markets=markets)
+            app = create_app(reader, settings, health=self._health_sources(memory_bus), configured_markets=markets)
             config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_level="warning",
                                     lifespan="off")
             self.api_server = uvicorn.Server(config)
             self._tasks.append(asyncio.create_task(self.api_server.serve(), name="api"))
             log.info("API on http://%s:%d (docs at /docs)", settings.api.host, settings.api.port)
+        elif self.kafka:
+            # A role without the API still shows its metrics.
+            self._metrics_server, _thread = prometheus_client.start_http_server(
+                settings.metrics.port, settings.metrics.host, registry=metrics.REGISTRY)
+            self.metrics_port = self._metrics_server.server_port
+            log.info("metrics on http://%s:%d/metrics", settings.metrics.host, self.metrics_port)
+        log.info("roles: %s (bus: %s)", ", ".join(r for r in ROLES if r in roles), settings.bus.kind)
 
-    def _health_sources(self, bus: MemoryBus) -> dict[str, Any]:
+    async def _watch_producer(self) -> None:
+        """Stop the process (exit code 1) when the producer failed for good: a supervisor restarts
+        it, and the restarted feed resumes from the broker's tail, backfilling what was lost."""
+        while self.producer is not None and not self.producer.fatal:
+            await asyncio.sleep(1.0)
+        log.critical("stopping: the Kafka producer failed for good (%s)", self.producer.fatal if self.producer else "")
+        self.exit_code = 1
+        self.stopped.set()
+
+    async def _resume_points(self, writer: WarehouseWriter | None) -> dict[tuple[str, str], ResumePoint]:
+        """Where each market's feed resumes: from what reached the broker (Kafka bus: the feed's own
+        record of what it published, further along than the warehouse), or what was stored."""
+        loop = asyncio.get_running_loop()
+        venues = self.settings.venues.enabled()
+        if self.kafka:
+            from ticklake.bus.kafka import tail_resume_points
+
+            markets = {(name, to_native(name, symbol)) for name, venue in venues.items() for symbol in venue.symbols}
+            return await loop.run_in_executor(None, partial(tail_resume_points, self.settings.bus.kafka, list(venues),
+                                                            markets=markets))
+        if writer is None:
+            return {}
+        stored = await loop.run_in_executor(self._executor, WarehouseReader(writer.client).resume_points)
+        return {key: ResumePoint(trade_id, ts_us) for key, (trade_id, ts_us) in stored.items()}
+
+    def _health_sources(self, memory_bus: MemoryBus | None) -> dict[str, Any]:
         def feeds() -> dict[str, object]:
             statuses = self.feeds.statuses() if self.feeds else {}
             venues = {name: _status_dict(status) for name, status in statuses.items()}
@@ -128,15 +235,39 @@ class Platform:
             return {"status": state if statuses else "degraded", "venues": venues}
 
         def ingest() -> dict[str, object]:
-            return self.ingester.status.health() if self.ingester else {"status": "down"}
+            if self.ingester is None:
+                return {"status": "down"}
+            health = self.ingester.status.health()
+            if self.source is not None:
+                health["partitions"] = len(self.source.assigned)
+                health["consumer_error"] = self.source.last_error
+                if self.source.last_error and not self.source.assigned and health["status"] == "ok":
+                    health["status"] = "degraded"  # cannot join the group: nothing is being ingested
+            return health
 
         def bus_health() -> dict[str, object]:
-            depth = bus.depth()
-            metrics.BUS_DEPTH.set(depth)
-            full = depth >= self.settings.ingest.bus_queue_size
-            return {"status": "degraded" if full else "ok", "depth": depth}
+            if memory_bus is not None:
+                depth = memory_bus.depth()
+                metrics.BUS_DEPTH.set(depth)
+                full = depth >= self.settings.ingest.bus_queue_size
+                return {"status": "degraded" if full else "ok", "kind": "embedded", "depth": depth}
+            health: dict[str, object] = {"status": "ok", "kind": "kafka"}
+            if self.producer is not None:
+                queued = self.producer.depth()
+                health["producer_queue"] = queued
+                health["delivery_failures"] = self.producer.delivery_failures
+                if queued >= self.settings.bus.kafka.max_buffered_messages:
+                    health["status"] = "degraded"
+            if self.source is not None:
+                health["consumer_lag"] = self.source.depth()
+            return health
 
-        return {"feeds": feeds, "ingest": ingest, "bus": bus_health}
+        sources: dict[str, Any] = {"bus": bus_health}
+        if "feed" in self.roles:
+            sources["feeds"] = feeds
+        if "ingest" in self.roles:
+            sources["ingest"] = ingest
+        return sources
 
     async def run_until_signalled(self) -> None:
         loop = asyncio.get_running_loop()
@@ -148,9 +279,11 @@ class Platform:
         await self.stop()
 
     async def stop(self) -> None:
-        """Stop taking frames, write what the bus still holds, then close everything."""
+        """Stop taking frames, deliver and write what is on its way, then close everything."""
         if self.feeds is not None:
             await self.feeds.stop()
+        if self.producer is not None:
+            await self.producer.close()
         if self.ingester is not None:
             await self.ingester.drain()
         if self.api_server is not None:
@@ -159,8 +292,12 @@ class Platform:
             if task.get_name() != "api":
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.source is not None:
+            await self.source.close()  # leaves the group: the partitions move at once
         if self.simulator is not None:
             await self.simulator.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
         self._executor.shutdown(wait=True)  # an insert in flight finishes before the engine closes
         if self.client is not None:
             self.client.close()

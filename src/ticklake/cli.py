@@ -1,6 +1,11 @@
 """The ``ticklake`` command line.
 
-    ticklake up [--simulate] [--record FILE]   run the platform (feeds, warehouse, API) in one process
+    ticklake up [--simulate] [--record FILE] [--roles feed,ingest,api]
+                                               run the platform (every role, or those named) in one process
+    ticklake feed [--simulate]                 only the feed handlers (needs bus.kind = "kafka")
+    ticklake ingest [--api]                    only the ingester (and the API, for an embedded warehouse)
+    ticklake api                               only the HTTP API
+    ticklake topics                            create the Kafka topics (idempotent) and list them
     ticklake record FILE [--simulate] [--seconds N]
     ticklake replay FILE [FILE ...]            recorded sessions (ticklake's or cryptofeed's) through the pipeline
     ticklake migrate [--to VERSION] [--status] the warehouse schema
@@ -38,6 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run feeds, warehouse and API in one process")
     up.add_argument("--simulate", action="store_true", help="connect to local simulated exchanges on loopback")
     up.add_argument("--record", type=Path, metavar="FILE", help="also record every frame to FILE")
+    up.add_argument("--roles", default="feed,ingest,api", help="comma-separated roles to run (default: all)")
+
+    feed = commands.add_parser("feed", help="run the feed handlers only, publishing to the Kafka bus")
+    feed.add_argument("--simulate", action="store_true", help="connect to local simulated exchanges on loopback")
+    feed.add_argument("--record", type=Path, metavar="FILE", help="also record every frame to FILE")
+    ingest = commands.add_parser("ingest", help="run a consumer-group ingester: Kafka bus -> warehouse")
+    ingest.add_argument("--api", action="store_true",
+                        help="serve the API from this process too (needed with the embedded warehouse)")
+    commands.add_parser("api", help="run the HTTP API only (reads the warehouse)")
+    commands.add_parser("topics", help="create the Kafka topics of the enabled venues (idempotent)")
 
     record = commands.add_parser("record", help="record raw WebSocket sessions to a file (no warehouse)")
     record.add_argument("file", type=Path)
@@ -91,7 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     command: str = args.command
     if command == "up":
-        return _up(settings, args.simulate, args.record)
+        return _up(settings, args.simulate, args.record, frozenset(r.strip() for r in args.roles.split(",")))
+    if command == "feed":
+        return _up(settings, args.simulate, args.record, frozenset({"feed"}))
+    if command == "ingest":
+        return _up(settings, False, None, frozenset({"ingest", "api"} if args.api else {"ingest"}))
+    if command == "api":
+        return _up(settings, False, None, frozenset({"api"}))
+    if command == "topics":
+        return _topics(settings)
     if command == "record":
         from ticklake.replay import record
 
@@ -122,19 +145,46 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     raise AssertionError(command)
 
 
-def _up(settings: Settings, simulate: bool, record_path: Path | None) -> int:
-    from ticklake.app import Platform
+def _up(settings: Settings, simulate: bool, record_path: Path | None, roles: frozenset[str]) -> int:
+    from ticklake.app import Platform, RolesError, check_roles
     from ticklake.replay import open_recorder
 
-    async def run() -> None:
+    try:
+        check_roles(settings, roles)
+    except RolesError as exc:
+        print(f"ticklake: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
         recorder = open_recorder(record_path) if record_path else None
         try:
-            await Platform(settings, simulate=simulate, recorder=recorder).run_until_signalled()
+            platform = Platform(settings, simulate=simulate, recorder=recorder, roles=roles)
+            await platform.run_until_signalled()
+            return platform.exit_code
         finally:
             if recorder is not None:
                 recorder.close()
 
-    asyncio.run(run())
+    return asyncio.run(run())
+
+
+def _topics(settings: Settings) -> int:
+    if settings.bus.kind != "kafka":
+        print("ticklake: the embedded bus has no topics; set bus.kind = \"kafka\" (TICKLAKE_BUS__KIND=kafka)",
+              file=sys.stderr)
+        return 2
+    from confluent_kafka import KafkaException
+
+    from ticklake.bus.kafka import create_topics
+
+    hours = settings.bus.kafka.retention_hours
+    try:
+        statuses = create_topics(settings.bus.kafka, settings.venues.enabled(), hours)
+    except KafkaException as exc:
+        print(f"ticklake: cannot create topics on {settings.bus.kafka.bootstrap_servers}: {exc}", file=sys.stderr)
+        return 1
+    for status in statuses:
+        print(f"{status.topic}: {status.status}, {status.partitions} partitions")
     return 0
 
 

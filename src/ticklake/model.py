@@ -65,13 +65,32 @@ def trades_topic(exchange: str) -> str:
     return f"market.crypto.trades.{exchange}"
 
 
+class BusReject(msgspec.Struct, frozen=True):
+    """A message taken from a Kafka topic that is not a ticklake record (bad bytes, an unknown schema
+    version): kept whole with the reason, so consumption goes on and nothing vanishes silently."""
+
+    key: str
+    headers: str  # the message's headers as JSON text
+    value: str  # the value as text (undecodable bytes replaced)
+    reason: str  # "undecodable", "unknown_schema", "wrong_schema_for_topic"
+    detail: str
+
+
 class Message(msgspec.Struct, frozen=True):
     """One record on its way through the bus, keyed by canonical symbol so that one symbol's
-    messages stay in order on one partition."""
+    messages stay in order on one partition.
+
+    ``partition`` and ``offset`` say where a message was read from a Kafka topic (-1 on the embedded
+    bus); the warehouse stores them with the rows. ``replayed`` marks a message read again after a
+    crash or a rebalance, at or below what the warehouse may already partly hold.
+    """
 
     topic: str
     key: str
-    value: RawFrame | Trade
+    value: RawFrame | Trade | BusReject
+    partition: int = -1
+    offset: int = -1
+    replayed: bool = False
 
 
 class MessageSink(Protocol):

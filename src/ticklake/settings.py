@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -108,6 +108,51 @@ class IngestSettings(BaseModel):
     repair_lookback_minutes: int = Field(60, ge=1)
 
 
+class KafkaSettings(BaseModel):
+    """The Kafka-API broker of the distributed mode (Redpanda in production)."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "ticklake"
+    # Ingesters in one group split the partitions between them.
+    group_id: str = "ticklake-ingest"
+    # Topics are created with these by `ticklake topics`; partitions cap how many ingesters share work.
+    partitions: int = Field(6, ge=1, le=10_000)
+    replication_factor: int = Field(1, ge=1, le=16)
+    compression: str = Field("lz4", pattern=r"^(none|gzip|snappy|lz4|zstd)$")
+    linger_ms: float = Field(5.0, ge=0, le=1000)
+    # The producer holds at most this many undelivered messages; beyond it the feed handlers wait
+    # (back-pressure) instead of growing memory while the broker is away.
+    max_buffered_messages: int = Field(100_000, ge=100)
+    session_timeout_ms: int = Field(10_000, ge=6000)  # brokers refuse less by default
+    # A member that does not come back to the group within this is replaced; an ingester gives up a
+    # batch it cannot write within half of it (so it is never still writing when replaced).
+    max_poll_interval_ms: int = Field(300_000, ge=10_000)
+    # Static group membership (group.instance.id): an ingester restarted with the same id takes its
+    # partitions back at once, without a rebalance of the whole group. "" = dynamic membership;
+    # "hostname" = this machine's (or container's) host name.
+    instance_id: str = ""
+    # How long the broker keeps messages (topic retention.ms, set by `ticklake topics`): an ingester
+    # stopped for longer than this loses what expired. Far above any planned downtime.
+    retention_hours: int = Field(168, ge=1)
+    # Any other librdkafka property (security.protocol, sasl.*, ssl.*...). Put secrets in the
+    # environment (TICKLAKE_BUS__KAFKA__CONFIG='{"sasl.password": "..."}'), never in a committed file.
+    config: dict[str, str] = Field(default_factory=dict)
+
+
+class BusSettings(BaseModel):
+    # "embedded": an in-process bus, every role in one process. "kafka": a Kafka-API broker between
+    # roles that may run as separate processes (ticklake feed | ingest | api).
+    kind: Literal["embedded", "kafka"] = "embedded"
+    kafka: KafkaSettings = KafkaSettings()
+
+
+class MetricsSettings(BaseModel):
+    """Where a role without the HTTP API (ticklake feed, ticklake ingest) serves /metrics."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -136,7 +181,9 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     validation: ValidationSettings = ValidationSettings()
     ingest: IngestSettings = IngestSettings()
+    bus: BusSettings = BusSettings()
     api: ApiSettings = ApiSettings()
+    metrics: MetricsSettings = MetricsSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 

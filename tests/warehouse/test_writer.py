@@ -119,11 +119,19 @@ def test_trade_with_absurd_timestamp_is_dead_lettered_not_a_failed_batch(warehou
 
 def test_resume_points_are_the_newest_stored_trade_per_venue_market(warehouse: Client) -> None:
     WarehouseWriter(warehouse, LENIENT).write([], [
-        trade(7, ts_us=BASE_US + 7), trade(3, ts_us=BASE_US + 3), trade(9, "-1", ts_us=BASE_US + 9),  # 9: dead letter
+        *(trade(i, ts_us=BASE_US + i) for i in (3, 4, 5, 6, 7, 8)),
+        trade(9, "-1", ts_us=BASE_US + 9),  # 9: a dead letter still counts
         trade(4, symbol="ETH/USDT", ts_us=BASE_US + 4),
     ])
     assert WarehouseReader(warehouse).resume_points() == {
         ("binance", "BTCUSDT"): (9, BASE_US + 9), ("binance", "ETHUSDT"): (4, BASE_US + 4)}
+
+
+def test_resume_points_stop_below_a_hole_a_crash_left_unfilled(warehouse: Client) -> None:
+    """Trades 13-15 were never stored (a backfill cut short by a crash) but 16-18 were: the feed must
+    resume at 12, or 13-15 would be skipped for good."""
+    WarehouseWriter(warehouse, LENIENT).write([], [trade(i) for i in (10, 11, 12, 16, 17, 18)])
+    assert WarehouseReader(warehouse).resume_points() == {("binance", "BTCUSDT"): (12, trade(12).ts_us)}
 
 
 def test_repair_re_derives_a_rest_page_with_the_rest_parser(warehouse: Client) -> None:

@@ -7,7 +7,12 @@ Every comparison is made side by side in one run (these machines are shared and 
    ingest: the writer through every layer against a direct Arrow insert of the same rows;
 3. latency: trade receive time -> candle queryable at 500 trades/s, simulator in another process;
 4. serving: ``/v1/ohlcv`` for 500 one-minute candles over 10M stored trades, over real HTTP;
-5. peak RSS of the platform process (stage 3) and of the serving process.
+5. peak RSS of the platform process (stage 3) and of the serving process;
+6. the distributed mode, through a Kafka-API broker on loopback (``broker.py``; skipped without one):
+   the feed role's producer against a bare confluent_kafka producer, the ingest role's consumer
+   against a bare consumer, feed -> broker -> ClickHouse throughput (separate producer and ingest
+   processes) against the embedded bus with the same rows, and trade -> candle latency at 500
+   trades/s against the embedded bus at the same rate.
 
 Stages that open the embedded warehouse run in their own processes (chdb: one data path per process).
 """
@@ -45,12 +50,16 @@ TARGETS = {
     "latency_p99_ms": 200.0,
     "ohlcv_p99_ms": 20.0,
     "peak_rss_mb": 1536.0,
+    "bus_e2e_trades_per_s": 100_000.0,
+    "bus_latency_p50_ms": 50.0,
+    "bus_latency_p99_ms": 250.0,
 }
 
 
-def _stage(*args: str, timeout: float = 1800) -> dict[str, Any]:
-    env = {**os.environ, "TZ": "UTC"}
-    result = subprocess.run([sys.executable, "-m", "ticklake.bench.stages", *args], capture_output=True, text=True,
+def _stage(*args: str, timeout: float = 1800, module: str = "ticklake.bench.stages",
+           env: dict[str, str] | None = None) -> dict[str, Any]:
+    env = {**(os.environ if env is None else env), "TZ": "UTC"}
+    result = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                             env=env, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"bench stage {args[0]} failed:\n{result.stderr[-3000:]}")
@@ -211,9 +220,9 @@ def _rss_of(pid: int) -> float | None:
 # --- the whole run ------------------------------------------------------------------------------
 def run_bench(settings: Settings, quick: bool = False) -> int:
     sizes = {"normalize_s": 3.0, "handlers_s": 5.0, "ingest": 200_000, "latency_s": 10.0, "serving": 1_000_000,
-             "requests": 200} \
+             "requests": 200, "bus_trades": 100_000, "bus_latency_s": 6.0} \
         if quick else {"normalize_s": 10.0, "handlers_s": 20.0, "ingest": 1_000_000, "latency_s": 60.0,
-                       "serving": 10_000_000, "requests": 1000}
+                       "serving": 10_000_000, "requests": 1000, "bus_trades": 300_000, "bus_latency_s": 20.0}
     report: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -233,6 +242,10 @@ def run_bench(settings: Settings, quick: bool = False) -> int:
         report["latency"] = _stage("latency", str(workdir / "latency"), str(sizes["latency_s"]), "500")
         print("serving ...", file=sys.stderr, flush=True)
         report["serving"] = serving(workdir, int(sizes["serving"]), int(sizes["requests"]))
+        print("bus (Kafka API) ...", file=sys.stderr, flush=True)
+        from ticklake.bench.broker import run_broker_stages
+
+        report["bus"] = run_broker_stages(settings, workdir, sizes)
     report["bench_process_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     _print(report)
     return 0
@@ -278,5 +291,67 @@ def _print(report: dict[str, Any]) -> None:
     peak = max(lat["peak_rss_mb"], s["server_rss_mb"] or 0)
     lines += ["", f"peak RSS: platform (latency run) {lat['peak_rss_mb']} MB, API over {s['trades']:,} trades "
               f"{s['server_rss_mb']} MB ({_verdict(peak, TARGETS['peak_rss_mb'], False)} ≤ 1536 MB)"]
+    lines += _bus_lines(report["bus"], report["ingest"])
     print("\n".join(lines))
     print("\n" + json.dumps(report))
+
+
+def _bus_lines(bus: dict[str, Any], ingest: dict[str, Any]) -> list[str]:
+    if "skipped" in bus:
+        return ["", f"distributed mode (Kafka bus): {bus['skipped']}"]
+    lines = ["", f"distributed mode, Kafka bus on loopback ({bus.get('broker', 'no broker started')}; 1-minute "
+                 f"load average {bus['load_average_before']} before, {bus['load_average_after']} after):"]
+
+    def failed(name: str) -> bool:
+        if "error" in bus.get(name, {}):
+            lines.append(f"  {name}: failed: {bus[name]['error'].strip().splitlines()[-1]}")
+            return True
+        return name not in bus
+
+    if not failed("produce_consume"):
+        p, c = bus["produce_consume"]["produce"], bus["produce_consume"]["consume"]
+        lines += [
+            f"  produce {p['messages']:,} trades ({p['value_bytes']} B, {p['compression']}, linger "
+            f"{p['linger_ms']:g} ms, {p['partitions']} partitions), median of {p['rounds']} alternating rounds:",
+            f"    KafkaProducerBus {p['role_msgs_per_s']:>10,} msgs/s ({p['role_cpu_us_per_msg']} µs CPU/msg) | bare "
+            f"Producer, same bytes and config {p['bare_msgs_per_s']:>10,} msgs/s ({p['bare_cpu_us_per_msg']} µs) | "
+            f"ratio {p['ratio']:.2f}; encoding alone {p['encode_msgs_per_s']:,}/s",
+            f"  consume the same messages, {c['batch']:,}-message batches:",
+            f"    KafkaSource      {c['role_msgs_per_s']:>10,} msgs/s ({c['role_cpu_us_per_msg']} µs CPU/msg) | bare "
+            f"Consumer, no decoding       {c['bare_msgs_per_s']:>10,} msgs/s ({c['bare_cpu_us_per_msg']} µs) | "
+            f"ratio {c['ratio']:.2f}; decoding alone {c['decode_msgs_per_s']:,}/s"]
+    if not failed("e2e"):
+        e = bus["e2e"]
+        embedded = bus.get("e2e_embedded", {})
+        rate = e["trades_per_s"]
+        verdict = _verdict(rate, TARGETS["bus_e2e_trades_per_s"], True) if rate is not None else "INCOMPLETE"
+        i, pr = e["ingest"], e["producer"]
+        spent = ", ".join(f"{k} {v:.2f} s" for k, v in i["seconds_in"].items())
+        lines += [
+            f"  feed → broker → ClickHouse, {e['trades']:,} trades + {e['frames']:,} frames, producer and ingest in "
+            f"separate processes, first publish → last trade in silver:",
+            f"    {rate or 0:>10,} trades/s in {e['seconds']} s ({verdict} ≥ 100,000) | embedded bus, same rows "
+            f"{embedded.get('trades_per_s', 0):>10,} trades/s | writer alone (ingest stage) "
+            f"{ingest['writer_trades_per_s']:,} trades/s",
+            f"    ingest side: {spent} ({i['batches']} batches); CPU: ingest {i['cpu_s']} s, producer {pr['cpu_s']} s "
+            f"(its publishing took {pr['flushed_s']} s)"
+            + (f", broker {e['broker_cpu_s']} s" if e["broker_cpu_s"] is not None else "")]
+    if not failed("latency"):
+        lat, emb = bus["latency"], bus.get("latency_embedded", {})
+        if "skipped" in lat:
+            lines.append(f"  latency: skipped: {lat['skipped']}")
+        else:
+            lines += [
+                f"  trade → candle at {lat['trades_per_s']} trades/s for {lat['seconds']:g} s, every role in one "
+                "process through the broker:",
+                f"    p50 {lat['p50_ms']} ms ({_verdict(lat['p50_ms'], TARGETS['bus_latency_p50_ms'], False)} ≤ 50) | "
+                f"p99 {lat['p99_ms']} ms ({_verdict(lat['p99_ms'], TARGETS['bus_latency_p99_ms'], False)} ≤ 250) | "
+                f"max {lat['max_ms']} ms; of the p50, {lat['until_write_p50_ms']} ms until its batch is written, "
+                f"a write {lat['write_p50_ms']} ms",
+                f"    embedded bus, same rate and duration: p50 {emb.get('p50_ms')} ms | p99 {emb.get('p99_ms')} ms | "
+                f"max {emb.get('max_ms')} ms; {emb.get('until_write_p50_ms')} ms until written, a write "
+                f"{emb.get('write_p50_ms')} ms"]
+    rss = [bus[name].get("broker_peak_rss_mb") for name in ("produce_consume", "e2e", "latency") if name in bus]
+    if any(rss):
+        lines.append(f"  broker peak RSS per stage: {', '.join(f'{r} MB' for r in rss if r)}")
+    return lines

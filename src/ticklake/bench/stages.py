@@ -21,7 +21,7 @@ from importlib import resources as package_files
 from typing import Any
 
 from ticklake.model import RawFrame, Side, Trade
-from ticklake.settings import Settings, ValidationSettings
+from ticklake.settings import KafkaSettings, Settings, ValidationSettings
 from ticklake.warehouse import arrow, migrate
 from ticklake.warehouse.client import open_client
 from ticklake.warehouse.sql import split_statements
@@ -128,18 +128,24 @@ def point_at_simulator(simulator: Any, settings: Settings) -> None:
             return
 
 
-def latency(path: str, seconds: float, trades_per_second: float) -> dict[str, Any]:
+def latency(path: str, seconds: float, trades_per_second: float, kafka: KafkaSettings | None = None
+            ) -> dict[str, Any]:
     """``ticklake up`` against the simulator at a steady total trade rate: receive time -> candle
     queryable (the silver insert, which updates gold through the view, has returned). The simulator
-    runs in its own process, as a venue would be on another machine."""
+    runs in its own process, as a venue would be on another machine. With ``kafka``, every role
+    still runs in this process, but through that broker (topics created beforehand)."""
     import asyncio
     import os
     import subprocess
 
     from ticklake.app import Platform
+    from ticklake.settings import BusSettings
     from ticklake.warehouse.writer import Plan
 
     settings = Settings(data_dir=path)
+    if kafka is not None:
+        settings.bus = BusSettings(kind="kafka", kafka=kafka)
+        settings.metrics = settings.metrics.model_copy(update={"port": 0})  # any free port
     markets = sum(len(v.symbols) for v in settings.venues.enabled().values())
     env = {**os.environ, "TICKLAKE_SIMULATOR__TRADES_PER_SECOND": str(trades_per_second / markets)}
     simulator = subprocess.Popen([sys.executable, "-m", "ticklake.simulator", "--seed", "1"], env=env,
@@ -147,16 +153,43 @@ def latency(path: str, seconds: float, trades_per_second: float) -> dict[str, An
     try:
         point_at_simulator(simulator, settings)
         samples: list[float] = []
+        waits: list[float] = []  # receive time -> its batch starts being written (the bus, batching)
+        writes: list[float] = []  # per batch: plan and inserts
+        write_started: dict[str, float] = {}
 
         def on_batch(plan: Plan) -> None:
             now_us = time.time() * 1_000_000
+            started_us = write_started.pop(plan.token, now_us)
             samples.extend((now_us - t.received_us) / 1000 for t in plan.silver)
+            waits.extend((started_us - t.received_us) / 1000 for t in plan.silver)
+            writes.append((now_us - started_us) / 1000)
+
+        def timing(writer: Any) -> None:
+            plan_messages = writer.plan_messages
+
+            def timed(messages: Sequence[Any]) -> Plan:
+                started_us = time.time() * 1_000_000
+                plan: Plan = plan_messages(messages)
+                write_started[plan.token] = started_us
+                return plan
+
+            writer.plan_messages = timed
 
         async def run() -> None:
             platform = Platform(settings, serve_api=False, on_batch=on_batch)
             await platform.start()
+            if platform.ingester is not None:
+                timing(platform.ingester.writer)
             await asyncio.sleep(2.0)  # connect, subscribe, take the snapshots
+            if kafka is not None:  # and join the consumer group: wait for the first batch, and a second more
+                deadline = time.monotonic() + 60
+                while platform.ingester is not None and not platform.ingester.status.batches \
+                        and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(1.0)
             samples.clear()
+            waits.clear()
+            writes.clear()
             await asyncio.sleep(seconds)
             await platform.stop()
 
@@ -165,9 +198,15 @@ def latency(path: str, seconds: float, trades_per_second: float) -> dict[str, An
         simulator.terminate()
         simulator.wait(10)
     samples.sort()
-    return {"seconds": seconds, "trades": len(samples), "trades_per_s": round(len(samples) / seconds),
+    waits.sort()
+    writes.sort()
+    return {"seconds": seconds, "bus": settings.bus.kind, "trades": len(samples),
+            "trades_per_s": round(len(samples) / seconds),
             "p50_ms": round(_quantile(samples, 0.50), 2), "p99_ms": round(_quantile(samples, 0.99), 2),
-            "max_ms": round(samples[-1], 2) if samples else None, "peak_rss_mb": round(peak_rss_mb())}
+            "max_ms": round(samples[-1], 2) if samples else None,
+            "until_write_p50_ms": round(_quantile(waits, 0.50), 2), "batches": len(writes),
+            "write_p50_ms": round(_quantile(writes, 0.50), 2), "write_p99_ms": round(_quantile(writes, 0.99), 2),
+            "peak_rss_mb": round(peak_rss_mb())}
 
 
 def handlers(seconds: float, symbols_per_venue: int, trades_per_second: float) -> dict[str, Any]:

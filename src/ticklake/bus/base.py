@@ -8,12 +8,28 @@ symbol's messages stay in order on one partition. ``Message`` and the topic name
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from ticklake.model import Message, raw_topic, trades_topic
 
-__all__ = ["Bus", "Message", "raw_topic", "trades_topic"]
+__all__ = ["Bus", "Message", "PartitionKey", "Position", "PositionLoader", "raw_topic", "trades_topic"]
+
+PartitionKey = tuple[str, int]  # (topic, partition)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the warehouse says a Kafka topic partition stands."""
+
+    next_offset: int | None  # the first offset not yet completely written; None: nothing stored yet
+    # The highest offset any stored row came from (-1: none). At or below it, and at or above
+    # next_offset, a message may be partly stored already (a crash between one batch's inserts).
+    written_through: int
+
+
+PositionLoader = Callable[[list[PartitionKey]], dict[PartitionKey, Position]]
 
 
 class Bus(Protocol):

@@ -192,3 +192,24 @@ class SequenceTracker:
         if last is None or sequence <= last + 1:
             return 0
         return sequence - last - 1
+
+
+def resume_point(points: Iterable[tuple[int, int]]) -> ResumePoint | None:
+    """Where a market's feed resumes after a restart, from its newest stored (or published) trades.
+
+    ``points`` are (trade id, exchange time µs), in any order, repeats allowed. The answer is the
+    newest trade *below the first hole*: a feed that stopped while a backfill was still filling a gap
+    left that hole behind live trades it had already stored, and resuming from the newest trade would
+    skip it for good. Resuming below it fetches the hole again, with what follows it (stored already,
+    dropped as duplicates by the warehouse). Holes older than the trades given are not seen.
+    """
+    by_id = dict(points)
+    if not by_id:
+        return None
+    ids = sorted(by_id)
+    previous = ids[0]
+    for trade_id in ids[1:]:
+        if trade_id != previous + 1:
+            break
+        previous = trade_id
+    return ResumePoint(previous, by_id[previous])

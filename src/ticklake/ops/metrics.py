@@ -45,6 +45,31 @@ FEED_SEQUENCE_GAPS = Counter("ticklake_feed_sequence_gaps", "Gaps in a connectio
 
 # --- bus -----------------------------------------------------------------------------------------
 BUS_DEPTH = Gauge("ticklake_bus_depth", "Messages waiting for the slowest subscriber", registry=REGISTRY)
+BUS_PRODUCED = Counter("ticklake_bus_produced", "Messages handed to the Kafka producer", ["topic"], registry=REGISTRY)
+BUS_DELIVERY_FAILURES = Counter(
+    "ticklake_bus_delivery_failures", "Messages the broker did not accept (not retried further)", ["topic", "reason"],
+    registry=REGISTRY,
+)
+BUS_PRODUCER_QUEUE = Gauge("ticklake_bus_producer_queue", "Messages in the producer not yet acknowledged by the broker",
+                           registry=REGISTRY)
+BUS_CONSUMED = Counter("ticklake_bus_consumed", "Messages read from the broker by the ingester", ["topic"],
+                       registry=REGISTRY)
+BUS_REJECTED = Counter(
+    "ticklake_bus_rejected", "Messages that are not ticklake records, dead-lettered in bus_dead_letters",
+    ["topic", "reason"], registry=REGISTRY,
+)
+BUS_REPLAYED = Counter(
+    "ticklake_bus_replayed", "Messages read again after a crash or rebalance and checked against what is stored",
+    ["topic"], registry=REGISTRY,
+)
+BUS_TRUNCATIONS = Counter(
+    "ticklake_bus_truncations", "Partitions found shorter than the warehouse had read (the broker lost messages)",
+    ["topic"], registry=REGISTRY,
+)
+BUS_EXPIRED = Counter("ticklake_bus_expired", "Messages that expired on the broker before they were ingested",
+                      ["topic"], registry=REGISTRY)
+BUS_CONSUMER_LAG = Gauge("ticklake_bus_consumer_lag", "Messages on a partition not yet read by this ingester",
+                         ["topic", "partition"], registry=REGISTRY)
 
 # --- warehouse ingest ----------------------------------------------------------------------------
 INGEST_ROWS = Counter("ticklake_ingest_rows", "Rows inserted, per table", ["table"], registry=REGISTRY)

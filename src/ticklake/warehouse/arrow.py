@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pyarrow as pa
 
-from ticklake.model import RawFrame, Trade
+from ticklake.model import BusReject, RawFrame, Trade
 from ticklake.warehouse.validation import MAX_TIMESTAMP_US
 
 PRICE = pa.decimal128(38, 18)
@@ -25,8 +25,8 @@ RAW_SCHEMA = pa.schema([
 ])
 
 
-def raw_frames(frames: Sequence[RawFrame]) -> pa.Table:
-    return pa.Table.from_arrays([
+def raw_frames(frames: Sequence[RawFrame], origins: Sequence[tuple[str, int, int]] | None = None) -> pa.Table:
+    table = pa.Table.from_arrays([
         pa.array([f.exchange for f in frames], pa.string()),
         pa.array([f.conn_id for f in frames], pa.string()),
         pa.array([f.frame_seq for f in frames], pa.uint64()),
@@ -37,6 +37,36 @@ def raw_frames(frames: Sequence[RawFrame]) -> pa.Table:
         pa.array([f.source for f in frames], pa.string()),
         pa.array([f.native_symbol for f in frames], pa.string()),
     ], schema=RAW_SCHEMA)
+    return with_origins(table, origins) if origins is not None else table
+
+
+def with_origins(table: pa.Table, origins: Sequence[tuple[str, int, int]]) -> pa.Table:
+    """``table`` with the bus position of each row: (topic, partition, offset)."""
+    table = table.append_column("bus_topic", pa.array([o[0] for o in origins], pa.string()))
+    table = table.append_column("bus_partition", pa.array([o[1] for o in origins], pa.int32()))
+    return table.append_column("bus_offset", pa.array([o[2] for o in origins], pa.int64()))
+
+
+def bus_positions(positions: dict[tuple[str, int], int]) -> pa.Table:
+    """The next offset to read per (topic, partition)."""
+    return pa.table({
+        "topic": pa.array([key[0] for key in positions], pa.string()),
+        "partition": pa.array([key[1] for key in positions], pa.int32()),
+        "next_offset": pa.array(list(positions.values()), pa.int64()),
+    })
+
+
+def bus_dead_letters(rejects: Sequence[tuple[tuple[str, int, int], BusReject]]) -> pa.Table:
+    return pa.table({
+        "topic": pa.array([o[0] for o, _ in rejects], pa.string()),
+        "partition": pa.array([o[1] for o, _ in rejects], pa.int32()),
+        "offset": pa.array([o[2] for o, _ in rejects], pa.int64()),
+        "key": pa.array([r.key for _, r in rejects], pa.string()),
+        "headers": pa.array([r.headers for _, r in rejects], pa.string()),
+        "value": pa.array([r.value for _, r in rejects], pa.string()),
+        "reason": pa.array([r.reason for _, r in rejects], pa.string()),
+        "detail": pa.array([r.detail for _, r in rejects], pa.string()),
+    })
 
 
 def _trade_columns(trades: Sequence[Trade], clamp: bool = False) -> dict[str, pa.Array]:

@@ -17,13 +17,18 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ticklake.bus import Bus, Message, raw_topic, trades_topic
-from ticklake.model import RawFrame, Trade
+from ticklake.bus.base import PartitionKey, Position
+from ticklake.model import RawFrame
 from ticklake.ops import metrics
 from ticklake.settings import IngestSettings
+from ticklake.warehouse.positions import read_positions
 from ticklake.warehouse.writer import Plan, WarehouseWriter
+
+if TYPE_CHECKING:  # confluent-kafka is loaded only where a Kafka bus is used
+    from ticklake.bus.kafka import KafkaSource
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +53,19 @@ class IngestStatus:
                 "last_flush_at": self.last_flush_at, "last_error": self.last_error}
 
 
+class BatchAbandonedError(Exception):
+    """A batch could not be written in time; its partitions are read again from the warehouse's positions."""
+
+
 class Ingester:
-    def __init__(self, bus: Bus, writer: WarehouseWriter, settings: IngestSettings, exchanges: Sequence[str],
+    """Writes what the bus delivers. Two sources: the embedded bus (``bus``), or a Kafka consumer
+    group (``source``), whose positions live in the warehouse (``load_positions``)."""
+
+    def __init__(self, bus: Bus | None, writer: WarehouseWriter, settings: IngestSettings, exchanges: Sequence[str],
                  executor: ThreadPoolExecutor | None = None,
-                 on_batch: Callable[[Plan], None] | None = None) -> None:
+                 on_batch: Callable[[Plan], None] | None = None, source: KafkaSource | None = None) -> None:
         self.bus = bus
+        self.source = source
         self.writer = writer
         self.settings = settings
         self.topics = [t for ex in exchanges for t in (raw_topic(ex), trades_topic(ex))]
@@ -60,19 +73,66 @@ class Ingester:
         self.on_batch = on_batch
         self.status = IngestStatus()
         self.busy = False  # a batch is being planned or committed
-        # Subscribe now so that nothing published before run() starts is missed.
-        self._batches = bus.subscribe(self.topics, settings.max_batch_rows, settings.flush_interval_ms / 1000)
+        if source is not None:
+            self._batches = source.batches()
+            # A Kafka member must not write after the group may have handed its partitions to another
+            # member: a batch is given up (and read again) well before max.poll.interval.ms.
+            self._give_up_after_s: float | None = source.settings.max_poll_interval_ms / 2000
+        elif bus is not None:
+            # Subscribe now so that nothing published before run() starts is missed.
+            self._batches = bus.subscribe(self.topics, settings.max_batch_rows, settings.flush_interval_ms / 1000)
+            self._give_up_after_s = None
+        else:
+            raise ValueError("an Ingester needs a bus or a source")
+
+    def depth(self) -> int:
+        if self.source is not None:
+            return self.source.depth()
+        return self.bus.depth() if self.bus is not None else 0
 
     async def run(self) -> None:
-        async for messages in self._batches:
-            await self.write(messages)
+        while True:
+            try:
+                async for messages in self._batches:
+                    if self.source is None:
+                        await self.write(messages)
+                        continue
+                    self.source.writing()
+                    stored = False
+                    try:
+                        await self.write(messages)
+                        stored = True
+                    finally:
+                        self.source.written(messages if stored else ())
+                return
+            except BatchAbandonedError:
+                assert self.source is not None
+                log.error("a batch could not be written for %.0f s: leaving the group to read it again later",
+                          self._give_up_after_s or 0)
+                # Reload the newest stored ids too: part of the batch may be in bronze.
+                await self._on_warehouse(self.writer.forget_state)
+                await self.source.restart()
+                self._batches = self.source.batches()
+
+    async def _on_warehouse(self, step: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, step)
+
+    def load_positions(self, keys: list[PartitionKey]) -> dict[PartitionKey, Position]:
+        """For the Kafka consumer's assignments (called on its thread): where the warehouse stands.
+        Runs on the warehouse thread, and forgets the cached newest ids: another member may have
+        written these partitions' markets since."""
+        def load() -> dict[PartitionKey, Position]:
+            self.writer.forget_state()
+            return read_positions(self.writer.client, keys)
+
+        return self.executor.submit(load).result()
 
     async def drain(self, timeout_s: float = 30.0) -> None:
         """Wait until everything published so far is written (or ``timeout_s`` passed). Call it once
         the publishers stopped, before cancelling ``run``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while (self.bus.depth() > 0 or self.busy) and loop.time() < deadline:
+        while (self.depth() > 0 or self.busy) and loop.time() < deadline:
             await asyncio.sleep(0.01)
         # The last batch may still wait out its flush interval, then be written: wait for both.
         await asyncio.sleep(self.settings.flush_interval_ms / 1000 + 0.05)
@@ -87,33 +147,36 @@ class Ingester:
             self.busy = False
 
     async def _write(self, messages: Sequence[Message]) -> Plan:
-        frames = [m.value for m in messages if isinstance(m.value, RawFrame)]
-        trades = [m.value for m in messages if isinstance(m.value, Trade)]
-        plan = await self._retrying(lambda: self.writer.plan(frames, trades), len(trades))
+        frames = sum(1 for m in messages if isinstance(m.value, RawFrame))
+        trades = len(messages) - frames
+        started = time.monotonic()
+        plan = await self._retrying(lambda: self.writer.plan_messages(messages), trades, started)
         # The same plan is committed until it succeeds: its insert tokens make a retried insert a no-op
         # where the first attempt landed. (Planning again would count trades that reached bronze
         # but not silver as duplicates, and silver would never get them.)
-        await self._retrying(lambda: self.writer.commit(plan), len(trades))
+        await self._retrying(lambda: self.writer.commit(plan), trades, started)
         now = time.time()
         self._observe(plan, now)
         self.status.batches += 1
         self.status.trades += len(plan.silver)
-        self.status.frames += len(frames)
+        self.status.frames += frames
         self.status.last_flush_at = now
         self.status.failing_since = None
         metrics.INGEST_LAST_FLUSH.set(now)
-        metrics.BUS_DEPTH.set(self.bus.depth())
+        metrics.BUS_DEPTH.set(self.depth())
         if self.on_batch is not None:
             self.on_batch(plan)
         return plan
 
-    async def _retrying(self, step: Callable[[], T], trades: int) -> T:
+    async def _retrying(self, step: Callable[[], T], trades: int, started: float) -> T:
         loop = asyncio.get_running_loop()
         attempt = 0
         while True:
             try:
                 return await loop.run_in_executor(self.executor, step)
             except Exception as exc:
+                if self._give_up_after_s is not None and time.monotonic() - started > self._give_up_after_s:
+                    raise BatchAbandonedError from exc
                 attempt += 1
                 self.status.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 self.status.failing_since = self.status.failing_since or time.time()

@@ -17,31 +17,24 @@ nothing else writes (before ingestion starts).
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from ticklake.exchanges.mappers import parser_for, rest_trades
 from ticklake.model import Trade
 from ticklake.ops import metrics
+from ticklake.warehouse import gold
 from ticklake.warehouse.sql import query
 from ticklake.warehouse.writer import WarehouseWriter
 
 log = logging.getLogger(__name__)
 
-WindowKey = tuple[str, str, int, datetime]  # exchange, symbol, timeframe (s), bucket start
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def repair(writer: WarehouseWriter, lookback: timedelta) -> dict[str, int]:
     """Re-derive whatever is missing; returns how many frames, trades and windows were repaired."""
     client = writer.client
     newest = client.query(query("newest_receive")).result_rows[0][0]
-    if newest is None or _as_utc(newest).year < 1971:
+    if newest is None or gold.as_utc(newest).year < 1971:
         return {"frames": 0, "silver": 0, "gold_windows": 0}
-    since = _as_utc(newest) - lookback
+    since = gold.as_utc(newest) - lookback
     report = {
         "frames": _frames_to_bronze(writer, since),
         "silver": _bronze_to_silver(writer, since),
@@ -91,25 +84,12 @@ def _bronze_to_silver(writer: WarehouseWriter, since: datetime) -> int:
     return len(trades)
 
 
-def _counts(writer: WarehouseWriter, name: str, since: datetime) -> dict[WindowKey, int]:
-    rows = writer.client.query(query(name), parameters={"since": since}).result_rows
-    return {(e, s, int(tf), _as_utc(bucket)): int(n) for e, s, tf, bucket, n in rows}
-
-
 def _silver_to_gold(writer: WarehouseWriter, since: datetime) -> int:
-    silver = _counts(writer, "silver_window_counts", since)
-    gold = _counts(writer, "gold_window_counts", since)
-    wrong = [key for key in silver.keys() | gold.keys() if silver.get(key, 0) != gold.get(key, 0)]
+    params: dict[str, object] = {"since": since}
+    wrong = gold.disagreeing(gold.window_counts(writer.client, "silver_window_counts", params),
+                             gold.window_counts(writer.client, "gold_window_counts", params))
     if not wrong:
         return 0
-    groups: dict[tuple[str, str, int], list[datetime]] = defaultdict(list)
-    for exchange, symbol, timeframe, bucket in wrong:
-        groups[(exchange, symbol, timeframe)].append(bucket)
-    for (exchange, symbol, timeframe), buckets in groups.items():
-        params = {"exchange": exchange, "symbol": symbol, "timeframe": timeframe, "buckets": buckets,
-                  "low": min(buckets), "high": max(buckets) + timedelta(seconds=timeframe)}
-        writer.client.command(query("delete_gold_windows"), parameters=params)
-        writer.client.command(query("recompute_gold_windows"), parameters=params)
-    metrics.REPAIRS.labels("gold").inc(len(wrong))
+    gold.recompute(writer.client, wrong)
     log.warning("recomputed %d gold windows from silver", len(wrong))
     return len(wrong)

@@ -26,18 +26,29 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
-from ticklake.model import RawFrame, Trade
+from ticklake.model import BusReject, Message, RawFrame, Trade
 from ticklake.ops import metrics
 from ticklake.settings import ValidationSettings
 from ticklake.warehouse import arrow
+from ticklake.warehouse.gold import recheck_gold
 from ticklake.warehouse.sql import query
 from ticklake.warehouse.validation import MAX_TIMESTAMP_US, UINT64_MAX, Validator
 
 log = logging.getLogger(__name__)
 
 MarketKey = tuple[str, str]  # (exchange, native symbol)
+Origin = tuple[str, int, int]  # where a message was read: (topic, partition, offset)
+NO_ORIGIN: Origin = ("", -1, -1)
 # Lower layers first: a crash between inserts leaves a higher layer behind, never ahead (see repair).
-INSERT_ORDER = ("raw_frames", "bronze_trades", "dead_letters", "silver_trades")
+# The bus positions go last: once they are stored, everything before them is.
+INSERT_ORDER = ("raw_frames", "bronze_trades", "dead_letters", "silver_trades", "bus_dead_letters")
+
+
+def _group_offsets(origins: Iterable[Origin]) -> dict[tuple[str, int], list[int]]:
+    grouped: dict[tuple[str, int], list[int]] = {}
+    for topic, partition, offset in origins:
+        grouped.setdefault((topic, partition), []).append(offset)
+    return grouped
 
 
 @dataclass
@@ -53,6 +64,9 @@ class Plan:
     duplicates: int = 0
     new_max_ids: dict[MarketKey, int] = field(default_factory=dict)
     tables: dict[str, pa.Table] = field(default_factory=dict)
+    rejects: list[tuple[Origin, BusReject]] = field(default_factory=list)
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)  # next offset per topic partition
+    gold_check: list[Trade] = field(default_factory=list)  # replayed trades silver already held
 
 
 def split_batch(trades: Iterable[Trade]) -> tuple[dict[MarketKey, list[Trade]], list[Trade], list[Trade]]:
@@ -109,6 +123,58 @@ class WarehouseWriter:
         return {int(row[0]) for row in rows}
 
     def plan(self, frames: Sequence[RawFrame], trades: Iterable[Trade]) -> Plan:
+        """A plan for records that did not come through a Kafka bus (embedded bus, replay, repair)."""
+        return self._plan(frames, [], trades, {}, set(), [])
+
+    def plan_messages(self, messages: Sequence[Message]) -> Plan:
+        """A plan for one batch from the bus. Messages from a Kafka topic carry their position, which
+        is stored with the rows and, last, in ``bus_positions``; a message marked ``replayed`` may be
+        partly stored already (a crash between this batch's inserts), so what it would add is looked
+        up first, and the rows it already has are completed instead of stored again."""
+        frames: list[RawFrame] = []
+        frame_origins: list[Origin] = []
+        trades: list[Trade] = []
+        trade_origins: dict[int, Origin] = {}
+        replayed: set[int] = set()
+        rejects: list[tuple[Origin, BusReject]] = []
+        positions: dict[tuple[str, int], int] = {}
+        replayed_frames: list[int] = []
+        for message in messages:
+            value = message.value
+            origin = (message.topic, message.partition, message.offset)
+            if message.partition >= 0:
+                key = (message.topic, message.partition)
+                positions[key] = max(positions.get(key, 0), message.offset + 1)
+                if message.replayed:
+                    metrics.BUS_REPLAYED.labels(message.topic).inc()
+            if isinstance(value, Trade):
+                trades.append(value)
+                trade_origins[id(value)] = origin
+                if message.replayed:
+                    replayed.add(id(value))
+            elif isinstance(value, RawFrame):
+                if message.replayed:
+                    replayed_frames.append(len(frames))
+                frames.append(value)
+                frame_origins.append(origin)
+            else:
+                rejects.append((origin, value))
+        if replayed_frames:
+            frames, frame_origins = self._drop_stored_frames(frames, frame_origins, set(replayed_frames))
+        replayed_origins = {(m.topic, m.partition, m.offset) for m in messages if m.replayed}
+        replayed_rejects = [origin for origin, _ in rejects if origin in replayed_origins]
+        if replayed_rejects:
+            stored = self._stored_rejects(replayed_rejects)
+            rejects = [(origin, reject) for origin, reject in rejects if origin not in stored]
+        plan = self._plan(frames, frame_origins, trades, trade_origins, replayed, rejects)
+        plan.positions = positions
+        if positions:
+            plan.tables["bus_positions"] = arrow.bus_positions(positions)
+        return plan
+
+    def _plan(self, frames: Sequence[RawFrame], frame_origins: Sequence[Origin], trades: Iterable[Trade],
+              trade_origins: dict[int, Origin], replayed: set[int],
+              rejects: Sequence[tuple[Origin, BusReject]]) -> Plan:
         plan = Plan(token=uuid.uuid4().hex, frames=list(frames))
         max_ids = self._stored_max_ids()
         by_market, unstorable, repeated = split_batch(trades)
@@ -116,27 +182,99 @@ class WarehouseWriter:
         for trade in repeated:
             metrics.INGEST_DUPLICATES.labels(trade.exchange).inc()
 
+        completing: list[Trade] = []  # stored in bronze by an interrupted attempt at this very batch
         for key, market_trades in by_market.items():
             newest = max_ids.get(key, -1)
             maybe_stored = [t.trade_id for t in market_trades if t.trade_id <= newest]
-            stored = self._already_stored(key, maybe_stored) if maybe_stored else set()
-            for trade in market_trades:
-                if trade.trade_id in stored:
-                    plan.duplicates += 1
-                    metrics.INGEST_DUPLICATES.labels(trade.exchange).inc()
-                else:
-                    plan.bronze.append(trade)
+            if not maybe_stored:
+                plan.bronze.extend(market_trades)
+            elif replayed and any(id(t) in replayed for t in market_trades):
+                origins = self._stored_origins(key, maybe_stored)
+                for trade in market_trades:
+                    stored_origin = origins.get(trade.trade_id)
+                    if stored_origin is None:
+                        plan.bronze.append(trade)
+                    elif stored_origin == trade_origins.get(id(trade)):
+                        completing.append(trade)
+                    else:
+                        plan.duplicates += 1
+                        metrics.INGEST_DUPLICATES.labels(trade.exchange).inc()
+            else:
+                stored = self._already_stored(key, maybe_stored)
+                for trade in market_trades:
+                    if trade.trade_id in stored:
+                        plan.duplicates += 1
+                        metrics.INGEST_DUPLICATES.labels(trade.exchange).inc()
+                    else:
+                        plan.bronze.append(trade)
             top = max(t.trade_id for t in market_trades)
             if top > newest:
                 plan.new_max_ids[key] = top
 
-        bronze = arrow.bronze(plan.bronze) if plan.bronze else None
-        self._validate_into(plan, plan.bronze, bronze, unstorable)
+        # Trades an interrupted attempt put in bronze: on to silver (or dead letters) unless they got
+        # there too; where they did, their gold windows are checked after the inserts.
+        missing, landed = self._split_by_silver(completing)
+        plan.gold_check = landed
+        derived = [*plan.bronze, *missing]
+        table = arrow.bronze(derived) if derived else None
+        self._validate_into(plan, derived, table, unstorable)
         if plan.frames:
-            plan.tables["raw_frames"] = arrow.raw_frames(plan.frames)
-        if bronze is not None:
+            plan.tables["raw_frames"] = arrow.raw_frames(plan.frames, frame_origins or None)
+        if plan.bronze and table is not None:
+            bronze = table.slice(0, len(plan.bronze))
+            if trade_origins:
+                bronze = arrow.with_origins(bronze, [trade_origins.get(id(t), NO_ORIGIN) for t in plan.bronze])
             plan.tables["bronze_trades"] = bronze
+        if rejects:
+            plan.rejects = list(rejects)
+            plan.tables["bus_dead_letters"] = arrow.bus_dead_letters(rejects)
         return plan
+
+    def _stored_origins(self, key: MarketKey, ids: list[int]) -> dict[int, Origin]:
+        rows = self.client.query(
+            query("stored_trade_origins"),
+            parameters={"exchange": key[0], "native_symbol": key[1], "low": min(ids), "high": max(ids),
+                        "ids": ids},
+        ).result_rows
+        return {int(trade_id): (topic, int(partition), int(offset)) for trade_id, topic, partition, offset in rows}
+
+    def _split_by_silver(self, trades: Sequence[Trade]) -> tuple[list[Trade], list[Trade]]:
+        """(trades in neither silver nor dead letters, trades already in one of them)."""
+        if not trades:
+            return [], []
+        present: set[tuple[str, str, int]] = set()
+        by_market: dict[MarketKey, list[int]] = {}
+        for trade in trades:
+            by_market.setdefault((trade.exchange, trade.native_symbol), []).append(trade.trade_id)
+        for (exchange, native_symbol), ids in by_market.items():
+            rows = self.client.query(
+                query("derived_trade_ids"),
+                parameters={"exchange": exchange, "native_symbol": native_symbol, "ids": ids},
+            ).result_rows
+            present.update((exchange, native_symbol, int(row[0])) for row in rows)
+        missing = [t for t in trades if (t.exchange, t.native_symbol, t.trade_id) not in present]
+        landed = [t for t in trades if (t.exchange, t.native_symbol, t.trade_id) in present]
+        return missing, landed
+
+    def _drop_stored_frames(self, frames: list[RawFrame], origins: list[Origin], replayed: set[int]
+                            ) -> tuple[list[RawFrame], list[Origin]]:
+        candidates = [origins[i] for i in sorted(replayed)]
+        stored: set[Origin] = set()
+        for (topic, partition), offsets in _group_offsets(candidates).items():
+            rows = self.client.query(query("stored_frame_offsets"), parameters={
+                "topic": topic, "partition": partition, "low": min(offsets), "high": max(offsets)}).result_rows
+            stored.update((topic, partition, int(row[0])) for row in rows)
+        kept = [(f, o) for i, (f, o) in enumerate(zip(frames, origins, strict=True))
+                if i not in replayed or o not in stored]
+        return [f for f, _ in kept], [o for _, o in kept]
+
+    def _stored_rejects(self, origins: list[Origin]) -> set[Origin]:
+        stored: set[Origin] = set()
+        for (topic, partition), offsets in _group_offsets(origins).items():
+            rows = self.client.query(query("stored_reject_offsets"), parameters={
+                "topic": topic, "partition": partition, "low": min(offsets), "high": max(offsets)}).result_rows
+            stored.update((topic, partition, int(row[0])) for row in rows)
+        return stored
 
     def plan_from_bronze(self, trades: Sequence[Trade]) -> Plan:
         """A plan for trades already in bronze that never reached silver or dead letters (repair)."""
@@ -179,9 +317,16 @@ class WarehouseWriter:
     # -- insert --------------------------------------------------------------------------------
     def _insert(self, plan: Plan) -> None:
         for table in INSERT_ORDER:
-            rows = plan.tables.get(table)
-            if rows is not None:
-                self.client.insert_arrow(table, rows, settings={"insert_deduplication_token": f"{plan.token}-{table}"})
+            self._insert_table(plan, table)
+        if plan.gold_check:
+            # An interrupted attempt may have stopped inside the gold view (stack.md, pitfall 2).
+            recheck_gold(self.client, plan.gold_check)
+        self._insert_table(plan, "bus_positions")
+
+    def _insert_table(self, plan: Plan, table: str) -> None:
+        rows = plan.tables.get(table)
+        if rows is not None:
+            self.client.insert_arrow(table, rows, settings={"insert_deduplication_token": f"{plan.token}-{table}"})
 
     def commit(self, plan: Plan) -> None:
         """Insert a plan. On failure, commit the *same* plan again: its tokens make that safe."""
@@ -200,6 +345,8 @@ class WarehouseWriter:
         metrics.INGEST_ROWS.labels("dead_letters").inc(len(plan.dead))
         for trade, rule, _detail, _raw in plan.dead:
             metrics.DEAD_LETTERS.labels(trade.exchange, rule).inc()
+        for (topic, _partition, _offset), reject in plan.rejects:
+            metrics.BUS_REJECTED.labels(topic, reject.reason).inc()
 
     def write(self, frames: Sequence[RawFrame], trades: Iterable[Trade]) -> Plan:
         plan = self.plan(frames, trades)

@@ -1,5 +1,11 @@
--- The newest stored trade of every venue market: where its feed resumes (and backfills from) after a
--- start. Bronze holds every trade the venue sent, valid or not, so a dead-lettered last trade still counts.
-SELECT exchange, native_symbol, max(trade_id) AS last_id, argMax(toUnixTimestamp64Micro(ts), trade_id) AS last_ts_us
-FROM bronze_trades
+-- The newest stored trades of every venue market (up to {window} per market): where its feed resumes
+-- and backfills from after a start (gaps.resume_point finds the first hole among them). Bronze holds
+-- every trade the venue sent, valid or not, so a dead-lettered trade still counts.
+SELECT exchange, native_symbol, groupArray(trade_id), groupArray(toUnixTimestamp64Micro(ts))
+FROM (
+    SELECT exchange, native_symbol, trade_id, ts
+    FROM bronze_trades
+    ORDER BY trade_id DESC
+    LIMIT {window:UInt32} BY exchange, native_symbol
+)
 GROUP BY exchange, native_symbol;

@@ -7,3 +7,4 @@ ALTER TABLE dead_letters MODIFY TTL stored_at + toIntervalDay({dead_letter_days:
 ALTER TABLE gold_ohlcv MODIFY TTL
     updated_at + toIntervalDay({gold_days:UInt32}) DELETE WHERE timeframe != 86400,
     updated_at + toIntervalDay({gold_1d_days:UInt32}) DELETE WHERE timeframe = 86400;
+ALTER TABLE bus_dead_letters MODIFY TTL stored_at + toIntervalDay({dead_letter_days:UInt32});

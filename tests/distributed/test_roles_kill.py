@@ -1,0 +1,249 @@
+"""The distributed roles as separate processes around a real Kafka-protocol broker, killed at random.
+
+simulated venues (own process) -> ``ticklake feed`` -> broker -> ``ticklake ingest --api`` (chdb) -> API
+
+While the venues trade on: the ingest role is killed with SIGKILL 20 times at random points, then the
+feed role several times, then the broker is restarted. At the end, every trade the venues made
+between the first and the last stored trade is stored exactly once (checked against the venues'
+own tapes), and every candle the API serves equals a recomputation from the stored trades.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.broker import Broker
+from tests.test_cli import REPO, env_for, free_port, wait_for
+from tests.test_crash_resume import all_trades, rfc3339_us
+
+MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"]}
+RATE_PER_MARKET = 450.0  # ~1,800 trades/s over four markets: > 200k trades during the ingest kills
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "ticklake.cli", *args], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+
+
+def health(base: str) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"{base}/health", timeout=10).json()
+    return body
+
+
+def consumed(base: str) -> int:
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("ticklake_bus_consumed_total{")))
+
+
+def caught_up(base: str, quiet_s: float = 3.0, timeout: float = 180) -> None:
+    """Wait until the ingester has read everything and nothing new arrived for ``quiet_s``."""
+    deadline = time.monotonic() + timeout
+    last = (-1, -1)
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            bus = health(base)["components"]["bus"]
+            ingest = health(base)["components"]["ingest"]
+            state = (int(bus.get("consumer_lag", 1)), int(ingest["trades"]) + int(ingest["frames"]))
+        except (httpx.HTTPError, KeyError, ValueError):
+            state = (-1, -1)
+        if state != last or state[0] != 0:
+            last, since = state, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the ingester never caught up: {last}")
+
+
+def started(log: Path, count: int, timeout: float = 60) -> None:
+    """Wait until the role logging to ``log`` has finished starting ``count`` times."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.read_text(errors="replace").count("ticklake: roles:") >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{log.name}: start #{count} never completed")
+
+
+def complete(base: str, timeout: float, supervise: Callable[[], None]) -> None:
+    """Wait until every market's stored trade ids run without a hole from first to last."""
+    deadline = time.monotonic() + timeout
+    holes: dict[tuple[str, str], int] = {}
+    while time.monotonic() < deadline:
+        supervise()
+        holes = {}
+        for exchange, symbols in MARKETS.items():
+            for symbol in symbols:
+                ids = sorted({int(t["trade_id"]) for t in all_trades(base, exchange, symbol)})
+                missing = (ids[-1] - ids[0] + 1 - len(ids)) if ids else -1
+                if missing:
+                    holes[(exchange, symbol)] = missing
+        if not holes:
+            return
+        time.sleep(2)
+    raise AssertionError(f"trades still missing after {timeout:.0f} s: {holes}")
+
+
+def candles_from(trades: list[dict[str, Any]], seconds: int) -> dict[int, tuple[Any, ...]]:
+    windows: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for t in trades:
+        windows[rfc3339_us(t["time"]) // 1_000_000 // seconds * seconds].append(t)
+    result = {}
+    for start_s, members in windows.items():
+        ordered = sorted(members, key=lambda t: (rfc3339_us(t["time"]), int(t["trade_id"])))
+        prices = [Decimal(t["price"]) for t in ordered]
+        result[start_s] = (prices[0], max(prices), min(prices), prices[-1],
+                           sum((Decimal(t["qty"]) for t in ordered), Decimal(0)), len(ordered))
+    return result
+
+
+def served_candles(base: str, exchange: str, symbol: str, timeframe: str) -> dict[int, tuple[Any, ...]]:
+    body = httpx.get(f"{base}/v1/ohlcv", params={"exchange": exchange, "symbol": symbol, "timeframe": timeframe,
+                                                  "limit": 5000}, timeout=30).json()
+    return {rfc3339_us(c["time"]) // 1_000_000: (Decimal(c["open"]), Decimal(c["high"]), Decimal(c["low"]),
+                                                 Decimal(c["close"]), Decimal(c["volume"]), int(c["trades"]))
+            for c in body["candles"]}
+
+
+@pytest.mark.slow
+def test_kill_9_of_every_role_and_a_broker_restart_lose_and_duplicate_nothing(tmp_path: Path) -> None:
+    rng = random.Random(20261126)
+    broker = Broker(tmp_path / "broker").start()
+    tapes_file = tmp_path / "tapes.json"
+    pythonpath = os.pathsep.join([str(REPO / "src"), str(REPO)])
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "tests.sim_server", str(tapes_file), "23", str(RATE_PER_MARKET), json.dumps(MARKETS)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": pythonpath}, stdout=subprocess.PIPE, text=True)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        assert simulator.stdout is not None
+        urls = json.loads(simulator.stdout.readline())
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = env_for(tmp_path / "data", TICKLAKE_BUS__KIND="kafka",
+                      TICKLAKE_BUS__KAFKA__BOOTSTRAP_SERVERS=broker.bootstrap,
+                      TICKLAKE_BUS__KAFKA__PARTITIONS="3", TICKLAKE_BUS__KAFKA__SESSION_TIMEOUT_MS="6000",
+                      # Static membership: the restarted ingester takes its partitions back at once
+                      # (with dynamic membership this broker waits out the dead member's poll interval).
+                      TICKLAKE_BUS__KAFKA__INSTANCE_ID="ingest-1",
+                      TICKLAKE_FEED__BACKOFF_INITIAL_S="0.1", TICKLAKE_FEED__BACKOFF_MAX_S="1",
+                      TICKLAKE_API__PORT=str(port), TICKLAKE_METRICS__PORT="0", TICKLAKE_LOG_LEVEL="INFO")
+        for exchange, symbols in MARKETS.items():
+            upper = exchange.upper()
+            env[f"TICKLAKE_VENUES__{upper}__SYMBOLS"] = json.dumps(symbols)
+            env[f"TICKLAKE_VENUES__{upper}__WS_URL"] = urls["ws_urls"][exchange]
+            env[f"TICKLAKE_VENUES__{upper}__REST_URL"] = urls["rest_urls"][exchange]
+        topics = subprocess.run([sys.executable, "-m", "ticklake.cli", "topics"], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert topics.returncode == 0, topics.stderr
+
+        feed = start(["feed"], env, tmp_path / "feed.log")
+        processes.append(feed)
+        ingest = start(["ingest", "--api"], env, tmp_path / "ingest.log")
+        processes.append(ingest)
+
+        # 1. The ingester, killed 20 times at random points: mid-batch, mid-join, mid-start.
+        kills = 0
+        while kills < 20:
+            # Killed once it is writing (it has rejoined the group and written a batch), at a random point.
+            wait_for(f"{base}/health", lambda r: r.json()["components"]["ingest"]["batches"] > 0, timeout=90)
+            time.sleep(rng.uniform(0.0, 1.5))
+            kill(ingest)
+            kills += 1
+            ingest = start(["ingest", "--api"], env, tmp_path / "ingest.log")
+            processes.append(ingest)
+        wait_for(f"{base}/health", lambda r: r.status_code in (200, 503), timeout=60)
+
+        # 2. The feed role, killed while the venues trade on: the downtime is backfilled from REST.
+        for restarts in range(4):
+            started(tmp_path / "feed.log", restarts + 1)  # running (resumed, connected), then killed
+            time.sleep(rng.uniform(0.5, 3.0))
+            kill(feed)
+            time.sleep(rng.uniform(0.5, 2.0))
+            feed = start(["feed"], env, tmp_path / "feed.log")
+            processes.append(feed)
+
+        # 3. The broker restarts under both roles. This broker (a test double) may lose messages it
+        # had acknowledged when it restarts mid-stream; the feed's producer then fails for good and
+        # the feed exits with status 1, to be restarted as a supervisor would (compose: restart
+        # unless-stopped): it resumes below the hole in the ids and backfills it.
+        time.sleep(2)
+        broker.restart()
+
+        def supervise() -> None:
+            nonlocal feed
+            if feed.poll() is not None:
+                assert feed.returncode == 1, f"the feed role exited with {feed.returncode}"
+                feed = start(["feed"], env, tmp_path / "feed.log")
+                processes.append(feed)
+
+        # The venues trade on until the last downtime is backfilled (Kraken's REST limit makes it
+        # take a few seconds); a hole that never closes fails here.
+        time.sleep(5)
+        complete(base, timeout=150, supervise=supervise)
+        time.sleep(5)
+        complete(base, timeout=150, supervise=supervise)
+        assert feed.poll() is None
+
+        simulator.send_signal(signal.SIGTERM)
+        simulator.wait(30)
+        feed.send_signal(signal.SIGTERM)  # delivers what its producer still holds
+        feed.wait(60)
+        caught_up(base)
+        tapes = json.loads(tapes_file.read_text())
+        stored = {(ex, sym): all_trades(base, ex, sym) for ex, syms in MARKETS.items() for sym in syms}
+        served = {(ex, sym, tf): served_candles(base, ex, sym, tf)
+                  for ex, syms in MARKETS.items() for sym in syms for tf in ("1m", "1h")}
+        ingest_health = health(base)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        if simulator.poll() is None:
+            simulator.kill()
+        broker.remove()
+
+    total = 0
+    for (exchange, symbol), trades in stored.items():
+        tape = tapes[f"{exchange}|{symbol}"]
+        ids = [int(t["trade_id"]) for t in trades]
+        total += len(ids)
+        assert len(ids) == len(set(ids)), f"{exchange} {symbol}: a trade stored twice"
+        first, last = min(ids), max(ids)
+        expected = [t for t in tape if first <= t["trade_id"] <= last]
+        assert sorted(ids) == [t["trade_id"] for t in expected], f"{exchange} {symbol}: trades missing"
+        by_id = {t["trade_id"]: t for t in tape}
+        for trade in trades:
+            oracle = by_id[int(trade["trade_id"])]
+            assert (Decimal(trade["price"]), Decimal(trade["qty"]), trade["side"], rfc3339_us(trade["time"])) == \
+                   (Decimal(oracle["price"]), Decimal(oracle["qty"]), oracle["side"], oracle["ts_us"])
+        for timeframe, seconds in (("1m", 60), ("1h", 3600)):
+            assert served[(exchange, symbol, timeframe)] == candles_from(trades, seconds), \
+                f"{exchange} {symbol} {timeframe}: candles differ from a recomputation"
+    assert total >= 200_000, f"only {total} trades went through"
+    assert ingest_health["components"]["ingest"]["status"] == "ok"
