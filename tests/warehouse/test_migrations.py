@@ -87,7 +87,7 @@ def test_version_3_rolls_back_keeping_the_trades_and_forward_again(warehouse: Cl
     """Bus positions go and come back; the rows written meanwhile stay, and the chain still works."""
     writer = WarehouseWriter(warehouse, ValidationSettings(max_age_days=3650))
     writer.write([], [trade(1)])
-    assert BUS_COLUMNS <= raw_columns(warehouse) and {"bus_positions", "bus_dead_letters"} <= tables(warehouse)
+    assert raw_columns(warehouse) >= BUS_COLUMNS and {"bus_positions", "bus_dead_letters"} <= tables(warehouse)
     assert migrate.downgrade(warehouse, 2) == [3]
     assert not BUS_COLUMNS & raw_columns(warehouse)
     assert not {"bus_positions", "bus_dead_letters"} & tables(warehouse)

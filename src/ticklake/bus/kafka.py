@@ -384,6 +384,8 @@ class KafkaSource:
             self._pending_commit = []
 
     async def close(self) -> None:
+        if self._closing.is_set():
+            return
         self._closing.set()  # a poll in progress returns within max_wait_s
         await asyncio.get_running_loop().run_in_executor(self._thread, self._close_consumer)
         self._thread.shutdown(wait=True)

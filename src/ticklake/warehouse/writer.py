@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
@@ -42,6 +43,10 @@ NO_ORIGIN: Origin = ("", -1, -1)
 # Lower layers first: a crash between inserts leaves a higher layer behind, never ahead (see repair).
 # The bus positions go last: once they are stored, everything before them is.
 INSERT_ORDER = ("raw_frames", "bronze_trades", "dead_letters", "silver_trades", "bus_dead_letters")
+
+
+def _utc_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, UTC)
 
 
 def _group_offsets(origins: Iterable[Origin]) -> dict[tuple[str, int], list[int]]:
@@ -243,13 +248,16 @@ class WarehouseWriter:
         if not trades:
             return [], []
         present: set[tuple[str, str, int]] = set()
-        by_market: dict[MarketKey, list[int]] = {}
+        by_market: dict[MarketKey, list[Trade]] = {}
         for trade in trades:
-            by_market.setdefault((trade.exchange, trade.native_symbol), []).append(trade.trade_id)
-        for (exchange, native_symbol), ids in by_market.items():
+            by_market.setdefault((trade.exchange, trade.native_symbol), []).append(trade)
+        for (exchange, native_symbol), market_trades in by_market.items():
+            times = [t.ts_us for t in market_trades]
             rows = self.client.query(
                 query("derived_trade_ids"),
-                parameters={"exchange": exchange, "native_symbol": native_symbol, "ids": ids},
+                parameters={"exchange": exchange, "native_symbol": native_symbol,
+                            "ids": [t.trade_id for t in market_trades],
+                            "low": _utc_us(min(times)), "high": _utc_us(max(times))},
             ).result_rows
             present.update((exchange, native_symbol, int(row[0])) for row in rows)
         missing = [t for t in trades if (t.exchange, t.native_symbol, t.trade_id) not in present]
