@@ -58,6 +58,8 @@ class RawV1(msgspec.Struct, frozen=True, gc=False):
 _encoder = msgspec.json.Encoder()
 _trade_decoder = msgspec.json.Decoder(TradeV1)
 _raw_decoder = msgspec.json.Decoder(RawV1)
+_TRADE_BYTES = TRADE_SCHEMA.encode()
+_RAW_BYTES = RAW_SCHEMA.encode()
 _TRADE_HEADERS: Headers = [(SCHEMA_HEADER, TRADE_SCHEMA.encode())]
 _RAW_HEADERS: Headers = [(SCHEMA_HEADER, RAW_SCHEMA.encode())]
 
@@ -73,6 +75,16 @@ def encode(value: RawFrame | Trade) -> tuple[bytes, Headers]:
 def decode(topic: str, key: str | bytes | None, value: str | bytes | None,
            headers: ReadHeaders) -> RawFrame | Trade | BusReject:
     """A message back into a record, or a ``BusReject`` saying why it is not one."""
+    if type(headers) is list and len(headers) == 1 and headers[0][0] == SCHEMA_HEADER and value:
+        # The common case, decoded without building anything for a reject.
+        schema_bytes = headers[0][1]
+        try:
+            if schema_bytes == _TRADE_BYTES and not topic.endswith(".raw"):
+                return Trade(*msgspec.structs.astuple(_trade_decoder.decode(value)))
+            if schema_bytes == _RAW_BYTES and topic.endswith(".raw"):
+                return RawFrame(*msgspec.structs.astuple(_raw_decoder.decode(value)))
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            pass  # the full path below says why
     pairs = _pairs(headers)
     schema = ""
     for name, header_value in pairs:

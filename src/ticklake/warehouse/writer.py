@@ -164,6 +164,8 @@ class WarehouseWriter:
                 frame_origins.append(origin)
             else:
                 rejects.append((origin, value))
+        if not positions:  # the embedded bus: no positions to store with the rows
+            trade_origins, frame_origins = {}, []
         if replayed_frames:
             frames, frame_origins = self._drop_stored_frames(frames, frame_origins, set(replayed_frames))
         replayed_origins = {(m.topic, m.partition, m.offset) for m in messages if m.replayed}
