@@ -20,21 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from ticklake.bench.broker import noida_binary
+
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def noida_binary() -> Path | None:
-    try:
-        import noida_db  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    binary = Path(noida_db.__file__).parent / "noida-db"
-    return binary if binary.is_file() else None
 
 
 class Broker:

@@ -166,3 +166,13 @@ def test_migrate_status_rollback_and_upgrade(tmp_path: Path) -> None:
     rolled = ticklake("migrate", "--to", "0", env=env)
     assert "0001_layers: pending" in rolled.stdout, rolled.stderr
     assert "0001_layers: applied" in ticklake("migrate", env=env).stdout
+
+
+def test_roles_need_a_kafka_bus_and_say_so(tmp_path: Path) -> None:
+    """With the embedded bus the roles cannot run apart: a clear error, not a half-started platform."""
+    for command in (["feed"], ["ingest"], ["api"], ["up", "--roles", "feed"]):
+        done = ticklake(*command, env=env_for(tmp_path / "data"), timeout=60)
+        assert done.returncode == 2, (command, done.stderr)
+        assert "TICKLAKE_BUS__KIND=kafka" in done.stderr
+    done = ticklake("up", "--roles", "feed,warehouse", env=env_for(tmp_path / "data", TICKLAKE_BUS__KIND="kafka"))
+    assert done.returncode == 2 and "unknown roles ['warehouse']" in done.stderr

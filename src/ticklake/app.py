@@ -57,7 +57,8 @@ def connect_warehouse(settings: Settings) -> Client:
         if url.startswith("chdb:") and ("EmbeddedServer" in str(exc) or "lock" in str(exc).lower()):
             raise WarehouseInUseError(
                 f"the embedded warehouse at {url} is in use by another process (chdb allows one process per "
-                "data directory): stop the other ticklake process or set TICKLAKE_DATA_DIR elsewhere"
+                "data directory): stop the other ticklake process, set TICKLAKE_DATA_DIR elsewhere, or, in "
+                "distributed mode, serve the API from the ingesting process (`ticklake ingest --api`)"
             ) from exc
         raise
     return client

@@ -15,15 +15,14 @@ import subprocess
 import sys
 import time
 import uuid
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from tests.broker import Broker
-from tests.distributed.test_roles_kill import kill, start
+from tests.distributed.test_roles_kill import assert_exactly_the_tape, kill, start, venue_env
 from tests.test_cli import REPO, env_for, free_port, wait_for
-from tests.test_crash_resume import all_trades, rfc3339_us
+from tests.test_crash_resume import all_trades
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("CLICKHOUSE_URL"),
@@ -54,11 +53,7 @@ def test_two_ingesters_one_killed_the_other_takes_over_with_no_loss_or_duplicate
                       TICKLAKE_BUS__KAFKA__MAX_POLL_INTERVAL_MS="20000",
                       TICKLAKE_WAREHOUSE_URL=os.environ["CLICKHOUSE_URL"], TICKLAKE_DATABASE=database,
                       TICKLAKE_API__PORT=str(port), TICKLAKE_METRICS__PORT="0", TICKLAKE_LOG_LEVEL="WARNING")
-        for exchange, symbols in MARKETS.items():
-            upper = exchange.upper()
-            env[f"TICKLAKE_VENUES__{upper}__SYMBOLS"] = json.dumps(symbols)
-            env[f"TICKLAKE_VENUES__{upper}__WS_URL"] = urls["ws_urls"][exchange]
-            env[f"TICKLAKE_VENUES__{upper}__REST_URL"] = urls["rest_urls"][exchange]
+        env.update(venue_env(MARKETS, urls))
         env["TICKLAKE_VENUES__KRAKEN__ENABLED"] = "false"
         for command in (["migrate"], ["topics"]):
             done = subprocess.run([sys.executable, "-m", "ticklake.cli", *command], cwd=REPO, env=env,
@@ -101,13 +96,4 @@ def test_two_ingesters_one_killed_the_other_takes_over_with_no_loss_or_duplicate
         broker.remove()
 
     for (exchange, symbol), trades in stored.items():
-        tape = tapes[f"{exchange}|{symbol}"]
-        ids = [int(t["trade_id"]) for t in trades]
-        assert len(ids) == len(set(ids)), f"{exchange} {symbol}: a trade stored twice"
-        first_id, last_id = min(ids), max(ids)
-        expected = [t for t in tape if first_id <= t["trade_id"] <= last_id]
-        assert sorted(ids) == [t["trade_id"] for t in expected], f"{exchange} {symbol}: trades missing"
-        by_id = {t["trade_id"]: t for t in tape}
-        for trade in trades:
-            oracle = by_id[int(trade["trade_id"])]
-            assert (Decimal(trade["price"]), rfc3339_us(trade["time"])) == (Decimal(oracle["price"]), oracle["ts_us"])
+        assert_exactly_the_tape(trades, tapes[f"{exchange}|{symbol}"], f"{exchange} {symbol}")

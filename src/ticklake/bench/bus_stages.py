@@ -266,6 +266,16 @@ def _open_warehouse(executor: ThreadPoolExecutor, path: str) -> Any:
     return executor.submit(opened).result()
 
 
+def _timed_writer(executor: ThreadPoolExecutor, path: str, settings: Settings) -> tuple[Any, WarehouseWriter, _Timed]:
+    """A fresh warehouse at ``path`` and a writer whose planning and inserts are timed."""
+    client = _open_warehouse(executor, path)
+    writer = WarehouseWriter(client, settings.validation)
+    timed = _Timed()
+    timed.wrap(writer, "plan_messages", "plan")
+    timed.wrap(writer, "commit", "insert")
+    return client, writer, timed
+
+
 class _Counter:
     """Counts trades stored (silver or dead letters) by ``on_batch``; ``done`` once ``count`` are."""
 
@@ -293,11 +303,7 @@ def e2e_ingest(path: str, count: int, trades_to: str, raw_to: str) -> dict[str, 
     kafka = bench_kafka()
     settings = Settings()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse")
-    client = _open_warehouse(executor, path)
-    writer = WarehouseWriter(client, settings.validation)
-    timed = _Timed()
-    timed.wrap(writer, "plan_messages", "plan")
-    timed.wrap(writer, "commit", "insert")
+    client, writer, timed = _timed_writer(executor, path, settings)
     ingester: Ingester | None = None
 
     def positions(keys: list[tuple[str, int]]) -> dict[Any, Any]:
@@ -396,11 +402,7 @@ def e2e_embedded(path: str, count: int) -> dict[str, Any]:
     frames, trades = synthetic_trades(count)
     published = frame_messages(frames, trades, trades_topic("binance"), raw_topic("binance"))
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse")
-    client = _open_warehouse(executor, path)
-    writer = WarehouseWriter(client, settings.validation)
-    timed = _Timed()
-    timed.wrap(writer, "plan_messages", "plan")
-    timed.wrap(writer, "commit", "insert")
+    client, writer, timed = _timed_writer(executor, path, settings)
     counter = _Counter(count)
     bus = MemoryBus(settings.ingest.bus_queue_size)
     ingester = Ingester(bus, writer, settings.ingest, ["binance"], executor=executor, on_batch=counter.on_batch)
