@@ -34,6 +34,33 @@ MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase
 RATE_PER_MARKET = 450.0  # ~1,800 trades/s over four markets: > 200k trades during the ingest kills
 
 
+def start_simulator(tapes_file: Path, seed: int, rate: float, markets: dict[str, list[str]]
+                    ) -> tuple[subprocess.Popen[str], dict[str, dict[str, str]]]:
+    """The simulated venues in a process of their own (they trade on while ticklake's roles die);
+    on SIGTERM they write their tapes, the oracle, to ``tapes_file``."""
+    pythonpath = os.pathsep.join([str(REPO / "src"), str(REPO)])
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "tests.sim_server", str(tapes_file), str(seed), str(rate), json.dumps(markets)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": pythonpath}, stdout=subprocess.PIPE, text=True)
+    assert simulator.stdout is not None
+    urls: dict[str, dict[str, str]] = json.loads(simulator.stdout.readline())
+    return simulator, urls
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]], simulator: subprocess.Popen[str], broker: Broker) -> None:
+    """Stop the roles (SIGTERM, then SIGKILL), the venues and the broker, whatever state they are in."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    if simulator.poll() is None:
+        simulator.kill()
+    broker.remove()
+
+
 def venue_env(markets: dict[str, list[str]], urls: dict[str, dict[str, str]]) -> dict[str, str]:
     """Settings pointing every venue of ``markets`` at the simulator's URLs."""
     env = {}
@@ -156,14 +183,9 @@ def test_kill_9_of_every_role_and_a_broker_restart_lose_and_duplicate_nothing(tm
     rng = random.Random(20261126)
     broker = Broker(tmp_path / "broker").start()
     tapes_file = tmp_path / "tapes.json"
-    pythonpath = os.pathsep.join([str(REPO / "src"), str(REPO)])
-    simulator = subprocess.Popen(
-        [sys.executable, "-m", "tests.sim_server", str(tapes_file), "23", str(RATE_PER_MARKET), json.dumps(MARKETS)],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": pythonpath}, stdout=subprocess.PIPE, text=True)
+    simulator, urls = start_simulator(tapes_file, 23, RATE_PER_MARKET, MARKETS)
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        assert simulator.stdout is not None
-        urls = json.loads(simulator.stdout.readline())
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = env_for(tmp_path / "data", TICKLAKE_BUS__KIND="kafka",
@@ -241,16 +263,7 @@ def test_kill_9_of_every_role_and_a_broker_restart_lose_and_duplicate_nothing(tm
                   for ex, syms in MARKETS.items() for sym in syms for tf in ("1m", "1h")}
         ingest_health = health(base)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(60)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-        if simulator.poll() is None:
-            simulator.kill()
-        broker.remove()
+        stop_all(processes, simulator, broker)
 
     total = 0
     for (exchange, symbol), trades in stored.items():

@@ -20,7 +20,14 @@ from pathlib import Path
 import pytest
 
 from tests.broker import Broker
-from tests.distributed.test_roles_kill import assert_exactly_the_tape, kill, start, venue_env
+from tests.distributed.test_roles_kill import (
+    assert_exactly_the_tape,
+    kill,
+    start,
+    start_simulator,
+    stop_all,
+    venue_env,
+)
 from tests.test_cli import REPO, env_for, free_port, wait_for
 from tests.test_crash_resume import all_trades
 
@@ -37,14 +44,9 @@ def test_two_ingesters_one_killed_the_other_takes_over_with_no_loss_or_duplicate
     database = f"ticklake_it_{uuid.uuid4().hex[:8]}"
     broker = Broker(tmp_path / "broker").start()
     tapes_file = tmp_path / "tapes.json"
-    pythonpath = os.pathsep.join([str(REPO / "src"), str(REPO)])
-    simulator = subprocess.Popen(
-        [sys.executable, "-m", "tests.sim_server", str(tapes_file), "31", "200", json.dumps(MARKETS)],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": pythonpath}, stdout=subprocess.PIPE, text=True)
+    simulator, urls = start_simulator(tapes_file, 31, 200, MARKETS)
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        assert simulator.stdout is not None
-        urls = json.loads(simulator.stdout.readline())
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = env_for(tmp_path / "data", TICKLAKE_BUS__KIND="kafka",
@@ -84,16 +86,7 @@ def test_two_ingesters_one_killed_the_other_takes_over_with_no_loss_or_duplicate
         tapes = json.loads(tapes_file.read_text())
         assert second.poll() is None
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(60)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-        if simulator.poll() is None:
-            simulator.kill()
-        broker.remove()
+        stop_all(processes, simulator, broker)
 
     for (exchange, symbol), trades in stored.items():
         assert_exactly_the_tape(trades, tapes[f"{exchange}|{symbol}"], f"{exchange} {symbol}")
