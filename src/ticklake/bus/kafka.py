@@ -163,8 +163,10 @@ class KafkaProducerBus:
 class KafkaSource:
     """Batches of decoded messages for the ingester, from a consumer group.
 
-    A batch is read only when the previous one has been handed back (the ingester asks for the next
-    one after writing), so a rebalance, which runs inside a poll, never overlaps a write.
+    The next batch is read while the ingester writes the current one (``writing`` / ``written``
+    bracket each write). A rebalance runs inside a read; giving partitions up waits for the write
+    in flight, and what a read returned for partitions revoked meanwhile is dropped, so a member is
+    never writing a partition another member has started on.
     """
 
     def __init__(self, settings: KafkaSettings, topics: Sequence[str], positions: PositionLoader,
