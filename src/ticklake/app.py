@@ -203,11 +203,23 @@ class Platform:
         log.info("roles: %s (bus: %s)", ", ".join(r for r in ROLES if r in roles), settings.bus.kind)
 
     async def _watch_producer(self) -> None:
-        """Stop the process (exit code 1) when the producer failed for good: a supervisor restarts
-        it, and the restarted feed resumes from the broker's tail, backfilling what was lost."""
-        while self.producer is not None and not self.producer.fatal:
+        """Stop the process (exit status 1) when the producer failed for good, or once the broker
+        is back after no broker could be reached. A supervisor restarts it; the restarted feed
+        resumes below the first hole in what the broker holds and backfills it from the venue. A
+        broker that went down uncleanly may have lost messages it had acknowledged: no producer
+        can send those again, and only a restart's check of the broker's tail finds them."""
+        loop = asyncio.get_running_loop()
+        producer = self.producer
+        while producer is not None:
             await asyncio.sleep(1.0)
-        log.critical("stopping: the Kafka producer failed for good (%s)", self.producer.fatal if self.producer else "")
+            if producer.fatal:
+                log.critical("stopping: the Kafka producer failed for good (%s)", producer.fatal)
+                break
+            if producer.brokers_were_down and producer.depth() == 0 and \
+                    await loop.run_in_executor(None, producer.broker_reachable):
+                log.critical("stopping: the broker was unreachable and is back; restarting to check what it "
+                             "holds (an unclean broker restart can lose acknowledged messages)")
+                break
         self.exit_code = 1
         self.stopped.set()
 

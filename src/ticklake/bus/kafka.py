@@ -62,6 +62,7 @@ class KafkaProducerBus:
         self._poller.start()
         self.delivery_failures = 0
         self.fatal = ""  # set when the producer failed for good
+        self.brokers_were_down = False  # set when no broker could be reached
         self._last_error_log = 0.0
         self._last_failure_log = 0.0
 
@@ -96,6 +97,9 @@ class KafkaProducerBus:
             self.fatal = str(error)
             log.critical("kafka producer failed for good: %s", error)
             return
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            # Messages the broker acknowledged may be gone if it went down uncleanly: see Platform.
+            self.brokers_were_down = True
         # Client-level errors (all brokers down...) are retried by librdkafka: log, at most every 10 s.
         now = time.monotonic()
         if now - self._last_error_log > 10:
@@ -139,6 +143,13 @@ class KafkaProducerBus:
     def depth(self) -> int:
         """Messages accepted but not yet acknowledged by the broker."""
         return len(self._producer)
+
+    def broker_reachable(self, timeout_s: float = 5.0) -> bool:
+        try:
+            self._producer.list_topics(timeout=timeout_s)
+        except KafkaException:
+            return False
+        return True
 
     async def flush(self, timeout_s: float = 30.0) -> int:
         """Wait until the broker has every message; returns how many are still undelivered."""
@@ -445,7 +456,7 @@ def create_topics(settings: KafkaSettings, exchanges: Iterable[str], retention_h
 
 
 def tail_resume_points(settings: KafkaSettings, exchanges: Iterable[str], markets: set[tuple[str, str]] | None = None,
-                       window: int = 20_000, max_per_partition: int = 200_000, timeout_s: float = 30.0
+                       window: int = 50_000, max_per_partition: int = 200_000, timeout_s: float = 30.0
                        ) -> dict[tuple[str, str], ResumePoint]:
     """Where each market's (exchange, native symbol) feed resumes, from the trades topics: the newest
     trade below the first hole among the last ``window`` messages of each partition
