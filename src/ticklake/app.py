@@ -215,8 +215,9 @@ class Platform:
             if producer.fatal:
                 log.critical("stopping: the Kafka producer failed for good (%s)", producer.fatal)
                 break
-            if producer.brokers_were_down and producer.depth() == 0 and \
-                    await loop.run_in_executor(None, producer.broker_reachable):
+            # Not waiting for the producer to drain: what it still holds is found missing on the
+            # broker by the restart, like after a kill, and backfilled.
+            if producer.brokers_were_down and await loop.run_in_executor(None, producer.broker_reachable):
                 log.critical("stopping: the broker was unreachable and is back; restarting to check what it "
                              "holds (an unclean broker restart can lose acknowledged messages)")
                 break
