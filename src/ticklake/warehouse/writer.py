@@ -143,7 +143,7 @@ class WarehouseWriter:
         replayed: set[int] = set()
         rejects: list[tuple[Origin, BusReject]] = []
         positions: dict[tuple[str, int], int] = {}
-        replayed_frames: list[int] = []
+        replayed_elsewhere: list[Origin] = []  # replayed frames and rejects: stored whole, or not at all
         for message in messages:
             value = message.value
             origin = (message.topic, message.partition, message.offset)
@@ -157,21 +157,20 @@ class WarehouseWriter:
                 trade_origins[id(value)] = origin
                 if message.replayed:
                     replayed.add(id(value))
-            elif isinstance(value, RawFrame):
-                if message.replayed:
-                    replayed_frames.append(len(frames))
+                continue
+            if message.replayed:
+                replayed_elsewhere.append(origin)
+            if isinstance(value, RawFrame):
                 frames.append(value)
                 frame_origins.append(origin)
             else:
                 rejects.append((origin, value))
         if not positions:  # the embedded bus: no positions to store with the rows
             trade_origins, frame_origins = {}, []
-        if replayed_frames:
-            frames, frame_origins = self._drop_stored_frames(frames, frame_origins, set(replayed_frames))
-        replayed_origins = {(m.topic, m.partition, m.offset) for m in messages if m.replayed}
-        replayed_rejects = [origin for origin, _ in rejects if origin in replayed_origins]
-        if replayed_rejects:
-            stored = self._stored_rejects(replayed_rejects)
+        if replayed_elsewhere:
+            stored = self._stored_positions(replayed_elsewhere)
+            kept = [(f, o) for f, o in zip(frames, frame_origins, strict=True) if o not in stored]
+            frames, frame_origins = [f for f, _ in kept], [o for _, o in kept]
             rejects = [(origin, reject) for origin, reject in rejects if origin not in stored]
         plan = self._plan(frames, frame_origins, trades, trade_origins, replayed, rejects)
         plan.positions = positions
@@ -266,22 +265,11 @@ class WarehouseWriter:
         landed = [t for t in trades if (t.exchange, t.native_symbol, t.trade_id) in present]
         return missing, landed
 
-    def _drop_stored_frames(self, frames: list[RawFrame], origins: list[Origin], replayed: set[int]
-                            ) -> tuple[list[RawFrame], list[Origin]]:
-        candidates = [origins[i] for i in sorted(replayed)]
-        stored: set[Origin] = set()
-        for (topic, partition), offsets in _group_offsets(candidates).items():
-            rows = self.client.query(query("stored_frame_offsets"), parameters={
-                "topic": topic, "partition": partition, "low": min(offsets), "high": max(offsets)}).result_rows
-            stored.update((topic, partition, int(row[0])) for row in rows)
-        kept = [(f, o) for i, (f, o) in enumerate(zip(frames, origins, strict=True))
-                if i not in replayed or o not in stored]
-        return [f for f, _ in kept], [o for _, o in kept]
-
-    def _stored_rejects(self, origins: list[Origin]) -> set[Origin]:
+    def _stored_positions(self, origins: list[Origin]) -> set[Origin]:
+        """Which of these bus positions a raw frame or a bus dead letter is already stored from."""
         stored: set[Origin] = set()
         for (topic, partition), offsets in _group_offsets(origins).items():
-            rows = self.client.query(query("stored_reject_offsets"), parameters={
+            rows = self.client.query(query("stored_message_offsets"), parameters={
                 "topic": topic, "partition": partition, "low": min(offsets), "high": max(offsets)}).result_rows
             stored.update((topic, partition, int(row[0])) for row in rows)
         return stored
