@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -165,6 +165,34 @@ class SimulatorSettings(BaseModel):
     seed: int | None = None
 
 
+class LakeSettings(BaseModel):
+    """The Iceberg cold tier (docs/lake.md): a copy of every layer, kept after ClickHouse's retention.
+
+    Lives here, not in ``ticklake.lake``, because shared settings import no layer (tests/test_layering.py).
+    """
+
+    # Nothing runs the offloader yet (no CLI or scheduler): these settings are used by ticklake.lake.
+    # "sql": the embedded default, a SQLite catalog at <data_dir>/lake/catalog.db and data files under
+    # <data_dir>/lake/warehouse. "rest": an Iceberg REST catalog (production: on S3).
+    catalog: Literal["sql", "rest"] = "sql"
+    uri: str = ""  # the REST catalog's URL; with "sql", an SQLAlchemy URL replacing the SQLite default
+    warehouse: str = ""  # "" = file://<data_dir>/lake/warehouse; production: s3://bucket/prefix
+    namespace: str = Field("ticklake", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    s3_endpoint: str = ""  # e.g. http://127.0.0.1:8333 (SeaweedFS); "" = AWS
+    s3_region: str = "us-east-1"
+    # Secrets come from the environment (TICKLAKE_LAKE__S3_SECRET_ACCESS_KEY), never a committed file.
+    s3_access_key_id: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
+    # The issue asks for an offload at least every 15 minutes.
+    offload_interval_s: float = Field(300.0, gt=0, le=900)
+    # Rows are offloaded by stored_at (set by ClickHouse at insert, whole seconds) up to now() minus
+    # this lag, so that no insert still in flight can later appear below the watermark. At least 2 s:
+    # the current second is never complete (docs/lake.md, "The watermark").
+    safety_lag_s: int = Field(60, ge=2, le=3600)
+    # A backlog (first start, a long stop) is offloaded in commits of about this many rows.
+    max_rows_per_commit: int = Field(2_000_000, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TICKLAKE_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -185,6 +213,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    lake: LakeSettings = LakeSettings()
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     @model_validator(mode="after")
