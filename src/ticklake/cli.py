@@ -1,15 +1,20 @@
 """The ``ticklake`` command line.
 
-    ticklake up [--simulate] [--record FILE] [--roles feed,ingest,api]
+    ticklake up [--simulate] [--record FILE] [--roles feed,ingest,api,offload]
                                                run the platform (every role, or those named) in one process
     ticklake feed [--simulate]                 only the feed handlers (needs bus.kind = "kafka")
     ticklake ingest [--api]                    only the ingester (and the API, for an embedded warehouse)
     ticklake api                               only the HTTP API
     ticklake topics                            create the Kafka topics (idempotent) and list them
+    ticklake offload [--once] [--table NAME]   copy the warehouse to the Iceberg cold tier (on a schedule, or once)
+    ticklake maintain [--table NAME]           compact the cold tier, expire snapshots, remove orphan files
     ticklake record FILE [--simulate] [--seconds N]
     ticklake replay FILE [FILE ...]            recorded sessions (ticklake's or cryptofeed's) through the pipeline
     ticklake migrate [--to VERSION] [--status] the warehouse schema
     ticklake repair [--lookback-minutes N]     check that every layer agrees; re-derive what is missing
+    ticklake audit [--table NAME]              compare the cold tier with the warm tier (exit 1 on any mismatch)
+    ticklake rederive --layer L --from {warm,cold} --start DAY --end DAY [--exchange X] [--symbol S] [--dry-run]
+                                               rebuild a warm layer for whole UTC days from the layer below
     ticklake simulate                          only the local exchange simulator
     ticklake bench [--quick]                   the benchmark (prints figures)
     ticklake config                            the effective settings
@@ -40,10 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ticklake", description="Crypto trades to exact candles, self-hosted.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    up = commands.add_parser("up", help="run feeds, warehouse and API in one process")
+    up = commands.add_parser("up", help="run feeds, warehouse, API and offloader in one process")
     up.add_argument("--simulate", action="store_true", help="connect to local simulated exchanges on loopback")
     up.add_argument("--record", type=Path, metavar="FILE", help="also record every frame to FILE")
-    up.add_argument("--roles", default="feed,ingest,api", help="comma-separated roles to run (default: all)")
+    up.add_argument("--roles", default=None, help="comma-separated roles to run: feed, ingest, api, offload (default: "
+                    "all; offload only when lake.enabled)")
 
     feed = commands.add_parser("feed", help="run the feed handlers only, publishing to the Kafka bus")
     feed.add_argument("--simulate", action="store_true", help="connect to local simulated exchanges on loopback")
@@ -53,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
                         help="serve the API from this process too (needed with the embedded warehouse)")
     commands.add_parser("api", help="run the HTTP API only (reads the warehouse)")
     commands.add_parser("topics", help="create the Kafka topics of the enabled venues (idempotent)")
+    offload = commands.add_parser("offload", help="offload the warehouse to the Iceberg cold tier, every "
+                                  "lake.offload_interval_s (or once, for cron)")
+    offload.add_argument("--once", action="store_true", help="offload every table once, then exit (1 if one failed)")
+    offload.add_argument("--table", action="append", default=None, metavar="NAME",
+                         help="only this cold table (repeatable; default: all)")
+    maintain = commands.add_parser("maintain", help="maintain the Iceberg cold tier once: compaction, snapshot "
+                                   "expiry, orphan-file removal, then the warm-vs-cold audit (what the offloader "
+                                   "runs daily); exit 1 if a table failed or differs")
+    maintain.add_argument("--table", action="append", default=None, metavar="NAME",
+                          help="only this cold table (repeatable; default: all)")
+    maintain.add_argument("--no-audit", action="store_true",
+                          help="skip the audit (it opens the warehouse; maintenance needs only the catalog)")
 
     record = commands.add_parser("record", help="record raw WebSocket sessions to a file (no warehouse)")
     record.add_argument("file", type=Path)
@@ -68,6 +86,25 @@ def _parser() -> argparse.ArgumentParser:
 
     rep = commands.add_parser("repair", help="check every layer against the one below and re-derive gaps")
     rep.add_argument("--lookback-minutes", type=int, default=None)
+
+    aud = commands.add_parser("audit", help="compare the cold tier with the warm tier where both hold rows: counts "
+                              "and content per partition; exit 1 on any mismatch")
+    aud.add_argument("--table", action="append", default=None, metavar="NAME",
+                     help="only this cold table (repeatable; default: all)")
+
+    red = commands.add_parser(
+        "rederive", help="rebuild a warm layer for whole UTC days from the layer below, warm or cold",
+        description="silver: bronze validated again with the current rules (dead letters and gold follow); gold: "
+                    "candles computed again from silver; bronze: warm bronze reloaded from cold. The cold tier's "
+                    "copy of the range is replaced too (docs/lake.md, Re-derivation).")
+    red.add_argument("--layer", required=True, choices=("silver", "gold", "bronze"))
+    red.add_argument("--from", dest="source", required=True, choices=("warm", "cold"),
+                     help="read the layer below from the warm tier (ClickHouse) or the cold tier (Iceberg)")
+    red.add_argument("--start", required=True, metavar="DAY", help="first UTC day, e.g. 2026-01-01")
+    red.add_argument("--end", required=True, metavar="DAY", help="UTC day after the last one (excluded)")
+    red.add_argument("--exchange", default="", help="only this exchange (default: every one)")
+    red.add_argument("--symbol", default="", help="only this canonical symbol, e.g. BTC/USDT (default: every one)")
+    red.add_argument("--dry-run", action="store_true", help="run the checks and report what would change")
 
     simulate = commands.add_parser("simulate", help="run only the local exchange simulator",
                                    description="Options: --host, --port, --seed, --trades-per-second.")
@@ -106,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     command: str = args.command
     if command == "up":
-        return _up(settings, args.simulate, args.record, frozenset(r.strip() for r in args.roles.split(",")))
+        roles = frozenset(r.strip() for r in args.roles.split(",")) if args.roles else None
+        return _up(settings, args.simulate, args.record, roles)
     if command == "feed":
         return _up(settings, args.simulate, args.record, frozenset({"feed"}))
     if command == "ingest":
@@ -115,6 +153,18 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _up(settings, False, None, frozenset({"api"}))
     if command == "topics":
         return _topics(settings)
+    if command == "offload":
+        if args.once:
+            return _offload_once(settings, args.table)
+        if args.table:
+            print("ticklake: --table needs --once (the scheduled offloader runs every table)", file=sys.stderr)
+            return 2
+        return _up(settings, False, None, frozenset({"offload"}))
+    if command == "maintain":
+        maintained = _maintain(settings, args.table)
+        if maintained == 2 or args.no_audit:
+            return maintained
+        return max(maintained, _audit(settings, args.table))
     if command == "record":
         from ticklake.replay import record
 
@@ -130,6 +180,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _migrate(settings, args.to, args.status)
     if command == "repair":
         return _repair(settings, args.lookback_minutes)
+    if command == "audit":
+        return _audit(settings, args.table)
+    if command == "rederive":
+        return _rederive(settings, args)
     if command == "simulate":
         from ticklake.simulator.__main__ import main as simulate
 
@@ -145,10 +199,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     raise AssertionError(command)
 
 
-def _up(settings: Settings, simulate: bool, record_path: Path | None, roles: frozenset[str]) -> int:
-    from ticklake.app import Platform, RolesError, check_roles
+def _up(settings: Settings, simulate: bool, record_path: Path | None, roles: frozenset[str] | None) -> int:
+    from ticklake.app import Platform, RolesError, check_roles, default_roles
     from ticklake.replay import open_recorder
 
+    roles = default_roles(settings) if roles is None else roles
     try:
         check_roles(settings, roles)
     except RolesError as exc:
@@ -188,6 +243,63 @@ def _topics(settings: Settings) -> int:
     return 0
 
 
+def _offload_once(settings: Settings, names: list[str] | None) -> int:
+    from functools import partial
+
+    from ticklake.app import open_warehouse
+    from ticklake.lake.catalog import open_catalog
+    from ticklake.lake.service import Offloader
+    from ticklake.lake.tables import TABLES
+
+    unknown = sorted(set(names or ()) - set(TABLES))
+    if unknown:
+        print(f"ticklake: unknown cold tables {unknown}: choose from {', '.join(TABLES)}", file=sys.stderr)
+        return 2
+    client = open_warehouse(settings)
+    offloader = Offloader(settings, client, partial(open_catalog, settings.lake, settings.data_dir),
+                          tables=[spec for name, spec in TABLES.items() if not names or name in names])
+    try:
+        results = asyncio.run(offloader.run_once())
+    finally:
+        offloader.close()
+        client.close()
+    for result in results:
+        outcome = f"FAILED: {result.error}" if result.error else f"{result.rows} rows in {result.commits} commits"
+        print(f"{result.table}: {outcome} ({result.seconds:.1f} s)")
+    return 1 if any(result.error for result in results) else 0
+
+
+def _maintain(settings: Settings, names: list[str] | None) -> int:
+    from ticklake.lake.catalog import open_catalog
+    from ticklake.lake.maintain import maintain
+    from ticklake.lake.tables import TABLES
+
+    unknown = sorted(set(names or ()) - set(TABLES))
+    if unknown:
+        print(f"ticklake: unknown cold tables {unknown}: choose from {', '.join(TABLES)}", file=sys.stderr)
+        return 2
+    try:
+        catalog = open_catalog(settings.lake, settings.data_dir)
+    except Exception as exc:  # a REST catalog down, a bad URI: say which, without a traceback
+        print(f"ticklake: cannot open the lake catalog: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    results = maintain(catalog, settings.lake, names)
+    for result in results:
+        if result.error:
+            outcome = f"FAILED: {result.error}"
+        elif result.missing:
+            outcome = "no table yet (nothing offloaded)"
+        else:
+            compaction = ("compaction skipped (an offload committed meanwhile; retried next run)"
+                          if result.compaction_skipped else
+                          f"{result.files_before} -> {result.files_after} data files ({result.files_rewritten} "
+                          "rewritten)")
+            outcome = (f"{compaction}, {result.snapshots_expired} snapshots expired, {result.orphans_removed} "
+                       "orphan files removed")
+        print(f"{result.table}: {outcome} ({result.seconds:.1f} s)")
+    return 1 if any(result.error for result in results) else 0
+
+
 def _migrate(settings: Settings, target: int | None, status_only: bool) -> int:
     from ticklake.app import connect_warehouse
     from ticklake.warehouse import migrate
@@ -209,6 +321,32 @@ def _migrate(settings: Settings, target: int | None, status_only: bool) -> int:
     return 0
 
 
+def _audit(settings: Settings, names: list[str] | None) -> int:
+    from ticklake.app import open_warehouse
+    from ticklake.lake.audit import audit, exit_code, record, report
+    from ticklake.lake.catalog import open_catalog
+    from ticklake.lake.tables import TABLES
+
+    unknown = sorted(set(names or ()) - set(TABLES))
+    if unknown:
+        print(f"ticklake: unknown cold tables {unknown}: choose from {', '.join(TABLES)}", file=sys.stderr)
+        return 2
+    client = open_warehouse(settings)
+    try:
+        try:
+            catalog = open_catalog(settings.lake, settings.data_dir)
+        except Exception as exc:  # a REST catalog that does not answer: a clear error, not a traceback
+            print(f"ticklake: cannot open the lake catalog ({settings.lake.catalog}): {exc}", file=sys.stderr)
+            return 1
+        results = audit(client, catalog, settings, [TABLES[name] for name in names] if names else None)
+        record(client, results)
+    finally:
+        client.close()
+    for line in report(results):
+        print(line)
+    return exit_code(results)
+
+
 def _repair(settings: Settings, lookback_minutes: int | None) -> int:
     from ticklake.app import open_warehouse
     from ticklake.warehouse.repair import repair
@@ -221,6 +359,29 @@ def _repair(settings: Settings, lookback_minutes: int | None) -> int:
         print(json.dumps(report))
     finally:
         client.close()
+    return 0
+
+
+def _rederive(settings: Settings, args: argparse.Namespace) -> int:
+    from ticklake.lake.rederive import RederiveError, cold_catalog, make_scope, rederive
+
+    try:
+        scope = make_scope(args.layer, args.source, args.start, args.end, args.exchange, args.symbol)
+        catalog = cold_catalog(settings, scope.source)
+    except RederiveError as exc:
+        print(f"ticklake: {exc}", file=sys.stderr)
+        return 2
+    from ticklake.app import open_warehouse
+
+    client = open_warehouse(settings)
+    try:
+        report = rederive(client, catalog, settings.lake.namespace, scope, settings.validation, dry_run=args.dry_run)
+    except RederiveError as exc:
+        print(f"ticklake: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+    print(json.dumps(report.as_dict(), indent=2))
     return 0
 
 

@@ -4,6 +4,9 @@ Prices and volumes arrive as exact decimal text and become ``decimal.Decimal`` o
 column), so nothing is rounded; ``as_float=True`` gives float64 columns for speed instead. Needs the
 ``client`` extra: ``pip install 'ticklake[client]'`` (httpx and pandas).
 
+A frame's ``attrs["tier"]`` says where the server read it: ``"warm"`` (ClickHouse), ``"cold"``
+(the Iceberg lake, for times older than ClickHouse's retention) or ``"warm+cold"``.
+
     >>> from ticklake.client import TicklakeClient
     >>> with TicklakeClient("http://127.0.0.1:8000") as api:
     ...     candles = api.ohlcv("binance", "BTC/USDT", "1h", start="2026-01-01")
@@ -11,7 +14,7 @@ column), so nothing is rounded; ``as_float=True`` gives float64 columns for spee
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import ModuleType, TracebackType
@@ -56,6 +59,15 @@ def _pandas() -> ModuleType:
     return module
 
 
+def _combined_tier(tiers: Iterable[str | None]) -> str | None:
+    """The tier of several pages: "warm+cold" when both served some; None from a server that does
+    not say."""
+    parts = {part for tier in tiers if tier for part in tier.split("+")}
+    if not parts:
+        return None
+    return "warm+cold" if parts == {"warm", "cold"} else "+".join(sorted(parts))
+
+
 def _time_param(value: TimeArg) -> str | None:
     if value is None:
         return None
@@ -88,7 +100,8 @@ class TicklakeClient:
         """Candles in [start, end), indexed by their start (tz-aware UTC), oldest first.
 
         With ``start``, the first ``limit`` candles from it; without, the newest ``limit`` before ``end``
-        (the server's default limit applies when ``limit`` is None).
+        (the server's default limit applies when ``limit`` is None). ``attrs["tier"]``: the tier that
+        served it ("warm", "cold" or "warm+cold").
         """
         body = self._get("/v1/ohlcv", {"exchange": exchange, "symbol": symbol, "timeframe": timeframe,
                                        "start": _time_param(start), "end": _time_param(end), "limit": limit})
@@ -98,7 +111,9 @@ class TicklakeClient:
         columns: dict[str, Any] = {name: self._decimals(pd, [c[name] for c in candles], as_float)
                                    for name in CANDLE_DECIMALS}
         columns["trades"] = pd.array([c["trades"] for c in candles], dtype="int64")
-        return pd.DataFrame(columns, index=index, columns=list(CANDLE_COLUMNS))
+        frame = pd.DataFrame(columns, index=index, columns=list(CANDLE_COLUMNS))
+        frame.attrs["tier"] = body.get("tier")
+        return frame
 
     def trades(self, exchange: str, symbol: str, start: TimeArg = None, end: TimeArg = None,
                limit: int | None = None, max_rows: int | None = None, *, as_float: bool = False) -> pd.DataFrame:
@@ -106,11 +121,16 @@ class TicklakeClient:
         last page or ``max_rows`` rows. ``limit`` is the page size (server default when None).
 
         Columns: time and received_at (tz-aware UTC), trade_id (uint64), price and qty (Decimal, or
-        float64 with ``as_float``), side.
+        float64 with ``as_float``), side. ``attrs["tier"]``: the tiers that served its pages ("warm",
+        "cold" or "warm+cold").
         """
         if max_rows is not None and max_rows < 1:
             raise ValueError("max_rows must be at least 1")
-        rows = list(self.iter_trades(exchange, symbol, start, end, limit, max_rows))
+        rows: list[dict[str, Any]] = []
+        tiers = []
+        for page, tier in self._trade_pages(exchange, symbol, start, end, limit, max_rows):
+            rows.extend(page)
+            tiers.append(tier)
         pd = _pandas()
         columns: dict[str, Any] = {
             "time": pd.to_datetime([r["time"] for r in rows], utc=True),
@@ -119,11 +139,19 @@ class TicklakeClient:
             "side": [r["side"] for r in rows],
             "received_at": pd.to_datetime([r["received_at"] for r in rows], utc=True),
         }
-        return pd.DataFrame(columns, columns=list(TRADE_COLUMNS))
+        frame = pd.DataFrame(columns, columns=list(TRADE_COLUMNS))
+        frame.attrs["tier"] = _combined_tier(tiers)
+        return frame
 
     def iter_trades(self, exchange: str, symbol: str, start: TimeArg = None, end: TimeArg = None,
                     limit: int | None = None, max_rows: int | None = None) -> Iterator[dict[str, Any]]:
         """The raw trade records (as the API sends them), page after page."""
+        for page, _tier in self._trade_pages(exchange, symbol, start, end, limit, max_rows):
+            yield from page
+
+    def _trade_pages(self, exchange: str, symbol: str, start: TimeArg, end: TimeArg, limit: int | None,
+                     max_rows: int | None) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
+        """Each page's records and the tier that served it."""
         remaining = max_rows
         cursor: str | None = None
         while remaining is None or remaining > 0:
@@ -135,7 +163,7 @@ class TicklakeClient:
             if remaining is not None:
                 page = page[:remaining]
                 remaining -= len(page)
-            yield from page
+            yield page, body.get("tier")
             cursor = body["next_cursor"]
             if cursor is None or not page:
                 return

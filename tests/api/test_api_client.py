@@ -58,6 +58,7 @@ def test_ohlcv_frame_is_exact(client: TicklakeClient, loaded: Dataset) -> None:
     assert list(frame.columns) == [*DECIMAL_COLUMNS, "trades"]
     assert all(frame[c].dtype == object for c in DECIMAL_COLUMNS)
     assert frame["trades"].dtype == "int64"
+    assert frame.attrs["tier"] == "warm"
     for (_, row), candle in zip(frame.iterrows(), expected, strict=True):
         for column in DECIMAL_COLUMNS:
             assert isinstance(row[column], Decimal)
@@ -97,6 +98,7 @@ def test_trades_follow_cursors_across_pages(client: TicklakeClient, loaded: Data
     expected = loaded.market("binance", "BTC/USDT")
     frame = client.trades("binance", "BTC/USDT", limit=97)
     assert list(frame.columns) == ["time", "trade_id", "price", "qty", "side", "received_at"]
+    assert frame.attrs["tier"] == "warm"
     assert frame["trade_id"].dtype == "uint64"
     assert str(frame["time"].dtype).startswith("datetime64") and str(frame["time"].dt.tz) == "UTC"
     assert frame["trade_id"].tolist() == [t.trade_id for t in expected]

@@ -20,6 +20,7 @@ async def test_candles_match_an_independent_computation(api: httpx.AsyncClient, 
                                                       "timeframe": timeframe, "limit": 5000})
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/json"
+        assert response.headers["x-ticklake-tier"] == "warm"  # no cold tier in this app
         assert response.json() == {"exchange": exchange, "symbol": symbol, "timeframe": timeframe, "tier": "warm",
                                    "candles": loaded.candles(exchange, symbol, timeframe)}
 

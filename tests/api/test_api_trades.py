@@ -33,6 +33,7 @@ async def test_one_page_holds_exact_records(api: httpx.AsyncClient, loaded: Data
     for exchange, symbol in (("binance", "BTC/USDT"), ("binance", "ETH/USDT"), ("kraken", "BTC/USD")):
         response = await api.get("/v1/trades", params={"exchange": exchange, "symbol": symbol, "limit": 5000})
         assert response.status_code == 200
+        assert response.headers["x-ticklake-tier"] == "warm"  # no cold tier in this app
         assert response.json() == {"exchange": exchange, "symbol": symbol, "tier": "warm",
                                    "trades": loaded.trade_records(exchange, symbol), "next_cursor": None}
 

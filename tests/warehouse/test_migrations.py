@@ -73,10 +73,10 @@ def raw_columns(client: Client) -> set[str]:
 
 def test_version_2_rolls_back_and_forward_without_touching_version_1(warehouse: Client) -> None:
     assert {"source", "native_symbol"} <= raw_columns(warehouse)
-    assert migrate.downgrade(warehouse, 1) == [3, 2]
+    assert migrate.downgrade(warehouse, 1) == [4, 3, 2]
     assert not {"source", "native_symbol"} & raw_columns(warehouse)
     assert sorted(migrate.applied(warehouse)) == [1]
-    assert migrate.upgrade(warehouse) == [2, 3]
+    assert migrate.upgrade(warehouse) == [2, 3, 4]
     assert {"source", "native_symbol"} <= raw_columns(warehouse)
 
 
@@ -88,11 +88,11 @@ def test_version_3_rolls_back_keeping_the_trades_and_forward_again(warehouse: Cl
     writer = WarehouseWriter(warehouse, ValidationSettings(max_age_days=3650))
     writer.write([], [trade(1)])
     assert raw_columns(warehouse) >= BUS_COLUMNS and {"bus_positions", "bus_dead_letters"} <= tables(warehouse)
-    assert migrate.downgrade(warehouse, 2) == [3]
+    assert migrate.downgrade(warehouse, 2) == [4, 3]
     assert not BUS_COLUMNS & raw_columns(warehouse)
     assert not {"bus_positions", "bus_dead_letters"} & tables(warehouse)
     assert warehouse.command("SELECT count() FROM bronze_trades") == 1
-    assert migrate.upgrade(warehouse) == [3]
+    assert migrate.upgrade(warehouse) == [3, 4]
     writer.forget_state()
     writer.write([], [trade(2)])
     assert WarehouseReader(warehouse).ohlcv("binance", "BTC/USDT", "1d", None, None, 5)[0].trades == 2

@@ -19,7 +19,9 @@ from ticklake.api.health import HealthEndpoint, HealthSources
 from ticklake.api.instrumentation import RequestMetrics
 from ticklake.api.openapi import OpenApiEndpoints
 from ticklake.api.responses import ApiError, api_error_handler, error_response
+from ticklake.api.tiers import TierBoundary, TieredReader
 from ticklake.api.v1 import MarketDataEndpoints, normalize_markets
+from ticklake.lake.read import ColdReader
 from ticklake.ops.metrics import REGISTRY
 from ticklake.settings import Settings
 from ticklake.warehouse.reader import WarehouseReader
@@ -43,14 +45,19 @@ def create_app(
     settings: Settings,
     health: HealthSources | None = None,
     configured_markets: Iterable[tuple[str, str]] = (),
+    cold: ColdReader | None = None,
+    boundary: TierBoundary | None = None,
 ) -> Starlette:
     """The ASGI app serving ``reader``'s data.
 
     ``health`` adds components to /health (name -> zero-argument callable returning a dict with a
     ``status``); ``configured_markets`` ((exchange, "BASE/QUOTE") pairs) are listed by /v1/symbols
-    and answer with empty results, not 404, before their first trade is stored.
+    and answer with empty results, not 404, before their first trade is stored. With ``cold``,
+    candles and trades older than warm retention are read from the Iceberg tier (api/tiers.py);
+    ``boundary`` defaults to the one ``settings.retention`` implies.
     """
-    market_data = MarketDataEndpoints(reader, settings.api.max_limit, normalize_markets(configured_markets))
+    tiers = TieredReader(reader, cold, boundary or TierBoundary.from_retention(settings.retention))
+    market_data = MarketDataEndpoints(reader, settings.api.max_limit, normalize_markets(configured_markets), tiers)
     routes = [
         *market_data.routes(),
         *HealthEndpoint(reader, health or {}).routes(),

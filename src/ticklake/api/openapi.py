@@ -37,6 +37,17 @@ def _json(schema_name: str, description: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": _ref("schemas", schema_name)}}}
 
 
+TIER_DESCRIPTION = ("Where the answer was read: warm (ClickHouse), cold (the Iceberg lake, for times older than "
+                    "ClickHouse's retention) or warm+cold (a range across the boundary, as one series). "
+                    "Also sent as the X-Ticklake-Tier header.")
+_TIER = {"type": "string", "enum": ["warm", "cold", "warm+cold"], "description": TIER_DESCRIPTION}
+
+
+def _tiered(response: dict[str, Any]) -> dict[str, Any]:
+    """A 200 answer of the market-data endpoints, with the tier header."""
+    return {**response, "headers": {"X-Ticklake-Tier": {"description": TIER_DESCRIPTION, "schema": _TIER}}}
+
+
 def _query(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
 
@@ -87,7 +98,8 @@ def _schemas() -> dict[str, Any]:
             "properties": {"parameter": {"type": "string", "description": "The query parameter at fault "
                                                                           "(absent for errors of no parameter)."},
                            "message": {"type": "string", "description": "What is wrong and what is accepted."}},
-        }}, "Every error: 400 bad parameter, 404 unknown market or path, 500 internal error."),
+        }}, "Every error: 400 bad parameter, 404 unknown market or path, 500 internal error, 503 the cold "
+            "tier cannot be read."),
         "Candle": obj({
             "time": {**time, "description": "Start of the candle, RFC 3339, UTC."},
             "open": _ref("schemas", "Decimal"), "high": _ref("schemas", "Decimal"),
@@ -101,7 +113,7 @@ def _schemas() -> dict[str, Any]:
         "OhlcvResponse": obj({
             "exchange": {"type": "string", "enum": list(EXCHANGES)}, "symbol": {"type": "string"},
             "timeframe": {"type": "string", "enum": list(TIMEFRAMES)},
-            "tier": {"type": "string", "enum": ["warm"]},
+            "tier": _TIER,
             "candles": {"type": "array", "items": _ref("schemas", "Candle"), "description": "Oldest first."},
         }),
         "Trade": obj({
@@ -114,7 +126,7 @@ def _schemas() -> dict[str, Any]:
         }),
         "TradesResponse": obj({
             "exchange": {"type": "string", "enum": list(EXCHANGES)}, "symbol": {"type": "string"},
-            "tier": {"type": "string", "enum": ["warm"]},
+            "tier": _TIER,
             "trades": {"type": "array", "items": _ref("schemas", "Trade"),
                        "description": "In (exchange time, trade id) order."},
             "next_cursor": {"type": ["string", "null"], "description": "Pass as cursor for the next page; "
@@ -153,12 +165,14 @@ def openapi_document(max_limit: int) -> dict[str, Any]:
                 "operationId": "ohlcv", "summary": "OHLCV candles of one market, oldest first",
                 "parameters": [p["exchange"], p["symbol"], p["timeframe"], p["start"], p["end"],
                                p["candle_limit"]],
-                "responses": {"200": _json("OhlcvResponse", "Candles in [start, end)."), **errors},
+                "responses": {"200": _tiered(_json("OhlcvResponse", "Candles in [start, end).")), **errors,
+                              "503": _ref("responses", "ColdTierUnavailable")},
             }},
             "/v1/trades": {"get": {
                 "operationId": "trades", "summary": "Trades of one market, paginated by cursor",
                 "parameters": [p["exchange"], p["symbol"], p["start"], p["end"], p["trade_limit"], p["cursor"]],
-                "responses": {"200": _json("TradesResponse", "One page of trades in [start, end)."), **errors},
+                "responses": {"200": _tiered(_json("TradesResponse", "One page of trades in [start, end).")),
+                              **errors, "503": _ref("responses", "ColdTierUnavailable")},
             }},
             "/v1/symbols": {"get": {
                 "operationId": "symbols", "summary": "Markets with stored data, and configured markets",
@@ -194,6 +208,9 @@ def openapi_document(max_limit: int) -> dict[str, Any]:
                                              "error.parameter names it."),
                 "NotFound": _json("Error", "No such market (error.parameter is symbol) or path."),
                 "InternalError": _json("Error", "Something failed on the server; the details are in its log."),
+                "ColdTierUnavailable": _json("Error", "The range reaches before ClickHouse's retention and the "
+                                                      "cold tier (Iceberg) cannot be read right now; retry later. "
+                                                      "Ranges inside retention are still served."),
             },
         },
     }

@@ -1,12 +1,16 @@
-"""Version 1 of the market-data endpoints: candles, trades and markets from the warm tier.
+"""Version 1 of the market-data endpoints: candles, trades and markets.
 
-Each request does its warehouse work, and the encoding, in one call on the thread pool: the reader
-blocks (chdb runs in-process behind the client's lock) and must never run on the event loop.
+Candles and trades come from the warm tier (ClickHouse), and ranges older than its retention from the
+cold tier (Iceberg), as one series (tiers.py); ``tier`` in the body and the ``X-Ticklake-Tier``
+header say which were read. Each request does its reading, and the encoding, in one call on the
+thread pool: both readers block (chdb runs in-process behind the client's lock; pyiceberg reads
+files) and must never run on the event loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal
 
 import orjson
@@ -15,14 +19,15 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from ticklake.api.cursor import encode_cursor
-from ticklake.api.formats import day_text, decimal_text, epoch_text, micros_text, vwap
+from ticklake.api.formats import day_text, decimal_text, epoch_text, micros_text, time_text, vwap
 from ticklake.api.params import OhlcvQuery, TradesQuery, parse_ohlcv, parse_trades, reject_unknown
 from ticklake.api.responses import ApiError, JSONBytes
+from ticklake.api.tiers import TIER_HEADER, Tier, TierBoundary, TieredReader
+from ticklake.lake.read import ColdTierUnavailable
 from ticklake.model import EXCHANGES
+from ticklake.settings import RetentionSettings
 from ticklake.symbols import canonical, split_canonical
 from ticklake.warehouse.reader import WarehouseReader
-
-TIER = "warm"  # every answer comes from ClickHouse; the cold tier (Iceberg) is not served yet
 
 MarketKey = tuple[str, str]  # (exchange, canonical symbol)
 
@@ -38,10 +43,13 @@ def normalize_markets(markets: Iterable[tuple[str, str]]) -> frozenset[MarketKey
 
 
 class MarketDataEndpoints:
-    def __init__(self, reader: WarehouseReader, max_limit: int, configured: frozenset[MarketKey]) -> None:
+    def __init__(self, reader: WarehouseReader, max_limit: int, configured: frozenset[MarketKey],
+                 tiers: TieredReader | None = None) -> None:
         self.reader = reader
         self.max_limit = max_limit
         self.configured = configured
+        # Without a cold tier every range is read warm (tier "warm"), as before the lake.
+        self.tiers = tiers or TieredReader(reader, None, TierBoundary.from_retention(RetentionSettings()))
 
     def routes(self) -> list[Route]:
         return [
@@ -52,20 +60,25 @@ class MarketDataEndpoints:
 
     async def ohlcv(self, request: Request) -> JSONBytes:
         query = parse_ohlcv(request.query_params, self.max_limit)
-        return JSONBytes(await run_in_threadpool(self._ohlcv_body, query))
+        body, tier = await run_in_threadpool(self._ohlcv_body, query)
+        return JSONBytes(body, headers={TIER_HEADER: tier})
 
     async def trades(self, request: Request) -> JSONBytes:
         query = parse_trades(request.query_params, self.max_limit)
-        return JSONBytes(await run_in_threadpool(self._trades_body, query))
+        body, tier = await run_in_threadpool(self._trades_body, query)
+        return JSONBytes(body, headers={TIER_HEADER: tier})
 
     async def symbols(self, request: Request) -> JSONBytes:
         reject_unknown(request.query_params, ())
         return JSONBytes(await run_in_threadpool(self._symbols_body))
 
     # -- blocking work, on the thread pool -------------------------------------------------------
-    def _ohlcv_body(self, query: OhlcvQuery) -> bytes:
-        rows = self.reader.ohlcv_rows(query.exchange, query.symbol, query.timeframe, query.start, query.end,
-                                      query.limit)
+    def _ohlcv_body(self, query: OhlcvQuery) -> tuple[bytes, Tier]:
+        try:
+            rows, tier = self.tiers.ohlcv_rows(query.exchange, query.symbol, query.timeframe, query.start,
+                                               query.end, query.limit)
+        except ColdTierUnavailable:
+            raise ApiError(503, _cold_unavailable(self.tiers.boundary.candles(query.timeframe))) from None
         if not rows:
             self._require_known_market(query.exchange, query.symbol)
         # The warehouse already wrote every decimal as its exact shortest text; only VWAP is computed here.
@@ -73,7 +86,7 @@ class MarketDataEndpoints:
             "exchange": query.exchange,
             "symbol": query.symbol,
             "timeframe": query.timeframe,
-            "tier": TIER,
+            "tier": tier,
             "candles": [
                 {
                     "time": epoch_text(start),
@@ -89,12 +102,15 @@ class MarketDataEndpoints:
                 }
                 for start, open_, high, low, close, volume, quote_volume, buy_volume, trades in rows
             ],
-        })
+        }), tier
 
-    def _trades_body(self, query: TradesQuery) -> bytes:
+    def _trades_body(self, query: TradesQuery) -> tuple[bytes, Tier]:
         # One row more than asked tells whether another page exists without a second query.
-        rows = self.reader.trades(query.exchange, query.symbol, query.start, query.end, query.limit + 1,
-                                  after=query.after)
+        try:
+            rows, tier = self.tiers.trades(query.exchange, query.symbol, query.start, query.end, query.limit + 1,
+                                           after=query.after)
+        except ColdTierUnavailable:
+            raise ApiError(503, _cold_unavailable(self.tiers.boundary.trades())) from None
         if not rows and query.after is None:
             self._require_known_market(query.exchange, query.symbol)
         page = rows[: query.limit]
@@ -105,7 +121,7 @@ class MarketDataEndpoints:
         return orjson.dumps({
             "exchange": query.exchange,
             "symbol": query.symbol,
-            "tier": TIER,
+            "tier": tier,
             "trades": [
                 {
                     "trade_id": str(t.trade_id),  # ids reach 2^64: beyond a JavaScript number's precision
@@ -118,7 +134,7 @@ class MarketDataEndpoints:
                 for t in page
             ],
             "next_cursor": next_cursor,
-        })
+        }), tier
 
     def _symbols_body(self) -> bytes:
         stored = {(m.exchange, m.symbol): m for m in self.reader.markets()}
@@ -145,3 +161,8 @@ class MarketDataEndpoints:
         if any(m.exchange == exchange and m.symbol == symbol for m in self.reader.markets()):
             return
         raise ApiError(404, f"no data for {exchange} {symbol}; see /v1/symbols", "symbol")
+
+
+def _cold_unavailable(boundary: datetime) -> str:
+    return (f"times before {time_text(boundary)} are served from the cold tier (Iceberg), which cannot be read "
+            "right now; retry later, or ask for times from then on (served by ClickHouse)")

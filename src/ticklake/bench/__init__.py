@@ -12,7 +12,11 @@ Every comparison is made side by side in one run (these machines are shared and 
    the feed role's producer against a bare confluent_kafka producer, the ingest role's consumer
    against a bare consumer, feed -> broker -> ClickHouse throughput (separate producer and ingest
    processes) against the embedded bus with the same rows, and trade -> candle latency at 500
-   trades/s against the embedded bus at the same rate.
+   trades/s against the embedded bus at the same rate;
+7. the cold tier (Iceberg, SQLite catalog on local disk; ``lake_stages.py``): the offload of each layer
+   against a bare pyiceberg append of the very same Arrow rows; ``/v1/ohlcv`` for a year of 1h candles
+   from the cold tier, as offloaded and after compaction, against the same request served warm; and
+   the daily maintenance after a day of 15-minute offloads.
 
 Stages that open the embedded warehouse run in their own processes (chdb: one data path per process).
 """
@@ -53,7 +57,9 @@ TARGETS = {
     "bus_e2e_trades_per_s": 100_000.0,
     "bus_latency_p50_ms": 50.0,
     "bus_latency_p99_ms": 250.0,
+    "offload_vs_append": 0.70,
 }
+LAKE_STAGES = "ticklake.bench.lake_stages"
 
 
 def _stage(*args: str, timeout: float = 1800, module: str = "ticklake.bench.stages",
@@ -217,12 +223,112 @@ def _rss_of(pid: int) -> float | None:
     return None
 
 
+# --- 7. cold tier -------------------------------------------------------------------------------
+def cold_tier(workdir: Path, sizes: dict[str, Any]) -> dict[str, Any]:
+    """Offload against append, a year of 1h candles over HTTP (as offloaded, then compacted, and warm),
+    and the daily maintenance; every Iceberg side on local disk with the embedded SQLite catalog."""
+    report: dict[str, Any] = {"offload": _stage(
+        "offload", str(workdir / "lake-offload"), str(sizes["lake_trades"]), str(sizes["lake_markets"]),
+        str(sizes["lake_rounds"]), str(sizes["lake_commits"]), module=LAKE_STAGES)}
+    path = str(workdir / "lake-year")
+    year = report["year"] = _stage("year", path, str(sizes["year_markets"]), str(sizes["year_step_s"]),
+                                   str(sizes["year_commits"]), module=LAKE_STAGES)
+    requests = int(sizes["year_requests"])
+    report["as_offloaded"] = _year_over_http(path, year, requests)
+    report["compaction"] = _stage("compact", path, "gold_ohlcv_1h", module=LAKE_STAGES)
+    report["compacted"] = _year_over_http(path, year, requests)
+    return report
+
+
+def _year_over_http(path: str, year: dict[str, Any], fetches: int) -> dict[str, Any]:
+    """Fetch a market's whole year of 1h candles as a user does (pages of the API's largest limit, each
+    starting after the last candle of the one before), from the tiered app (every candle cold) and
+    from the warm-only app, alternating; ``fetches`` times each after a few to warm up."""
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", LAKE_STAGES, "serve", path, str(port), str(year["end"])],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "TZ": "UTC"})
+    limit = Settings().api.max_limit
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()  # "serving"
+        connection = _connect(port)
+
+        def fetch(prefix: str, symbol: str) -> tuple[list[Any], list[float], set[str]]:
+            candles: list[Any] = []
+            pages: list[float] = []
+            tiers: set[str] = set()
+            start_ms, end_ms = year["start"] * 1000, year["end"] * 1000
+            while True:
+                query = (f"{prefix}/v1/ohlcv?exchange=binance&symbol={symbol}&timeframe=1h&start={start_ms}"
+                         f"&end={end_ms}&limit={limit}")
+                started = time.perf_counter()
+                connection.request("GET", query)
+                response = connection.getresponse()
+                body = response.read()
+                pages.append((time.perf_counter() - started) * 1000)
+                if response.status != 200:
+                    raise RuntimeError(f"unexpected answer {response.status}: {body[:300]!r}")
+                answer = orjson.loads(body)
+                candles += answer["candles"]
+                tiers.add(answer["tier"])
+                if len(answer["candles"]) < limit:
+                    return candles, pages, tiers
+                last = datetime.fromisoformat(answer["candles"][-1]["time"].replace("Z", "+00:00"))
+                start_ms = int(last.timestamp()) * 1000 + 3_600_000
+
+        results: dict[str, dict[str, list[float]]] = {side: {"year": [], "page": []} for side in ("cold", "warm")}
+        first_ms = None
+        identical = True
+        tiers: dict[str, set[str]] = {"cold": set(), "warm": set()}
+        candles = 0
+        warm_up = 3
+        for i in range(fetches + warm_up):
+            symbol = f"SYM{i % year['markets']}/USDT"
+            answers = {}
+            for side in (("cold", "warm") if i % 2 == 0 else ("warm", "cold")):
+                started = time.perf_counter()
+                answers[side], pages, seen = fetch("" if side == "cold" else "/warm", symbol)
+                elapsed = (time.perf_counter() - started) * 1000
+                tiers[side] |= seen
+                if first_ms is None:
+                    first_ms = elapsed  # the first cold fetch: the catalog and metadata are loaded
+                if i >= warm_up:
+                    results[side]["year"].append(elapsed)
+                    results[side]["page"] += pages
+            identical = identical and answers["cold"] == answers["warm"]
+            candles = len(answers["cold"])
+        rss = _rss_of(server.pid)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+    def quantiles(samples: list[float]) -> dict[str, float]:
+        ordered = sorted(samples)
+        return {"p50_ms": round(ordered[len(ordered) // 2], 1),
+                "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1)}
+
+    return {"fetches": fetches, "candles": candles, "page_limit": limit,
+            "pages": len(results["cold"]["page"]) // max(1, fetches), "first_fetch_ms": round(first_ms or 0, 1),
+            "cold": {"year": quantiles(results["cold"]["year"]), "page": quantiles(results["cold"]["page"]),
+                     "tiers": sorted(tiers["cold"])},
+            "warm": {"year": quantiles(results["warm"]["year"]), "page": quantiles(results["warm"]["page"]),
+                     "tiers": sorted(tiers["warm"])},
+            "identical": identical, "server_rss_mb": rss}
+
+
 # --- the whole run ------------------------------------------------------------------------------
 def run_bench(settings: Settings, quick: bool = False) -> int:
     sizes = {"normalize_s": 3.0, "handlers_s": 5.0, "ingest": 200_000, "latency_s": 10.0, "serving": 1_000_000,
              "requests": 200, "bus_trades": 100_000, "bus_latency_s": 6.0} \
         if quick else {"normalize_s": 10.0, "handlers_s": 20.0, "ingest": 1_000_000, "latency_s": 60.0,
                        "serving": 10_000_000, "requests": 1000, "bus_trades": 300_000, "bus_latency_s": 20.0}
+    # The cold tier: a day of trades (markets), offload rounds, commits of a day of offloads (96: every
+    # 15 minutes; quick: hourly); a year of 1h candles (markets, one trade every step_s per market,
+    # offload commits, fetches of the year over HTTP).
+    sizes |= {"lake_trades": 200_000, "lake_markets": 20, "lake_rounds": 2, "lake_commits": 24, "year_markets": 3,
+              "year_step_s": 3600, "year_commits": 12, "year_requests": 15} \
+        if quick else {"lake_trades": 1_000_000, "lake_markets": 20, "lake_rounds": 3, "lake_commits": 96,
+                       "year_markets": 5, "year_step_s": 600, "year_commits": 52, "year_requests": 50}
     report: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -246,6 +352,8 @@ def run_bench(settings: Settings, quick: bool = False) -> int:
         from ticklake.bench.broker import run_broker_stages
 
         report["bus"] = run_broker_stages(settings, workdir, sizes)
+        print("cold tier (Iceberg) ...", file=sys.stderr, flush=True)
+        report["cold_tier"] = cold_tier(workdir, sizes)
     report["bench_process_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     _print(report)
     return 0
@@ -292,6 +400,7 @@ def _print(report: dict[str, Any]) -> None:
     lines += ["", f"peak RSS: platform (latency run) {lat['peak_rss_mb']} MB, API over {s['trades']:,} trades "
               f"{s['server_rss_mb']} MB ({_verdict(peak, TARGETS['peak_rss_mb'], False)} ≤ 1536 MB)"]
     lines += _bus_lines(report["bus"], report["ingest"])
+    lines += _cold_tier_lines(report["cold_tier"])
     print("\n".join(lines))
     print("\n" + json.dumps(report))
 
@@ -354,4 +463,39 @@ def _bus_lines(bus: dict[str, Any], ingest: dict[str, Any]) -> list[str]:
     rss = [bus[name].get("broker_peak_rss_mb") for name in ("produce_consume", "e2e", "latency") if name in bus]
     if any(rss):
         lines.append(f"  broker peak RSS per stage: {', '.join(f'{r} MB' for r in rss if r)}")
+    return lines
+
+
+def _cold_tier_lines(cold: dict[str, Any]) -> list[str]:
+    o = cold["offload"]
+    lines = ["", f"cold tier (Iceberg, SQLite catalog and files on local disk), a day of {o['trades']:,} trades over "
+                 f"{o['markets']} markets:",
+             f"  offload_table into an empty table against a bare pyiceberg append of the same Arrow rows into an "
+             f"empty table (one commit each), median of {next(iter(o['layers'].values()))['rounds']} alternating "
+             "rounds:"]
+    for name, r in o["layers"].items():
+        unit = "candles" if name.startswith("gold") else "rows"
+        verdict = _verdict(r["ratio"], TARGETS["offload_vs_append"], True)
+        lines.append(f"    {name:14s} {r['rows']:>9,} {unit:7s} offload {r['offload_rows_per_s']:>9,}/s | append "
+                     f"{r['append_rows_per_s']:>9,}/s | ratio {r['ratio']:.2f} ({verdict} ≥ 0.70); of an offload: "
+                     f"reading {r['read_s']} s, the commit {r['commit_s']} s")
+    year = cold["year"]
+    lines.append(f"  /v1/ohlcv, a market's year of 1h candles ({year['markets']} markets, {year['candles']:,} candles "
+                 f"offloaded in {year['commits']} commits), over HTTP:")
+    for label, key, files in (("as offloaded", "as_offloaded", year["data_files"]),
+                              ("compacted", "compacted", cold["compaction"]["files_after"])):
+        s = cold[key]
+        c, w = s["cold"], s["warm"]
+        lines.append(f"    {label:12s} ({files} data files): the year ({s['candles']:,} candles in {s['pages']} "
+                     f"pages of {s['page_limit']:,}) cold p50 {c['year']['p50_ms']} ms p99 {c['year']['p99_ms']} ms "
+                     f"(a page p50 {c['page']['p50_ms']} ms) | warm p50 {w['year']['p50_ms']} ms p99 "
+                     f"{w['year']['p99_ms']} ms | same candles: {s['identical']}; first cold fetch "
+                     f"{s['first_fetch_ms']} ms")
+    m = o["maintenance"]
+    lines.append(f"  a day of offloads, {m['commits_per_table']} commits a table ({m['commit_ms']} ms a commit), then "
+                 f"maintain (compaction, snapshot expiry, orphan removal) over {len(m['tables'])} tables: "
+                 f"{m['maintain_s']} s; data files {m['files_before']} → {m['files_after']}")
+    lines.append(f"    silver scan, one market, one hour ({m['scan_rows']:,} trades): {m['scan_before_ms']} ms "
+                 f"before, {m['scan_after_ms']} ms after; per table: "
+                 + ", ".join(f"{name} {t['seconds']} s" for name, t in m["tables"].items() if t["files_before"] > 1))
     return lines

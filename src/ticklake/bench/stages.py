@@ -35,15 +35,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def synthetic_trades(count: int, seed: int = 7) -> tuple[list[RawFrame], list[Trade]]:
-    """Realistic-looking Binance trades: 10 markets, 5 trades a frame, many sharing a millisecond."""
-    rng = random.Random(seed)
-    start_us = int(time.time() * 1_000_000) - 3_600_000_000
+def synthetic_trades(count: int, seed: int = 7, *, markets: int = 10, start_us: int | None = None,
+                     step_us: int | None = None, first: int = 0,
+                     rng: random.Random | None = None) -> tuple[list[RawFrame], list[Trade]]:
+    """Realistic-looking Binance trades ``first`` to ``count - 1``: ``markets`` markets, 5 trades a
+    frame. By default an hour ago, one round of the markets every 3 ms, so many share a millisecond;
+    ``step_us`` spaces each trade from the previous one instead. Pass ``rng`` to generate a long tape
+    in slices (trade ids, times and frames continue across the slices)."""
+    rng = rng or random.Random(seed)
+    start_us = int(time.time() * 1_000_000) - 3_600_000_000 if start_us is None else start_us
     frames: list[RawFrame] = []
     trades: list[Trade] = []
-    for i in range(count):
-        market = i % 10
-        ts_us = start_us + (i // 10) * 3_000
+    for i in range(first, count):
+        market = i % markets
+        ts_us = start_us + (i * step_us if step_us is not None else (i // markets) * 3_000)
         frame_seq = i // 5 + 1
         price = f"{rng.randint(10_000, 99_999)}.{rng.randint(0, 99):02d}"
         qty = f"0.{rng.randint(1, 99_999):05d}"

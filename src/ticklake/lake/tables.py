@@ -11,15 +11,17 @@ ClickHouse's UInt64 columns become Iceberg ``long`` (Iceberg has no unsigned typ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.sorting import SortField, SortOrder
-from pyiceberg.transforms import DayTransform, IdentityTransform
+from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform, YearTransform
 from pyiceberg.types import DecimalType, IntegerType, LongType, NestedField, StringType, TimestamptzType
 
 # Table properties every cold table carries.
@@ -29,6 +31,9 @@ TABLE_PROPERTIES = {
     # A retried commit would re-apply the append on top of a racing offloader's and store its rows
     # twice: the watermark check is only sound with no retries (stack.md, Apache Iceberg).
     "commit.retry.num-retries": "0",
+    # Row groups of 131,072 rows (pyiceberg's default is 1M): a query for one market and one hour reads
+    # a few small row groups instead of whole compacted files (measured: 41-56 ms against 188 ms).
+    "write.parquet.row-group-limit": "131072",
 }
 
 
@@ -42,6 +47,17 @@ class LakeTable:
     sort_order: SortOrder
     sort_keys: tuple[str, ...]  # what the offloader sorts a batch by (the sort order, spelled for pyarrow)
     select_query: str  # queries/<select_query>.sql: the warm rows with stored_at in (lower, upper]
+    # Gold only: the candle length in seconds. A candle table offloads closed windows and rewrites the
+    # windows whose warm candle changed after they were offloaded (offload.py), not stored_at ranges.
+    timeframe: int | None = None
+    # The column a row's time is read from, for audits and maintenance (day partitions, overlap).
+    time_column: str = "ts"
+    # Properties of this table on top of TABLE_PROPERTIES.
+    extra_properties: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def properties(self) -> dict[str, str]:
+        return {**TABLE_PROPERTIES, **self.extra_properties}
 
     @property
     def arrow_schema(self) -> pa.Schema:
@@ -107,22 +123,97 @@ _RAW = _schema(
 RAW_FRAMES = LakeTable(
     name="raw_frames", schema=_RAW, partition_spec=_by_day_and_exchange(_RAW, "received_at"),
     sort_order=_sorted_by(_RAW, "received_at", "conn_id", "frame_seq"),
-    sort_keys=("received_at", "conn_id", "frame_seq"), select_query="lake_raw_frames",
+    sort_keys=("received_at", "conn_id", "frame_seq"), select_query="lake_raw_frames", time_column="received_at",
 )
 
-# Offloaded independently, each with its own watermark. Gold (closed candle windows) is not here yet.
-TABLES: dict[str, LakeTable] = {t.name: t for t in (SILVER_TRADES, BRONZE_TRADES, RAW_FRAMES)}
+_DEAD_LETTERS = _schema(
+    ("exchange", StringType()), ("native_symbol", StringType()), ("symbol", StringType()),
+    ("trade_id", LongType()), ("price", StringType()), ("qty", StringType()), ("side", StringType()),
+    ("ts", TimestamptzType()), ("received_at", TimestamptzType()), ("rule", StringType()), ("detail", StringType()),
+    ("conn_id", StringType()), ("frame_seq", LongType()), ("raw_frame", StringType()),
+    ("stored_at", TimestamptzType()),
+)
+# Few rows (rejects are rare): a month per partition keeps files from being tiny.
+DEAD_LETTERS = LakeTable(
+    name="dead_letters", schema=_DEAD_LETTERS,
+    partition_spec=PartitionSpec(
+        PartitionField(_DEAD_LETTERS.find_field("received_at").field_id, 1000, MonthTransform(), "received_at_month")),
+    sort_order=_sorted_by(_DEAD_LETTERS, "exchange", "native_symbol", "trade_id"),
+    sort_keys=("exchange", "native_symbol", "trade_id"), select_query="lake_dead_letters", time_column="received_at",
+)
+
+_BUS_DEAD_LETTERS = _schema(
+    ("topic", StringType()), ("partition", IntegerType()), ("offset", LongType()), ("key", StringType()),
+    ("headers", StringType()), ("value", StringType()), ("reason", StringType()), ("detail", StringType()),
+    ("stored_at", TimestamptzType()),
+)
+BUS_DEAD_LETTERS = LakeTable(
+    name="bus_dead_letters", schema=_BUS_DEAD_LETTERS,
+    partition_spec=PartitionSpec(
+        PartitionField(_BUS_DEAD_LETTERS.find_field("stored_at").field_id, 1000, MonthTransform(), "stored_at_month")),
+    sort_order=_sorted_by(_BUS_DEAD_LETTERS, "topic", "partition", "offset"),
+    sort_keys=("topic", "partition", "offset"), select_query="lake_bus_dead_letters", time_column="stored_at",
+)
+
+# Candles: exact decimals as in the warm tier. quote_volume is price x qty summed at 36 decimals
+# (Decimal(76, 36) in ClickHouse), beyond Iceberg's 38 digits of precision: it is kept as its exact text.
+_GOLD = _schema(
+    ("exchange", StringType()), ("symbol", StringType()), ("bucket", TimestamptzType()),
+    ("open", _PRICE), ("high", _PRICE), ("low", _PRICE), ("close", _PRICE), ("volume", _PRICE),
+    ("quote_volume", StringType()), ("buy_volume", _PRICE), ("trades", LongType()),
+    ("updated_at", TimestamptzType()),
+)
+TIMEFRAMES = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
+
+
+def _gold_partitioning(timeframe: int) -> PartitionSpec:
+    """Coarser than trades: a month of 1m candles is ~43k rows per market, a year of 1h ~8.8k; one
+    partition per (period, exchange) keeps files at useful sizes while a range query still prunes by
+    time. 1d candles (365 a year per market) are partitioned by exchange only."""
+    transform: Transform[object, object] | None = (
+        MonthTransform() if timeframe <= 300 else YearTransform() if timeframe < 86400 else None)  # type: ignore[assignment]
+    fields = [PartitionField(_GOLD.find_field("exchange").field_id, 1001, IdentityTransform(), "exchange")]
+    if transform is not None:
+        name = "bucket_month" if isinstance(transform, MonthTransform) else "bucket_year"
+        fields.insert(0, PartitionField(_GOLD.find_field("bucket").field_id, 1000, transform, name))
+    return PartitionSpec(*fields)
+
+
+def gold_table_name(label: str) -> str:
+    return f"gold_ohlcv_{label}"
+
+
+GOLD_OHLCV = {
+    label: LakeTable(
+        name=gold_table_name(label), schema=_GOLD, partition_spec=_gold_partitioning(seconds),
+        sort_order=_sorted_by(_GOLD, "symbol", "bucket"), sort_keys=("exchange", "symbol", "bucket"),
+        select_query="lake_gold_ohlcv", timeframe=seconds, time_column="bucket",
+        # Candle rows are small and read by market and range: smaller row groups made cold candle
+        # reads clearly faster (a year of 1h candles, 500 per page: 22-30 ms against 55-110 ms).
+        extra_properties={"write.parquet.row-group-limit": "16384"},
+    )
+    for label, seconds in TIMEFRAMES.items()
+}
+
+# Offloaded independently, each with its own watermark, in this order.
+TABLES: dict[str, LakeTable] = {t.name: t for t in (RAW_FRAMES, BRONZE_TRADES, SILVER_TRADES, DEAD_LETTERS,
+                                                    BUS_DEAD_LETTERS, *GOLD_OHLCV.values())}
 
 
 def ensure_table(catalog: Catalog, namespace: str, spec: LakeTable) -> Table:
     """The cold table, created when missing; idempotent, and safe when two processes race to create it."""
-    catalog.create_namespace_if_not_exists(namespace)
-    table = catalog.create_table_if_not_exists(
-        (namespace, spec.name), schema=spec.schema, partition_spec=spec.partition_spec,
-        sort_order=spec.sort_order, properties=TABLE_PROPERTIES,
-    )
+    try:
+        # Loaded first: pyiceberg's create_table_if_not_exists writes a metadata file before it finds
+        # the table exists, one stray file per table per offload run.
+        table = catalog.load_table((namespace, spec.name))
+    except NoSuchTableError:
+        catalog.create_namespace_if_not_exists(namespace)
+        table = catalog.create_table_if_not_exists(
+            (namespace, spec.name), schema=spec.schema, partition_spec=spec.partition_spec,
+            sort_order=spec.sort_order, properties=spec.properties,
+        )
     # A table created by an older version, or edited by hand, gets the properties exactly-once needs.
-    drift = {k: v for k, v in TABLE_PROPERTIES.items() if k != "format-version" and table.properties.get(k) != v}
+    drift = {k: v for k, v in spec.properties.items() if k != "format-version" and table.properties.get(k) != v}
     if drift:
         with table.transaction() as tx:
             tx.set_properties(drift)

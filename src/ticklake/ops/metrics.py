@@ -94,6 +94,55 @@ TRADE_TO_CANDLE = Histogram(
 REPAIRS = Counter("ticklake_repairs", "Rows or windows re-derived by the start-up consistency check",
                   ["layer"], registry=REGISTRY)
 
+# --- cold tier (Iceberg) ------------------------------------------------------------------------
+LAKE_OFFLOADED_ROWS = Counter("ticklake_lake_offloaded_rows", "Rows (candles for gold) committed to the cold tier",
+                              ["table"], registry=REGISTRY)
+LAKE_OFFLOAD_COMMITS = Counter("ticklake_lake_offload_commits", "Iceberg commits made by the offloader", ["table"],
+                               registry=REGISTRY)
+LAKE_OFFLOAD_FAILURES = Counter(
+    "ticklake_lake_offload_failures", "Offload runs of a table that failed (retried with backoff)", ["table", "reason"],
+    registry=REGISTRY,
+)
+LAKE_OFFLOAD_LAG = Gauge(
+    "ticklake_lake_offload_lag_seconds", "Warehouse clock minus the table's watermark (stored_at; closed windows for "
+    "gold): how far the cold tier is behind", ["table"], registry=REGISTRY,
+)
+LAKE_LAST_OFFLOAD = Gauge("ticklake_lake_last_offload_timestamp_seconds", "When a table's last successful offload "
+                          "run ended", ["table"], registry=REGISTRY)
+LAKE_OFFLOAD_SECONDS = Histogram("ticklake_lake_offload_seconds", "Time of one offload run of a table", ["table"],
+                                 buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+
+# --- cold tier maintenance ----------------------------------------------------------------------
+LAKE_MAINTENANCE_RUNS = Counter(
+    "ticklake_lake_maintenance_runs", "Maintenance runs of a cold table: ok, skipped (compaction lost a race with "
+    "an offload; retried next run) or failed", ["table", "result"], registry=REGISTRY,
+)
+LAKE_MAINTENANCE_SECONDS = Histogram("ticklake_lake_maintenance_seconds", "Time of one maintenance run of a table",
+                                     ["table"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+LAKE_DATA_FILES = Gauge("ticklake_lake_data_files", "Data files in a cold table's current snapshot after its last "
+                        "maintenance", ["table"], registry=REGISTRY)
+LAKE_FILES_COMPACTED = Counter("ticklake_lake_files_compacted", "Small data files replaced by compaction",
+                               ["table"], registry=REGISTRY)
+LAKE_SNAPSHOTS_EXPIRED = Counter("ticklake_lake_snapshots_expired", "Snapshots expired by maintenance", ["table"],
+                                 registry=REGISTRY)
+LAKE_ORPHANS_REMOVED = Counter("ticklake_lake_orphans_removed", "Unreferenced files deleted by maintenance",
+                               ["table"], registry=REGISTRY)
+LAKE_LAST_MAINTENANCE = Gauge("ticklake_lake_last_maintenance_timestamp_seconds", "When a table's last successful "
+                              "maintenance run ended", ["table"], registry=REGISTRY)
+
+# --- cold tier audit ----------------------------------------------------------------------------
+LAKE_AUDIT_MISMATCHED = Gauge(
+    "ticklake_lake_audit_mismatched_partitions", "Partitions of a cold table whose rows differ from the warm tier "
+    "(count, content or duplicate keys) in the last audit: anything above 0 is data to look at", ["table"],
+    registry=REGISTRY,
+)
+LAKE_AUDIT_ROWS = Gauge("ticklake_lake_audit_rows_checked", "Warm rows of the overlap compared with the cold tier "
+                        "in a table's last audit", ["table"], registry=REGISTRY)
+LAKE_AUDIT_LAST_RUN = Gauge("ticklake_lake_audit_last_run_timestamp_seconds", "When a table's last completed audit "
+                            "ended (a failed audit leaves it unchanged)", ["table"], registry=REGISTRY)
+LAKE_AUDIT_FAILURES = Counter("ticklake_lake_audit_failures", "Audits of a cold table that could not complete "
+                              "(catalog, object store or warehouse error)", ["table"], registry=REGISTRY)
+
 # --- API -----------------------------------------------------------------------------------------
 API_REQUESTS = Counter("ticklake_api_requests", "HTTP requests", ["route", "status"], registry=REGISTRY)
 API_LATENCY = Histogram("ticklake_api_request_seconds", "HTTP request latency", ["route"],

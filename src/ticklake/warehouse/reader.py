@@ -70,17 +70,21 @@ class WarehouseReader:
         return bool(self.client.query(query("ping")).result_rows[0][0] == 1)
 
     def ohlcv_rows(self, exchange: str, symbol: str, timeframe: str, start: datetime | None,
-                   end: datetime | None, limit: int) -> list[CandleRow]:
+                   end: datetime | None, limit: int, *, newest_first: bool | None = None) -> list[CandleRow]:
         """Candles in [start, end) as exact text, oldest first: the first ``limit`` after ``start``
-        when it is given, else the newest ``limit`` before ``end``. (The API's fast path.)"""
+        when it is given, else the newest ``limit`` before ``end``. (The API's fast path.)
+
+        ``newest_first=True`` takes the newest ``limit`` even with a ``start`` (the API's warm part of
+        a range that begins in the cold tier); None means "when no start is given"."""
         seconds = TIMEFRAMES[timeframe]
+        newest = start is None if newest_first is None else newest_first
         lower = _second_ceiling(start) if start else EPOCH
         upper = _second_ceiling(end) if end else FAR_FUTURE
         params = {"exchange": exchange, "symbol": symbol, "timeframe": seconds}
 
         def candles(low: datetime, high: datetime) -> list[CandleRow]:
             return cast(list[CandleRow], self.client.query(query("ohlcv"), parameters={
-                **params, "start": low, "end": high, "newest_first": start is None, "limit": limit}).result_rows)
+                **params, "start": low, "end": high, "newest_first": newest, "limit": limit}).result_rows)
 
         # Aggregate only a window that `limit` candles can fill: a market with a year of one-minute
         # candles would otherwise merge all of them to return 500 (1.2 s instead of milliseconds,
@@ -88,13 +92,13 @@ class WarehouseReader:
         # ending now (a live market). Otherwise anchor on the first (last) stored candle in range and
         # let gaps in the market's history grow the window fourfold until it holds `limit` candles.
         span = timedelta(seconds=seconds * limit) * 1.25  # a little slack: a quiet minute or a late candle
-        if start is None:
+        if newest:
             guess_end = min(upper, datetime.now(UTC) + timedelta(seconds=seconds))
             rows = candles(max(lower, guess_end - span), upper)
         else:
             rows = candles(lower, min(upper, lower + span))
         if len(rows) >= limit:
-            if start is None:
+            if newest:
                 rows.reverse()
             return rows
         first, last, count = self.client.query(query("ohlcv_bounds"), parameters={
@@ -104,7 +108,7 @@ class WarehouseReader:
         while True:
             if count <= limit:  # few stored rows: the whole range is a small aggregation anyway
                 low, high = lower, upper
-            elif start is None:
+            elif newest:
                 low, high = max(lower, _utc(last) + timedelta(seconds=seconds) - span), upper
             else:
                 low, high = lower, min(upper, _utc(first) + span)
@@ -112,7 +116,7 @@ class WarehouseReader:
             if len(rows) >= limit or (low == lower and high == upper):
                 break
             span *= 4
-        if start is None:
+        if newest:
             rows.reverse()
         return rows
 
