@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -199,8 +200,9 @@ def commit(table: Table, batch: Batch) -> None:
         properties[CLOSED_BEFORE] = str(batch.closed_before)
     with table.transaction() as tx:
         if batch.late_buckets:
-            # pyiceberg 0.12 types In.__new__ without its term argument: its own typing slip.
-            late = In("bucket", [_iso(second) for second in batch.late_buckets])  # type: ignore[call-arg,misc]
+            # Called through Any: pyiceberg 0.12 types In.__new__ without its term argument, which mypy
+            # reports differently with and without its cache.
+            late = cast(Any, In)("bucket", [_iso(second) for second in batch.late_buckets])
             tx.overwrite(batch.rows, overwrite_filter=late)
         elif batch.rows.num_rows:
             tx.append(batch.rows)
