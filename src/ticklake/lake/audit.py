@@ -59,7 +59,7 @@ from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.expressions import And, BooleanExpression, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
 from pyiceberg.table import Table
 
-from ticklake.lake.offload import _to_lake_column, closed_before, watermark
+from ticklake.lake.offload import closed_before, to_lake, watermark
 from ticklake.lake.tables import TABLES, LakeTable
 from ticklake.ops import metrics
 from ticklake.settings import RetentionSettings, Settings
@@ -460,18 +460,12 @@ def _regrouped(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(pending)
 
 
-def _in_cold_schema(rows: pa.Table, spec: LakeTable) -> pa.Table:
-    """``rows`` cast exactly as :func:`ticklake.lake.offload.to_lake` casts them for an offload, without
-    its sort: the checksums do not depend on order, and the sort would cost more than the hashing."""
-    schema = spec.arrow_schema
-    return pa.Table.from_arrays([_to_lake_column(rows.column(f.name), f.type) for f in schema], schema=schema)
-
-
 def _warm_tables(client: Client, spec: LakeTable, parameters: Mapping[str, object]) -> Iterator[pa.Table]:
     """Warm rows from the offloader's select query, in the cold schema exactly as an offload writes them."""
     with client.query_arrow_stream(query(spec.select_query), parameters=dict(parameters)) as stream:
         for table in _regrouped(stream):
-            yield _in_cold_schema(table, spec).combine_chunks()
+            # Cast as an offload casts, without its sort: the checksums do not depend on order.
+            yield to_lake(table, spec, sort=False).combine_chunks()
 
 
 def _cold_tables(table: Table, spec: LakeTable, row_filter: BooleanExpression) -> Iterator[pa.Table]:

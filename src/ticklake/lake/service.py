@@ -133,7 +133,7 @@ class Offloader:
                 result.commits += 1
                 metrics.LAKE_OFFLOADED_ROWS.labels(name).inc(batch.rows.num_rows)
                 metrics.LAKE_OFFLOAD_COMMITS.labels(name).inc()
-            state.position = self._position(table)
+            state.position = closed_before(table) if spec.timeframe is not None else watermark(table)
             state.failures, state.last_error, state.last_success = 0, "", time.time()
             state.rows += result.rows
             state.commits += result.commits
@@ -162,10 +162,6 @@ class Offloader:
         if spec.timeframe is None:
             return prepare(self.client, table, spec, bound, max_rows)
         return prepare_candles(self.client, table, spec, bound, max_rows, rewrite_late=rewrite_late)
-
-    @staticmethod
-    def _position(table: Table) -> int:
-        return closed_before(table) if "ticklake.closed_before" in table.properties else watermark(table)
 
     # --- the schedule ----------------------------------------------------------------------------
     def next_delay(self, state: TableState) -> float:
