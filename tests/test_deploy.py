@@ -37,6 +37,8 @@ METRICS = [
     "ticklake_bus_consumed_total", "ticklake_bus_rejected_total", "ticklake_bus_consumer_lag",
     "ticklake_ingest_rows_total", "ticklake_ingest_duplicates_total", "ticklake_dead_letters_total",
     "ticklake_ingest_errors_total", "ticklake_ingest_last_flush_timestamp_seconds",
+    "ticklake_completeness_checks_total", "ticklake_completeness_missing_trades",
+    "ticklake_completeness_trades_filled_total", "ticklake_completeness_trades_unrecoverable_total",
     "ticklake_trade_to_candle_seconds", "ticklake_api_requests_total", "ticklake_api_request_seconds",
     "ticklake_lake_offloaded_rows_total", "ticklake_lake_offload_commits_total",
     "ticklake_lake_offload_failures_total", "ticklake_lake_offload_lag_seconds",

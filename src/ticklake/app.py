@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -26,16 +27,18 @@ from ticklake.api.app import create_app
 from ticklake.bus import MemoryBus
 from ticklake.bus.base import PartitionKey, Position
 from ticklake.exchanges.feeds import FeedSet, FrameRecorder, run_feeds
+from ticklake.exchanges.gaps import Resume, holes
 from ticklake.lake.catalog import open_catalog
 from ticklake.lake.read import ColdReader
 from ticklake.lake.service import Offloader
-from ticklake.model import MessageSink, ResumePoint
+from ticklake.model import MessageSink
 from ticklake.ops import metrics
 from ticklake.settings import Settings
 from ticklake.simulator.server import Simulator
 from ticklake.symbols import to_native
 from ticklake.warehouse import migrate
 from ticklake.warehouse.client import open_client
+from ticklake.warehouse.completeness import CompletenessCheck
 from ticklake.warehouse.ingest import Ingester
 from ticklake.warehouse.reader import WarehouseReader
 from ticklake.warehouse.repair import repair
@@ -45,6 +48,13 @@ if TYPE_CHECKING:  # confluent-kafka is loaded only when the Kafka bus is used
     from ticklake.bus.kafka import KafkaProducerBus, KafkaSource
 
 log = logging.getLogger("ticklake")
+
+
+# A feed's producer failing for good is renewed; failing again each time within the window, more than
+# this many times in a row, it stops the process.
+_MAX_RENEWALS = 5
+_RENEWAL_WINDOW_S = 60.0
+_BROKER_CHECK_FLUSH_S = 30.0
 
 
 class WarehouseInUseError(RuntimeError):
@@ -121,6 +131,8 @@ class Platform:
         self.feeds: FeedSet | None = None
         self.ingester: Ingester | None = None
         self.producer: KafkaProducerBus | None = None
+        self.check_producer: KafkaProducerBus | None = None  # the completeness check's, with a Kafka bus
+        self.completeness: CompletenessCheck | None = None
         self.source: KafkaSource | None = None
         self.api_server: uvicorn.Server | None = None
         self.offloader: Offloader | None = None
@@ -190,13 +202,21 @@ class Platform:
                 sink = self.producer = KafkaProducerBus(settings.bus.kafka)
                 self._tasks.append(asyncio.create_task(self._watch_producer(), name="producer-watch"))
             # Each feed resumes from the newest trade of its markets (stored, or on the bus): the
-            # downtime shows as a gap in the trade ids and is backfilled from the venue's REST API.
+            # downtime shows as a gap in the trade ids and is backfilled from the venue's REST API,
+            # and so are the holes below it (a backfill a stop cut short, messages a broker lost).
             resume = await self._resume_points(writer)
-            self.feeds = await run_feeds(settings, sink, self.recorder, resume=resume)
+            self.feeds = await run_feeds(settings, sink, self.recorder,
+                                         resume={key: r.point for key, r in resume.items()})
+            held_by = "what the broker holds" if self.kafka else "what was stored"
+            for (exchange, _native), market in resume.items():
+                for gap in market.holes:
+                    self.feeds.refill(exchange, gap, held_by)
             venues = ", ".join(f"{name} ({len(v.symbols)} symbols)" for name, v in settings.venues.enabled().items())
             log.info("venues: %s", venues or "none enabled")
         if self.client is not None:
             log.info("warehouse %s (database %s)", settings.resolved_warehouse_url, settings.database)
+        if "ingest" in roles and settings.completeness.enabled:
+            self._start_completeness(memory_bus)
 
         if "offload" in roles:
             assert self.client is not None
@@ -228,29 +248,101 @@ class Platform:
             log.info("metrics on http://%s:%d/metrics", settings.metrics.host, self.metrics_port)
         log.info("roles: %s (bus: %s)", ", ".join(r for r in ROLES if r in roles), settings.bus.kind)
 
+    def _start_completeness(self, memory_bus: MemoryBus | None) -> None:
+        """The check of the stored trade ids for holes (warehouse/completeness.py). Its backfilled trades
+        take the usual way in: the embedded bus, or (Kafka) a producer of this process's own."""
+        assert self.client is not None
+        sink: MessageSink
+        if memory_bus is not None:
+            sink = memory_bus
+        else:
+            from ticklake.bus.kafka import KafkaProducerBus
+
+            sink = self.check_producer = KafkaProducerBus(self.settings.bus.kafka)
+        source = self.source
+        self.completeness = CompletenessCheck(
+            self.client, self.settings, sink, self._executor, rest=self.feeds.rest if self.feeds else None,
+            owned=(lambda: set(source.assigned)) if source is not None else None)
+        self._tasks.append(asyncio.create_task(self.completeness.run_forever(), name="completeness"))
+        check = self.settings.completeness
+        log.info("completeness: stored trade ids checked for holes every %.0f s over the last %.0f s",
+                 check.interval_s, check.window_s)
+
     async def _watch_producer(self) -> None:
-        """Stop the process (exit status 1) when the producer failed for good, or once the broker
-        is back after no broker could be reached. A supervisor restarts it; the restarted feed
-        resumes below the first hole in what the broker holds and backfills it from the venue. A
-        broker that went down uncleanly may have lost messages it had acknowledged: no producer
-        can send those again, and only a restart's check of the broker's tail finds them."""
+        """Keep the feed role publishing through broker trouble, in this process.
+
+        A broker that went away may have lost messages it had acknowledged (an unclean restart, a
+        lost disk), and it may have forgotten the producer's sequence numbers, which fails the
+        producer for good. So once the broker answers again after a lost connection: a producer that
+        failed is replaced by a fresh one, and what the broker holds of each market is compared with
+        what the feeds handed on; the holes are backfilled from the venues (``check_broker``). Only a
+        producer that keeps failing even when renewed stops the process (exit status 1), for its
+        supervisor to restart."""
         loop = asyncio.get_running_loop()
         producer = self.producer
-        while producer is not None:
+        assert producer is not None
+        renewals = 0  # in a row, each renewed producer failing within _RENEWAL_WINDOW_S
+        renewed_at = -_RENEWAL_WINDOW_S
+        while True:
             await asyncio.sleep(1.0)
             if producer.fatal:
-                log.critical("stopping: the Kafka producer failed for good (%s)", producer.fatal)
-                break
-            # Not waiting for the producer to drain: what it still holds is found missing on the
-            # broker by the restart, like after a kill, and backfilled.
-            if producer.brokers_were_down and await loop.run_in_executor(None, producer.broker_reachable):
-                log.critical("stopping: the broker was unreachable and is back; restarting to check what it "
-                             "holds (an unclean broker restart can lose acknowledged messages)")
-                break
+                # Renewed at once (a failed producer cannot even ask for metadata); the fresh one waits
+                # for the broker like any producer, and the check below runs once it answers.
+                now = time.monotonic()
+                renewals = renewals + 1 if now - renewed_at < _RENEWAL_WINDOW_S else 1
+                if renewals > _MAX_RENEWALS:
+                    log.critical("stopping: the Kafka producer failed for good %d times in a row, each time within "
+                                 "%.0f s of being renewed (last: %s); this cannot be recovered in-process, so the "
+                                 "process exits for its supervisor to start it again", renewals, _RENEWAL_WINDOW_S,
+                                 producer.fatal)
+                    break
+                renewed_at = now
+                reason = producer.fatal
+                held = await producer.renew()
+                log.warning("the Kafka producer failed for good (%s): replaced by a fresh one; what the broker holds "
+                            "is checked once it answers (%d messages the old one held were not delivered)", reason,
+                            held)
+                producer.broker_lost = True
+                continue
+            if not producer.broker_lost or not await loop.run_in_executor(None, producer.broker_reachable):
+                continue  # frames wait in the feeds (back-pressure) until the broker answers
+            log.warning("the broker answers again after a lost connection: checking what it holds (an unclean "
+                        "broker restart can lose messages it had acknowledged)")
+            producer.broker_lost = False
+            try:
+                await self.check_broker()
+            except Exception as exc:  # the broker went away again, say: the next round checks again
+                log.warning("checking what the broker holds failed (%s); trying again", exc)
+                producer.broker_lost = True
         self.exit_code = 1
         self.stopped.set()
 
-    async def _resume_points(self, writer: WarehouseWriter | None) -> dict[tuple[str, str], ResumePoint]:
+    async def check_broker(self) -> int:
+        """Compare what the broker holds of each market with what the feeds handed on up to now, and
+        backfill the holes from the venues. Returns how many trades were found missing."""
+        producer, feeds = self.producer, self.feeds
+        if producer is None or feeds is None:
+            return 0
+        from ticklake.bus.kafka import tail_trades
+
+        handed_on = feeds.newest()
+        undelivered = await producer.flush(_BROKER_CHECK_FLUSH_S)  # everything handed on is on the broker
+        if producer.fatal:
+            raise RuntimeError("the producer failed for good meanwhile")
+        if undelivered:
+            raise RuntimeError(f"{undelivered} messages still undelivered after {_BROKER_CHECK_FLUSH_S:g} s")
+        loop = asyncio.get_running_loop()
+        held = await loop.run_in_executor(None, partial(
+            tail_trades, self.settings.bus.kafka, list(self.settings.venues.enabled()), markets=set(handed_on)))
+        missing = 0
+        for (exchange, native), newest in handed_on.items():
+            for gap in holes(held.get((exchange, native), {}), newest):
+                missing += feeds.refill(exchange, gap._replace(native_symbol=native), "what the broker holds")
+        log.info("checked what the broker holds: %d trades missing%s", missing,
+                 ", backfilling them from the venues" if missing else "")
+        return missing
+
+    async def _resume_points(self, writer: WarehouseWriter | None) -> dict[tuple[str, str], Resume]:
         """Where each market's feed resumes: from what reached the broker (Kafka bus: the feed's own
         record of what it published, further along than the warehouse), or what was stored."""
         loop = asyncio.get_running_loop()
@@ -263,8 +355,7 @@ class Platform:
                                                             markets=markets))
         if writer is None:
             return {}
-        stored = await loop.run_in_executor(self._executor, WarehouseReader(writer.client).resume_points)
-        return {key: ResumePoint(trade_id, ts_us) for key, (trade_id, ts_us) in stored.items()}
+        return await loop.run_in_executor(self._executor, WarehouseReader(writer.client).resume_points)
 
     def _health_sources(self, memory_bus: MemoryBus | None) -> dict[str, Any]:
         def feeds() -> dict[str, object]:
@@ -309,6 +400,8 @@ class Platform:
             sources["ingest"] = ingest
         if self.offloader is not None:
             sources["lake"] = self.offloader.health
+        if self.completeness is not None:
+            sources["completeness"] = self.completeness.health
         return sources
 
     async def run_until_signalled(self) -> None:
@@ -324,8 +417,11 @@ class Platform:
         """Stop taking frames, deliver and write what is on its way, then close everything."""
         if self.feeds is not None:
             await self.feeds.stop()
-        if self.producer is not None:
-            await self.producer.close()
+        if self.completeness is not None:
+            await self.completeness.close()
+        for producer in (self.producer, self.check_producer):
+            if producer is not None:
+                await producer.close()
         if self.ingester is not None:
             await self.ingester.drain()
         if self.api_server is not None:

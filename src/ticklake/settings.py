@@ -108,6 +108,18 @@ class IngestSettings(BaseModel):
     repair_lookback_minutes: int = Field(60, ge=1)
 
 
+class CompletenessSettings(BaseModel):
+    """The check of what the warehouse stored against holes in the trade ids, run by the ingest role
+    (warehouse/completeness.py; measured costs in docs/architecture.md)."""
+
+    enabled: bool = True
+    interval_s: float = Field(60.0, gt=0)  # how often
+    window_s: float = Field(3600.0, gt=0)  # how far back, by exchange time
+    # Trades younger than this are left to the feed's own backfill, which finds most holes first.
+    settle_s: float = Field(60.0, ge=0)
+    max_missing_per_check: int = Field(100_000, ge=1)  # trade ids one check asks the venues for, at most
+
+
 class KafkaSettings(BaseModel):
     """The Kafka-API broker of the distributed mode (Redpanda in production)."""
 
@@ -234,6 +246,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     validation: ValidationSettings = ValidationSettings()
     ingest: IngestSettings = IngestSettings()
+    completeness: CompletenessSettings = CompletenessSettings()
     bus: BusSettings = BusSettings()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()

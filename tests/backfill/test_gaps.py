@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -150,3 +152,51 @@ def test_sequence_gaps_count_exactly_the_skipped_numbers_of_an_increasing_run(nu
     tracker = SequenceTracker()
     skipped = sum(tracker.observe(n) for n in run)
     assert skipped == (run[-1] - run[0] + 1 - len(run) if run else 0)
+
+
+# --- holes found after delivery (a broker's or the warehouse's) -----------------------------------
+def test_holes_between_held_ids_and_above_them_up_to_the_newest_handed_on() -> None:
+    from ticklake.exchanges.gaps import holes
+
+    held = {i: i * 10 for i in (3, 4, 5, 9, 10, 12)}
+    assert holes(held, (15, 150)) == [Gap("", 6, 8, 50, 90), Gap("", 11, 11, 100, 120), Gap("", 13, 15, 120, 150)]
+    assert holes(held, (12, 120)) == [Gap("", 6, 8, 50, 90), Gap("", 11, 11, 100, 120)]
+    assert holes(held, (9, 90)) == [Gap("", 6, 8, 50, 90)]  # ids above what was handed on are not judged
+    assert holes({}, (9, 90)) == []  # nothing held: nothing to compare with
+
+
+def test_reopen_makes_delivered_ids_pending_again_except_pending_or_given_up_ones() -> None:
+    tracker = GapTracker()
+    feed(tracker, [1, 10, 11, 30])  # pending: 2..9, 12..29
+    tracker.abandon("BTCUSDT", 20, 25)  # given up for good
+    assert tracker.pending("BTCUSDT") == [(2, 9), (12, 19), (26, 29)]
+    # A hole found later over 8..27: only what is neither pending nor given up is new.
+    assert tracker.reopen("BTCUSDT", 8, 27) == [(10, 11)]
+    assert tracker.pending("BTCUSDT") == [(2, 9), (10, 11), (12, 19), (26, 29)]
+    assert tracker.missing("BTCUSDT") == 8 + 2 + 8 + 4
+    # Filling works on reopened ids like on any pending id; a second reopen of a filled range works again.
+    assert tracker.fill([trade(10), trade(11)]) == 2
+    assert tracker.reopen("BTCUSDT", 10, 11) == [(10, 11)]
+    assert tracker.reopen("BTCUSDT", 21, 22) == []  # given up: not asked for again
+
+
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 10)), max_size=20),
+       st.lists(st.tuples(st.integers(0, 60), st.integers(0, 10)), max_size=5))
+@settings(max_examples=300, deadline=None)
+def test_reopen_adds_exactly_the_ids_not_pending_and_not_given_up(reopened: list[tuple[int, int]],
+                                                                   abandoned: list[tuple[int, int]]) -> None:
+    tracker = GapTracker()
+    feed(tracker, [0, 80])
+    for first, length in abandoned:
+        tracker.abandon("BTCUSDT", first, first + length)
+    given_up = {i for first, length in abandoned for i in range(first, first + length + 1) if 1 <= i <= 79}
+    tracker.fill([trade(i) for i in range(1, 80)])  # the rest of the jump's gap delivered: nothing pending
+    pending: set[int] = set()
+    for first, length in reopened:
+        added = tracker.reopen("BTCUSDT", first, first + length)
+        ids = {i for a, b in added for i in range(a, b + 1)}
+        assert ids == set(range(first, first + length + 1)) - pending - given_up
+        pending |= ids
+        assert {i for a, b in tracker.pending("BTCUSDT") for i in range(a, b + 1)} == pending
+        ranges = tracker.pending("BTCUSDT")
+        assert ranges == sorted(ranges) and all(b < c for (_, b), (c, _) in pairwise(ranges))

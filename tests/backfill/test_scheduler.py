@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ticklake.exchanges.backfill import Backfill
-from ticklake.exchanges.gaps import GapTracker
+from ticklake.exchanges.gaps import Gap, GapTracker
 from ticklake.exchanges.rest import FrameStamp, RestClient, RestError, Span, TradePage
 from ticklake.model import Message, RawFrame, Trade
 from ticklake.ops.metrics import REGISTRY
@@ -211,3 +211,23 @@ async def test_a_venue_that_never_catches_up_loses_the_rest(caplog: pytest.LogCa
     assert len(venue.spans) == 3  # the first ask, then max_behind more
     assert metric("trades_unrecoverable", "AAA/USDT") == lost + 4
     assert "4 trades cannot be recovered (ids 7..10): the venue's REST API serves ids only up to 6" in caplog.text
+
+
+async def test_ids_found_missing_again_during_a_fetch_are_fetched_again_not_given_up() -> None:
+    """A broker or warehouse check reopens ids that a running fetch already filled (they were lost
+    after publishing): the fetch must go over them again when it ends, not call them unrecoverable."""
+    tracker, venue, sink = GapTracker(), FakeVenue(), Sink()
+    backfill = make(tracker, venue, sink)
+    for trade_id in (1, 30):
+        for gap in tracker.observe((trade("AAAUSDT", trade_id),)) or []:
+            backfill.add(gap)
+    before = metric("trades_unrecoverable", "AAA/USDT")
+    # Once ids 2..4 were published, they are found missing again (lost after the publish).
+    while not any(isinstance(m.value, Trade) and m.value.trade_id == 4 for m in sink.messages):
+        await asyncio.sleep(0.005)
+    assert backfill.refill(Gap("AAAUSDT", 2, 4, START_US, START_US + 5000), "the broker") == 3
+    await wait_idle(backfill)
+    assert tracker.missing("AAAUSDT") == 0
+    assert metric("trades_unrecoverable", "AAA/USDT") == before
+    fetched = [m.value.trade_id for m in sink.messages if isinstance(m.value, Trade)]
+    assert sorted(set(fetched)) == list(range(2, 30)) and fetched.count(3) == 2  # 2..4 fetched twice

@@ -28,6 +28,7 @@ from ticklake.bus.kafka import (
     create_topics,
     tail_resume_points,
 )
+from ticklake.exchanges.gaps import Gap, Resume
 from ticklake.model import BusReject, Message, RawFrame, ResumePoint, Trade, raw_topic, trades_topic
 from ticklake.settings import KafkaSettings
 
@@ -224,11 +225,11 @@ async def test_publish_waits_while_the_broker_is_away_then_delivers_everything_e
 
 
 @pytest.mark.slow
-async def test_a_producer_that_lost_its_sequence_fails_loudly_instead_of_wedging(own_broker: Broker) -> None:
+async def test_a_producer_that_lost_its_sequence_fails_loudly_and_is_renewed(own_broker: Broker) -> None:
     # The broker loses acknowledged messages (the test broker writes to disk a moment after acking;
     # in production: an unclean leader election). The idempotent producer then cannot go on: publish
-    # must say so (the process restarts, resumes from the broker's tail and backfills), not fail forever
-    # with a generic error nor wait forever.
+    # must say so, not fail forever with a generic error nor wait forever; a fresh producer (renew)
+    # publishes again, and the feed role checks what the broker holds and backfills (Platform).
     settings = kafka_settings(own_broker.bootstrap, partitions=1)
     exchange = unique_exchange()
     topic = trades_topic(exchange)
@@ -257,13 +258,24 @@ async def test_a_producer_that_lost_its_sequence_fails_loudly_instead_of_wedging
         assert "OUT_OF_ORDER_SEQUENCE_NUMBER" in bus.fatal
         with pytest.raises(ProducerFailedError):  # and it stays failed
             await bus.publish(batch(range(1, 2)))
+        assert bus.broker_lost  # the lost connection was seen: what the broker holds is worth a check
+
+        await bus.renew()
+        assert not bus.fatal
+        await bus.publish(batch(range(500_001, 500_101)))
+        assert await bus.flush(20) == 0
+        reads = read_topic(own_broker.bootstrap, topic, 10**9, timeout_s=5)
+        arrived = {t.trade_id for r in reads if isinstance(t := decode(topic, r.key, r.value,
+                                                                         list(r.headers.items())), Trade)}
+        assert set(range(500_001, 500_101)) <= arrived
     finally:
         started = time.monotonic()
         await asyncio.wait_for(bus.close(timeout_s=5), 15)
     assert time.monotonic() - started < 3  # a failed producer is not flushed for the whole timeout
 
 # --- the feed's start ----------------------------------------------------------------------------
-async def test_tail_resume_points_give_the_newest_trade_below_any_hole_per_market(kafka_bootstrap: str) -> None:
+async def test_tail_resume_points_give_the_newest_trade_and_the_holes_below_it_per_market(
+        kafka_bootstrap: str) -> None:
     settings = kafka_settings(kafka_bootstrap, partitions=3)
     binance, kraken, absent = unique_exchange(), unique_exchange(), unique_exchange()
     create_topics(settings, [binance, kraken], retention_hours=1)
@@ -275,9 +287,13 @@ async def test_tail_resume_points_give_the_newest_trade_below_any_hole_per_marke
     # BTC/USDT: 1..100 where 60 arrives last (a backfilled trade, older id, newest exchange time).
     messages = [on(binance, "BTC/USDT", i) for i in [*range(1, 60), *range(61, 101)]]
     messages.append(on(binance, "BTC/USDT", 60, ts_us=late_ts))
-    # ETH/USDT: 8 never arrived (a backfill that did not finish): resume below the hole, not at 9.
+    # ETH/USDT: 8 never arrived (a backfill that did not finish): resume at 9, and backfill 8.
     messages += [on(binance, "ETH/USDT", i) for i in (5, 6, 9, 7)]
     messages.append(on(kraken, "BTC/USD", 2**62, native_symbol="XBT/USD", ts_us=late_ts))
+    # SOL/USDT: the stream's 200..210, then a backfill's page with old ids 150..152: the ids between
+    # were published before what is read, not lost.
+    messages += [on(binance, "SOL/USDT", i) for i in range(200, 211)]
+    messages += [on(binance, "SOL/USDT", i, conn_id="binance-rest-1") for i in (150, 151, 152)]
     messages.append(Message(raw_topic(binance), "BTC/USDT", frame('{"t":999999}', exchange=binance)))
     bus = KafkaProducerBus(settings)
     try:
@@ -292,16 +308,18 @@ async def test_tail_resume_points_give_the_newest_trade_below_any_hole_per_marke
 
     points = await asyncio.to_thread(tail_resume_points, settings, [binance, kraken, absent])
     assert points == {
-        (binance, "BTCUSDT"): ResumePoint(100, trade(100).ts_us),  # the newest id with its own time
-        (binance, "ETHUSDT"): ResumePoint(7, trade(7).ts_us),
-        (kraken, "XBT/USD"): ResumePoint(2**62, late_ts),
+        (binance, "BTCUSDT"): Resume(ResumePoint(100, trade(100).ts_us), []),  # the newest id with its own time
+        (binance, "ETHUSDT"): Resume(ResumePoint(9, trade(9).ts_us), [Gap("ETHUSDT", 8, 8, trade(7).ts_us,
+                                                                          trade(9).ts_us)]),
+        (kraken, "XBT/USD"): Resume(ResumePoint(2**62, late_ts), []),
+        (binance, "SOLUSDT"): Resume(ResumePoint(210, trade(210).ts_us), []),
     }
     # Asking for a market that never traded still returns (after reading what there is), without it.
-    wanted = {(binance, "BTCUSDT"), (binance, "SOLUSDT")}
+    wanted = {(binance, "BTCUSDT"), (binance, "DOGEUSDT")}
     started = time.monotonic()
     points = await asyncio.to_thread(tail_resume_points, settings, [binance], wanted, 50, 200_000, 20)
-    assert set(points) == {(binance, "BTCUSDT"), (binance, "ETHUSDT")}
-    assert points[(binance, "BTCUSDT")] == ResumePoint(100, trade(100).ts_us)
+    assert set(points) == {(binance, "BTCUSDT"), (binance, "ETHUSDT"), (binance, "SOLUSDT")}
+    assert points[(binance, "BTCUSDT")] == Resume(ResumePoint(100, trade(100).ts_us), [])
     assert time.monotonic() - started < 15
 
 

@@ -3,9 +3,12 @@
 simulated venues (own process) -> ``ticklake feed`` -> broker -> ``ticklake ingest --api`` (chdb) -> API
 
 While the venues trade on: the ingest role is killed with SIGKILL 20 times at random points, then the
-feed role 20 times, then the broker is restarted three times. At the end, every trade the venues made
-between the first and the last stored trade is stored exactly once (checked against the venues'
-own tapes), and every candle the API serves equals a recomputation from the stored trades.
+feed role 20 times, then the broker is restarted three times under both roles (the feed recovers in
+its process, without a supervisor), then the broker loses messages it had acknowledged and the
+ingester had not read yet (records deleted), which only the warehouse's completeness check can find.
+At the end, every trade the venues made between the first and the last stored trade is stored exactly
+once (checked against the venues' own tapes), and every candle the API serves equals a recomputation
+from the stored trades.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from tests.broker import Broker
 from tests.test_cli import REPO, env_for, free_port, wait_for
@@ -106,6 +110,33 @@ def consumed(base: str) -> int:
     text = httpx.get(f"{base}/metrics", timeout=10).text
     return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith("ticklake_bus_consumed_total{")))
+
+
+def metric_total(base: str, name: str) -> float:
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith((f"{name}{{", f"{name} ")))
+
+
+def delete_unread_records(bootstrap: str, markets: dict[str, list[str]], keep: int) -> None:
+    """Delete every message but the newest ``keep`` of each partition of the markets' topics (Kafka's
+    DeleteRecords): what an ingester had not read yet is gone although the broker acknowledged it."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = admin.list_topics(timeout=10).topics
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "ticklake-test-truncate"})
+    cuts = []
+    try:
+        for exchange in markets:
+            for topic in (f"market.crypto.trades.{exchange}", f"market.crypto.trades.{exchange}.raw"):
+                for partition in topics[topic].partitions:
+                    _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                    cuts.append(TopicPartition(topic, partition, max(0, high - keep)))
+    finally:
+        consumer.close()
+    for future in admin.delete_records(cuts, request_timeout=30).values():
+        future.result(timeout=30)
 
 
 def caught_up(base: str, quiet_s: float = 3.0, timeout: float = 180) -> None:
@@ -195,6 +226,9 @@ def test_kill_9_of_every_role_and_a_broker_restart_lose_and_duplicate_nothing(tm
                       # (with dynamic membership this broker waits out the dead member's poll interval).
                       TICKLAKE_BUS__KAFKA__INSTANCE_ID="ingest-1",
                       TICKLAKE_FEED__BACKOFF_INITIAL_S="0.1", TICKLAKE_FEED__BACKOFF_MAX_S="1",
+                      # The warehouse's completeness check, sooner than its defaults (60 s, 60 s); trades
+                      # younger than 10 s are left to the feed's own backfill.
+                      TICKLAKE_COMPLETENESS__INTERVAL_S="2", TICKLAKE_COMPLETENESS__SETTLE_S="10",
                       TICKLAKE_API__PORT=str(port), TICKLAKE_METRICS__PORT="0", TICKLAKE_LOG_LEVEL="INFO")
         env.update(venue_env(MARKETS, urls))
         topics = subprocess.run([sys.executable, "-m", "ticklake.cli", "topics"], cwd=REPO, env=env,
@@ -230,28 +264,38 @@ def test_kill_9_of_every_role_and_a_broker_restart_lose_and_duplicate_nothing(tm
             processes.append(feed)
 
         # 3. The broker restarts under both roles, three times. This broker (a test double) may lose
-        # messages it had acknowledged when it restarts mid-stream; the feed's producer then fails
-        # for good and the feed exits with status 1, to be restarted as a supervisor would (compose:
-        # restart unless-stopped): it resumes below the hole in the ids and backfills it.
-        def supervise() -> None:
-            nonlocal feed
-            if feed.poll() is not None:
-                assert feed.returncode == 1, f"the feed role exited with {feed.returncode}"
-                feed = start(["feed"], env, tmp_path / "feed.log")
-                processes.append(feed)
+        # messages it had acknowledged when it restarts mid-stream, and forget the producer's
+        # sequence numbers (its producer then fails for good). The feed recovers in its own process,
+        # as started here (no supervisor): a fresh producer, and a check of what the broker holds,
+        # whose holes it backfills from the venues.
+        def still_running() -> None:
+            assert feed.poll() is None, f"the feed role exited with {feed.returncode}"
 
         for _ in range(3):
             time.sleep(rng.uniform(2.0, 4.0))
-            supervise()
+            still_running()
             broker.restart()
 
         # The venues trade on until the last downtime is backfilled (Kraken's REST limit makes it
         # take a few seconds); a hole that never closes fails here.
         time.sleep(5)
-        complete(base, timeout=300, supervise=supervise)
+        complete(base, timeout=300, supervise=still_running)
+
+        # 4. The broker loses messages it had acknowledged, which the ingester had not read yet: the
+        # feed saw nothing wrong, so only the warehouse's completeness check can find the holes.
+        kill(ingest)
+        time.sleep(3)
+        delete_unread_records(broker.bootstrap, MARKETS, keep=50)
+        ingest = start(["ingest", "--api"], env, tmp_path / "ingest.log")
+        processes.append(ingest)
+        wait_for(f"{base}/health", lambda r: r.json()["components"]["ingest"]["batches"] > 0, timeout=90)
         time.sleep(5)
-        complete(base, timeout=300, supervise=supervise)
-        assert feed.poll() is None
+        complete(base, timeout=300, supervise=still_running)
+        assert metric_total(base, "ticklake_bus_expired_total") > 0  # the loss was real
+        assert metric_total(base, "ticklake_completeness_trades_filled_total") > 0  # and the check filled it
+        time.sleep(5)
+        complete(base, timeout=300, supervise=still_running)
+        still_running()
 
         simulator.send_signal(signal.SIGTERM)
         simulator.wait(30)

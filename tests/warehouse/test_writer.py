@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from clickhouse_connect.driver.client import Client
 
 from tests.factories import BASE_US, frame, trade
-from ticklake.model import RawFrame
+from ticklake.exchanges.gaps import Gap, Resume
+from ticklake.model import RawFrame, ResumePoint
 from ticklake.settings import ValidationSettings
 from ticklake.warehouse.reader import WarehouseReader
 from ticklake.warehouse.writer import WarehouseWriter
@@ -124,14 +127,16 @@ def test_resume_points_are_the_newest_stored_trade_per_venue_market(warehouse: C
         trade(4, symbol="ETH/USDT", ts_us=BASE_US + 4),
     ])
     assert WarehouseReader(warehouse).resume_points() == {
-        ("binance", "BTCUSDT"): (9, BASE_US + 9), ("binance", "ETHUSDT"): (4, BASE_US + 4)}
+        ("binance", "BTCUSDT"): Resume(ResumePoint(9, BASE_US + 9), []),
+        ("binance", "ETHUSDT"): Resume(ResumePoint(4, BASE_US + 4), [])}
 
 
-def test_resume_points_stop_below_a_hole_a_crash_left_unfilled(warehouse: Client) -> None:
+def test_resume_points_name_the_holes_a_crash_left_unfilled(warehouse: Client) -> None:
     """Trades 13-15 were never stored (a backfill cut short by a crash) but 16-18 were: the feed must
-    resume at 12, or 13-15 would be skipped for good."""
+    backfill 13-15 too, or they would be skipped for good."""
     WarehouseWriter(warehouse, LENIENT).write([], [trade(i) for i in (10, 11, 12, 16, 17, 18)])
-    assert WarehouseReader(warehouse).resume_points() == {("binance", "BTCUSDT"): (12, trade(12).ts_us)}
+    assert WarehouseReader(warehouse).resume_points() == {("binance", "BTCUSDT"): Resume(
+        ResumePoint(18, trade(18).ts_us), [Gap("BTCUSDT", 13, 15, trade(12).ts_us, trade(16).ts_us)])}
 
 
 def test_repair_re_derives_a_rest_page_with_the_rest_parser(warehouse: Client) -> None:
@@ -151,3 +156,24 @@ def test_repair_re_derives_a_rest_page_with_the_rest_parser(warehouse: Client) -
     assert report["frames"] == 1
     rows = warehouse.query("SELECT trade_id, toString(side), conn_id FROM silver_trades ORDER BY trade_id").result_rows
     assert rows == [(41, "sell", "binance-rest-1"), (42, "buy", "binance-rest-1")]
+
+
+def test_a_backfilled_trade_completes_one_that_bronze_holds_and_silver_lacks(warehouse: Client) -> None:
+    """A batch cut short after bronze whose messages the broker then lost is replayed by nobody: the
+    completeness check finds the hole in silver and has the trades fetched again, and the writer then
+    completes silver (once: gold counts them once) instead of dropping them as duplicates."""
+    writer = WarehouseWriter(warehouse, LENIENT)
+    writer.write([], [trade(i) for i in (1, 2, 3)])
+    cut_short = writer.plan([], [trade(i) for i in (4, 5)])
+    writer._insert_table(cut_short, "bronze_trades")  # the crash: bronze only
+    writer.forget_state()
+
+    writer.write([], [trade(5, conn_id="binance-ws-1")])  # a socket repeat stays a duplicate
+    writer.write([], [trade(i, conn_id="binance-rest-1f") for i in (3, 4, 5)])  # the backfill completes
+    silver = warehouse.query("SELECT trade_id, count() FROM silver_trades GROUP BY trade_id ORDER BY trade_id")
+    assert silver.result_rows == [(i, 1) for i in (1, 2, 3, 4, 5)]
+    bronze = warehouse.query("SELECT count() FROM bronze_trades").result_rows[0][0]
+    assert bronze == 5
+    [(volume, count)] = warehouse.query(
+        "SELECT sumMerge(volume), countMerge(trades) FROM gold_ohlcv WHERE timeframe = 86400").result_rows
+    assert (Decimal(volume), count) == (Decimal("0.25") * 5, 5)

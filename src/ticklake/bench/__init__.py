@@ -16,7 +16,9 @@ Every comparison is made side by side in one run (these machines are shared and 
 7. the cold tier (Iceberg, SQLite catalog on local disk; ``lake_stages.py``): the offload of each layer
    against a bare pyiceberg append of the very same Arrow rows; ``/v1/ohlcv`` for a year of 1h candles
    from the cold tier, as offloaded and after compaction, against the same request served warm; and
-   the daily maintenance after a day of 15-minute offloads.
+   the daily maintenance after a day of 15-minute offloads;
+8. the completeness check (``completeness_stages.py``): its query over a week of stored trades, for
+   windows of 15 minutes to a day, against a bare count of each window's trades.
 
 Stages that open the embedded warehouse run in their own processes (chdb: one data path per process).
 """
@@ -60,6 +62,7 @@ TARGETS = {
     "offload_vs_append": 0.70,
 }
 LAKE_STAGES = "ticklake.bench.lake_stages"
+COMPLETENESS_STAGES = "ticklake.bench.completeness_stages"
 
 
 def _stage(*args: str, timeout: float = 1800, module: str = "ticklake.bench.stages",
@@ -329,6 +332,9 @@ def run_bench(settings: Settings, quick: bool = False) -> int:
               "year_step_s": 3600, "year_commits": 12, "year_requests": 15} \
         if quick else {"lake_trades": 1_000_000, "lake_markets": 20, "lake_rounds": 3, "lake_commits": 96,
                        "year_markets": 5, "year_step_s": 600, "year_commits": 52, "year_requests": 50}
+    # The completeness check: stored trades, markets, days.
+    sizes |= {"check_trades": 1_000_000, "check_markets": 30, "check_days": 1.0} \
+        if quick else {"check_trades": 10_000_000, "check_markets": 30, "check_days": 7.0}
     report: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -354,6 +360,10 @@ def run_bench(settings: Settings, quick: bool = False) -> int:
         report["bus"] = run_broker_stages(settings, workdir, sizes)
         print("cold tier (Iceberg) ...", file=sys.stderr, flush=True)
         report["cold_tier"] = cold_tier(workdir, sizes)
+        print("completeness check ...", file=sys.stderr, flush=True)
+        report["completeness"] = _stage("check", str(workdir / "completeness"), str(sizes["check_trades"]),
+                                        str(sizes["check_markets"]), str(sizes["check_days"]),
+                                        module=COMPLETENESS_STAGES)
     report["bench_process_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     _print(report)
     return 0
@@ -401,8 +411,19 @@ def _print(report: dict[str, Any]) -> None:
               f"{s['server_rss_mb']} MB ({_verdict(peak, TARGETS['peak_rss_mb'], False)} ≤ 1536 MB)"]
     lines += _bus_lines(report["bus"], report["ingest"])
     lines += _cold_tier_lines(report["cold_tier"])
+    lines += _completeness_lines(report["completeness"])
     print("\n".join(lines))
     print("\n" + json.dumps(report))
+
+
+def _completeness_lines(check: dict[str, Any]) -> list[str]:
+    lines = ["", f"completeness check over {check['trades']:,} stored trades ({check['markets']} markets, "
+                 f"{check['days']:g} days), per window checked:"]
+    for w in check["windows"]:
+        lines.append(f"  {w['window_s'] / 3600:>5g} h ({w['trades_in_window']:>10,} trades, {w['holes_found']} holes): "
+                     f"check {w['check_ms']:>7} ms | bare count of the window {w['count_ms']:>6} ms | "
+                     f"{w['share_of_warehouse_thread_at_60s']:.2%} of the warehouse thread every 60 s")
+    return lines
 
 
 def _bus_lines(bus: dict[str, Any], ingest: dict[str, Any]) -> list[str]:

@@ -31,8 +31,9 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from ticklake.bus.base import PartitionKey, PositionLoader
 from ticklake.bus.codec import decode, encode
-from ticklake.exchanges.gaps import resume_point
-from ticklake.model import Message, ResumePoint, Trade, raw_topic, trades_topic
+from ticklake.exchanges.backfill import from_rest
+from ticklake.exchanges.gaps import Resume, resume_from
+from ticklake.model import Message, Trade, raw_topic, trades_topic
 from ticklake.ops import metrics
 from ticklake.settings import KafkaSettings
 
@@ -61,8 +62,10 @@ class KafkaProducerBus:
         self._poller = threading.Thread(target=self._poll, name="kafka-producer", daemon=True)
         self._poller.start()
         self.delivery_failures = 0
-        self.fatal = ""  # set when the producer failed for good
-        self.brokers_were_down = False  # set when no broker could be reached
+        self.fatal = ""  # set when the producer failed for good (``renew`` replaces it)
+        # Set when a connection to a broker was lost: a broker that restarted uncleanly may have lost
+        # messages it had acknowledged, so what it holds is worth a check (see Platform).
+        self.broker_lost = False
         self._last_error_log = 0.0
         self._last_failure_log = 0.0
 
@@ -90,16 +93,16 @@ class KafkaProducerBus:
                 self._on_error(exc.args[0])
 
     def _on_error(self, error: KafkaError) -> None:
-        if error.fatal():
+        if error.fatal() or error.code() == KafkaError._FATAL:
             # The idempotent producer cannot go on (its sequence was lost): nothing more is accepted,
             # and what it held is gone. The process must restart: a feed resumes from the broker's
             # tail and backfills what never arrived (see Platform).
             self.fatal = str(error)
             log.critical("kafka producer failed for good: %s", error)
             return
-        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             # Messages the broker acknowledged may be gone if it went down uncleanly: see Platform.
-            self.brokers_were_down = True
+            self.broker_lost = True
         # Client-level errors (all brokers down...) are retried by librdkafka: log, at most every 10 s.
         now = time.monotonic()
         if now - self._last_error_log > 10:
@@ -118,7 +121,6 @@ class KafkaProducerBus:
                           self.delivery_failures)
 
     async def publish(self, messages: Sequence[Message]) -> None:
-        produce = self._producer.produce
         delivered = self._delivered
         if self.fatal:
             raise ProducerFailedError(self.fatal)
@@ -126,8 +128,8 @@ class KafkaProducerBus:
             value, headers = encode(message.value)  # type: ignore[arg-type]
             key = message.key.encode()
             while True:
-                try:
-                    produce(message.topic, value, key, headers=headers, on_delivery=delivered)
+                try:  # self._producer, not a bound method taken once: renew() may replace it meanwhile
+                    self._producer.produce(message.topic, value, key, headers=headers, on_delivery=delivered)
                     break
                 except BufferError:  # the producer holds max_buffered_messages: wait for the broker
                     metrics.BUS_PRODUCER_QUEUE.set(len(self._producer))
@@ -135,7 +137,9 @@ class KafkaProducerBus:
                 except KafkaException as exc:
                     if exc.args[0].code() != KafkaError._FATAL:
                         raise
-                    raise ProducerFailedError(self.fatal or str(exc.args[0])) from None
+                    # librdkafka may report its fatal error here first (not through error_cb).
+                    self.fatal = self.fatal or str(exc.args[0])
+                    raise ProducerFailedError(self.fatal) from None
         for topic in {m.topic for m in messages}:
             metrics.BUS_PRODUCED.labels(topic).inc(sum(1 for m in messages if m.topic == topic))
         metrics.BUS_PRODUCER_QUEUE.set(len(self._producer))
@@ -143,6 +147,25 @@ class KafkaProducerBus:
     def depth(self) -> int:
         """Messages accepted but not yet acknowledged by the broker."""
         return len(self._producer)
+
+    async def renew(self) -> int:
+        """Replace a producer that failed for good by a fresh one (a new producer id, so a broker that
+        forgot the old one's sequence numbers accepts it). Returns how many messages the old one still
+        held: they are not delivered, and the caller finds them missing on the broker."""
+        old = self._producer
+        held = len(old)
+        self._producer = self._new_producer()
+        self.fatal = ""
+        await asyncio.get_running_loop().run_in_executor(None, self._discard, old)
+        return held
+
+    @staticmethod
+    def _discard(producer: Producer) -> None:
+        try:
+            producer.purge()  # its queued messages fail (delivery reports) instead of being retried
+            producer.flush(0)
+        except KafkaException:
+            pass  # a failed producer may refuse both; it is dropped either way
 
     def broker_reachable(self, timeout_s: float = 5.0) -> bool:
         try:
@@ -152,14 +175,22 @@ class KafkaProducerBus:
         return True
 
     async def flush(self, timeout_s: float = 30.0) -> int:
-        """Wait until the broker has every message; returns how many are still undelivered."""
+        """Wait until the broker has every message; returns how many are still undelivered. Returns
+        early if the producer fails for good meanwhile (librdkafka would wait out the timeout)."""
         loop = asyncio.get_running_loop()
-        try:
-            remaining: int = await loop.run_in_executor(None, self._producer.flush, timeout_s)
-        except KafkaException as exc:  # a fatal error surfaces in whichever call serves the callbacks
-            self._on_error(exc.args[0])
-            return len(self._producer)
-        return remaining
+        deadline = time.monotonic() + timeout_s
+        while True:
+            step = max(0.0, min(0.5, deadline - time.monotonic()))
+            try:
+                remaining: int = await loop.run_in_executor(None, self._producer.flush, step)
+            except KafkaException as exc:  # a fatal error surfaces in whichever call serves the callbacks
+                self._on_error(exc.args[0])
+                return len(self._producer)
+            except SystemError as exc:  # seen from flush() while librdkafka turned fatal: said nothing more
+                log.warning("kafka producer: flush failed (%s)", exc)
+                return len(self._producer)
+            if not remaining or self.fatal or time.monotonic() >= deadline:
+                return remaining
 
     async def close(self, timeout_s: float = 30.0) -> None:
         remaining = len(self._producer) if self.fatal else await self.flush(timeout_s)
@@ -258,7 +289,8 @@ class KafkaSource:
             # The broker lost messages it had acknowledged (an unclean restart, a lost disk). The
             # offsets it hands out next were used before: read them all, and treat none of them as
             # already stored (they are other messages now). Trades lost with them show as holes in
-            # the ids, which the feed's next start backfills (gaps.resume_point).
+            # the ids, which the feed backfills (gaps.resume_from, Platform.check_broker) and the
+            # warehouse's completeness check finds.
             log.error("%s[%d]: the warehouse has read up to offset %d but the broker ends at %d: the broker lost "
                       "acknowledged messages; reading on from %d", tp.topic, tp.partition, next_offset, high, high)
             metrics.BUS_TRUNCATIONS.labels(tp.topic).inc()
@@ -457,18 +489,40 @@ def create_topics(settings: KafkaSettings, exchanges: Iterable[str], retention_h
 
 def tail_resume_points(settings: KafkaSettings, exchanges: Iterable[str], markets: set[tuple[str, str]] | None = None,
                        window: int = 50_000, max_per_partition: int = 200_000, timeout_s: float = 30.0
-                       ) -> dict[tuple[str, str], ResumePoint]:
+                       ) -> dict[tuple[str, str], Resume]:
     """Where each market's (exchange, native symbol) feed resumes, from the trades topics: the newest
-    trade below the first hole among the last ``window`` messages of each partition
-    (``gaps.resume_point``), so what a stopped (or killed) feed never delivered, and a backfill it
+    trade among the last ``window`` messages of each partition, and the holes below it
+    (``gaps.resume_from``), so that what a stopped (or killed) feed never delivered, and a backfill it
     did not finish, are backfilled from the venue.
 
     Reads further back, in growing steps, while a market in ``markets`` was not seen, up to
     ``max_per_partition`` messages.
     """
+    found = {}
+    for market, ids in tail_trades(settings, exchanges, markets, window, max_per_partition, timeout_s).items():
+        resume = resume_from(ids.items(), market[1])
+        if resume is not None:
+            found[market] = resume
+    return found
+
+
+_LAST = (2**63, 0)
+
+
+def tail_trades(settings: KafkaSettings, exchanges: Iterable[str], markets: set[tuple[str, str]] | None = None,
+                window: int = 50_000, max_per_partition: int = 200_000, timeout_s: float = 30.0
+                ) -> dict[tuple[str, str], dict[int, int]]:
+    """The trades the broker holds among the last ``window`` messages of each partition of the
+    exchanges' trades topics: (exchange, native symbol) -> {trade id: exchange time µs}. Reads further
+    back, in growing steps, while a market in ``markets`` was not seen, up to ``max_per_partition``.
+
+    Only ids from the market's oldest *streamed* trade in what was read on are given: a backfill
+    publishes old ids late, and the ids between those and the stream's were published before what
+    was read, not lost."""
     consumer = Consumer({**_common(settings), "group.id": f"{settings.group_id}-resume",
                          "enable.auto.commit": False, "enable.partition.eof": True})
     seen: dict[tuple[str, str], dict[int, int]] = {}
+    first_streamed: dict[tuple[str, str], tuple[int, int]] = {}  # (offset, trade id), the lowest offset
     try:
         metadata = consumer.list_topics(timeout=timeout_s).topics
         partitions = [TopicPartition(trades_topic(exchange), p)
@@ -490,22 +544,20 @@ def tail_resume_points(settings: KafkaSettings, exchanges: Iterable[str], market
                     read_from[key] = start
             if not todo:
                 break
-            _read_ranges(consumer, todo, seen, timeout_s)
+            _read_ranges(consumer, todo, seen, first_streamed, timeout_s)
             if markets is None or markets <= seen.keys() or step >= max_per_partition:
                 break
             step = min(step * 4, max_per_partition)
     finally:
         consumer.close()
-    found = {}
-    for market, ids in seen.items():
-        point = resume_point(ids.items())
-        if point is not None:
-            found[market] = point
-    return found
+    for market, (_offset, floor) in first_streamed.items():
+        seen[market] = {i: ts for i, ts in seen[market].items() if i >= floor}
+    return seen
 
 
 def _read_ranges(consumer: Consumer, ranges: dict[PartitionKey, tuple[int, int]],
-                 seen: dict[tuple[str, str], dict[int, int]], timeout_s: float) -> None:
+                 seen: dict[tuple[str, str], dict[int, int]], first_streamed: dict[tuple[str, str], tuple[int, int]],
+                 timeout_s: float) -> None:
     consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _end) in ranges.items()])
     remaining = dict(ranges)
     deadline = time.monotonic() + timeout_s
@@ -527,5 +579,8 @@ def _read_ranges(consumer: Consumer, ranges: dict[PartitionKey, tuple[int, int]]
                 continue
             record = decode(key[0], kafka_message.key(), kafka_message.value(), kafka_message.headers())
             if isinstance(record, Trade):
-                seen.setdefault((record.exchange, record.native_symbol), {})[record.trade_id] = record.ts_us
+                market = (record.exchange, record.native_symbol)
+                seen.setdefault(market, {})[record.trade_id] = record.ts_us
+                if not from_rest(record.conn_id) and (offset, record.trade_id) < first_streamed.get(market, _LAST):
+                    first_streamed[market] = (offset, record.trade_id)
     consumer.unassign()

@@ -32,13 +32,13 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Final
+from typing import Any, Final, NamedTuple
 
 from ticklake.exchanges.gaps import Gap, GapTracker
 from ticklake.exchanges.mappers.common import MalformedResponse
 from ticklake.exchanges.rest import RestClient, RestError, Span, TradeFetcher
 from ticklake.model import Message, RawFrame, Trade, raw_topic, trades_topic
-from ticklake.ops.metrics import FEED_BACKFILLED, FEED_GAPS, FEED_SYMBOL_TRADES, FEED_UNRECOVERABLE
+from ticklake.ops import metrics
 
 log = logging.getLogger("ticklake.feeds.backfill")
 
@@ -52,11 +52,33 @@ def _ranges_text(ranges: list[tuple[int, int]]) -> str:
     return shown + (f" and {len(ranges) - _MAX_LISTED} more ranges" if len(ranges) > _MAX_LISTED else "")
 
 
+class BackfillMetrics(NamedTuple):
+    """The counters a backfill moves, each labelled (exchange, symbol): the feed's own by default; the
+    warehouse's completeness check counts what it finds under its own names."""
+
+    gaps: Any  # gaps taken
+    filled: Any  # missing trades fetched
+    unrecoverable: Any  # missing trades given up
+    fetched: Any | None  # every trade published (the feed's per-symbol trade count)
+
+
+FEED_METRICS = BackfillMetrics(metrics.FEED_GAPS, metrics.FEED_BACKFILLED, metrics.FEED_UNRECOVERABLE,
+                               metrics.FEED_SYMBOL_TRADES)
+
+
+_REST_CONN = "-rest-"
+
+
+def from_rest(conn_id: str) -> bool:
+    """Whether a record's ``conn_id`` names a backfill's REST "connection" rather than a WebSocket."""
+    return _REST_CONN in conn_id
+
+
 class _RestConnection:
     """One run of a market's backfill task: a conn_id and its page numbers (``FrameStamp``)."""
 
     def __init__(self, exchange: str) -> None:
-        self.conn_id = f"{exchange}-rest-{secrets.token_hex(4)}"
+        self.conn_id = f"{exchange}{_REST_CONN}{secrets.token_hex(4)}"
         self._frame_seq = 0
 
     def next_frame(self) -> int:
@@ -88,6 +110,7 @@ class Backfill:
         symbols: Mapping[str, str],
         rng: random.Random | None = None,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+        counters: BackfillMetrics = FEED_METRICS,
     ) -> None:
         self.exchange = exchange
         self.tracker = tracker
@@ -98,18 +121,21 @@ class Backfill:
         self.symbols = dict(symbols)  # native -> canonical, for the markets this feed subscribes
         self._rng = rng or random.Random()
         self._clock_us = clock_us
+        self.counters = counters
         self._raw_topic = raw_topic(exchange)
         self._trades_topic = trades_topic(exchange)
         self._queues: dict[str, list[Span]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._refills: dict[str, int] = {}  # per market, how often refill() made ids pending again
 
     # --- taking gaps (called from the feed's frame loop: no awaiting) ---------------------------
-    def add(self, gap: Gap) -> None:
+    def add(self, gap: Gap, found_in: str = "") -> None:
+        """Fill ``gap``; ``found_in`` says where it was found for the log (default: the feed's stream)."""
         native = gap.native_symbol
         symbol = self._label(native)
-        FEED_GAPS.labels(self.exchange, symbol).inc()
-        log.info("%s %s: trade ids %s missing (%d trades); %s", self.exchange, symbol,
-                 _ranges_text([(gap.first, gap.last)]), gap.size,
+        self.counters.gaps.labels(self.exchange, symbol).inc()
+        log.info("%s %s: trade ids %s missing%s (%d trades); %s", self.exchange, symbol,
+                 _ranges_text([(gap.first, gap.last)]), f" from {found_in}" if found_in else "", gap.size,
                  "backfilling" if self.fetcher is not None else "no REST API to backfill from")
         span = Span(native, gap.first, gap.last, gap.before_ts_us, gap.after_ts_us - self.lookback_us,
                     gap.after_ts_us)
@@ -130,6 +156,18 @@ class Backfill:
         self._queues[native] = merged
         if native not in self._tasks:
             self._tasks[native] = asyncio.create_task(self._run(native), name=f"backfill-{self.exchange}-{native}")
+
+    def refill(self, gap: Gap, found_in: str) -> int:
+        """A hole found after delivery (in what a broker or the warehouse holds, ``found_in``): make its
+        ids pending again and fill them like any gap. Returns how many ids were taken; ids already
+        pending, or already given up as unrecoverable, are not asked for again."""
+        taken = 0
+        for first, last in self.tracker.reopen(gap.native_symbol, gap.first, gap.last):
+            self.add(gap._replace(first=first, last=last), found_in)
+            taken += last - first + 1
+        if taken:  # a fetch running over these ids must not give them up when it ends (see _recover)
+            self._refills[gap.native_symbol] = self._refills.get(gap.native_symbol, 0) + 1
+        return taken
 
     def busy(self) -> bool:
         """Whether some market still has gaps queued or being filled."""
@@ -180,6 +218,7 @@ class Backfill:
                 if not pending:
                     return
                 todo = span._replace(first=pending[0][0], last=pending[-1][1])
+                refills = self._refills.get(native, 0)
                 try:
                     served = await self._fetch(todo, fetcher, client, connection)
                 except (RestError, MalformedResponse) as exc:
@@ -194,6 +233,8 @@ class Backfill:
                                 self._label(native), _ranges_text(pending), exc, delay)
                     await asyncio.sleep(delay)
                     continue
+                if self._refills.get(native, 0) != refills:
+                    continue  # ids were found missing again while this fetch ran (refill): fetch them too
                 if served is None or served >= todo.last or not self.tracker.pending(native, todo.first, todo.last):
                     break  # the venue served the whole span: what it did not have, it does not have
                 # The venue's REST API lags its stream (a database behind the matching engine): ask again
@@ -210,7 +251,7 @@ class Backfill:
         if lost:
             count = sum(b - a + 1 for a, b in lost)
             symbol = self._label(native)
-            FEED_UNRECOVERABLE.labels(self.exchange, symbol).inc(count)
+            self.counters.unrecoverable.labels(self.exchange, symbol).inc(count)
             log.warning("%s %s: %d trades cannot be recovered (ids %s): %s", self.exchange, symbol, count,
                         _ranges_text(lost), why)
 
@@ -239,7 +280,8 @@ class Backfill:
             await self._publish(messages)
             if keep:
                 filled = self.tracker.fill(keep)
-                FEED_SYMBOL_TRADES.labels(self.exchange, symbol).inc(len(keep))
+                if self.counters.fetched is not None:
+                    self.counters.fetched.labels(self.exchange, symbol).inc(len(keep))
                 if filled:
-                    FEED_BACKFILLED.labels(self.exchange, symbol).inc(filled)
+                    self.counters.filled.labels(self.exchange, symbol).inc(filled)
         return served

@@ -13,10 +13,16 @@ tracker keeps the highest id seen and the *pending* ranges below it that were ne
 
 Invariant, for every market (the property tests check it): the pending ranges and the distinct ids
 delivered since tracking started are disjoint, and together they are exactly the ids from the start
-up to the highest id seen. The start is the first trade seen, or, after a restart, the last *stored*
-trade (a ``ResumePoint``), so the downtime is a gap like any other.
+up to the highest id seen. The start is the first trade seen, or, after a restart, the newest *stored*
+trade (a ``ResumePoint``, see ``resume_from``), so the downtime is a gap like any other.
 
 Ids below the start are never tracked: they are repeats of what was stored before.
+
+**Holes found elsewhere.** A trade the feed delivered can still go missing further on (a broker that
+lost acknowledged messages, a crash between layers, a bug). Whoever finds such a hole, in what the
+broker holds or in what the warehouse stored, hands it back with ``reopen``: its ids are pending again
+and the backfill fetches them, unless the backfill already gave them up (``abandon`` remembers the
+most recent lost ranges, so a hole that cannot be recovered is asked for and counted once).
 
 **Sequence numbers.** Coinbase stamps each message of a connection with ``sequence_num`` 0, 1, 2 ...;
 a jump means messages were lost on that connection (``SequenceTracker``). Trade-id gaps, not
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 from typing import NamedTuple, Protocol
 
 from ticklake.model import ResumePoint, Trade
@@ -64,6 +71,8 @@ class GapTracker:
         self._newest: dict[str, _Point] = dict(resume or {})
         # native symbol -> pending ranges [first, last], sorted and disjoint. Usually empty.
         self._pending: dict[str, list[list[int]]] = {}
+        # native symbol -> ranges given up as unrecoverable, newest last (at most _LOST_KEPT).
+        self._lost: dict[str, list[tuple[int, int]]] = {}
 
     # --- the hot path --------------------------------------------------------------------------
     def observe(self, trades: Sequence[Trade]) -> list[Gap] | None:
@@ -133,6 +142,20 @@ class GapTracker:
             del self._pending[native]
         return True
 
+    def reopen(self, native: str, first: int, last: int) -> list[tuple[int, int]]:
+        """Ids ``first .. last`` of ``native`` were found missing after delivery: make them pending
+        again. Returns the ranges newly pending (ids already pending, or given up, are left out)."""
+        wanted = [(first, last)]
+        for lost_first, lost_last in self._lost.get(native, ()):
+            wanted = [piece for a, b in wanted for piece in _minus(a, b, lost_first, lost_last)]
+        for pending_first, pending_last in self._pending.get(native, ()):
+            wanted = [piece for a, b in wanted for piece in _minus(a, b, pending_first, pending_last)]
+        if wanted:
+            ranges = self._pending.setdefault(native, [])
+            ranges.extend([a, b] for a, b in wanted)
+            ranges.sort()
+        return wanted
+
     def fill(self, trades: Iterable[Trade]) -> int:
         """Take backfilled trades; returns how many of them were pending (the rest were repeats)."""
         filled = 0
@@ -165,6 +188,9 @@ class GapTracker:
             self._pending[native] = kept
         else:
             del self._pending[native]
+        given_up = self._lost.setdefault(native, [])
+        given_up.extend(lost)
+        del given_up[:-_LOST_KEPT]
         return lost
 
     def newest(self, native: str) -> tuple[int, int] | None:
@@ -174,6 +200,19 @@ class GapTracker:
 
 
 _MAX = 2**64  # above every trade id (ids fit UInt64)
+_LOST_KEPT = 1000  # unrecoverable ranges remembered per market (reopen skips them)
+
+
+def _minus(first: int, last: int, cut_first: int, cut_last: int) -> list[tuple[int, int]]:
+    """The range ``first .. last`` without ``cut_first .. cut_last``: zero, one or two ranges."""
+    if cut_last < first or cut_first > last:
+        return [(first, last)]
+    pieces = []
+    if first < cut_first:
+        pieces.append((first, cut_first - 1))
+    if cut_last < last:
+        pieces.append((cut_last + 1, last))
+    return pieces
 
 
 class SequenceTracker:
@@ -194,22 +233,36 @@ class SequenceTracker:
         return sequence - last - 1
 
 
-def resume_point(points: Iterable[tuple[int, int]]) -> ResumePoint | None:
-    """Where a market's feed resumes after a restart, from its newest stored (or published) trades.
+def holes(points: Mapping[int, int], newest: tuple[int, int]) -> list[Gap]:
+    """The ids missing among ``points`` (trade id -> exchange time µs, what a broker or the warehouse
+    holds of one market) up to ``newest`` (id, exchange time): between consecutive ids, and above the
+    highest one when ``newest`` is higher. Holes below the lowest id given are not seen. The gaps
+    carry no symbol: the caller knows the market."""
+    found: list[Gap] = []
+    ids = sorted(i for i in points if i <= newest[0])
+    for previous, trade_id in pairwise(ids):
+        if trade_id > previous + 1:
+            found.append(Gap("", previous + 1, trade_id - 1, points[previous], points[trade_id]))
+    if ids and newest[0] > ids[-1]:
+        found.append(Gap("", ids[-1] + 1, newest[0], points[ids[-1]], newest[1]))
+    return found
 
-    ``points`` are (trade id, exchange time µs), in any order, repeats allowed. The answer is the
-    newest trade *below the first hole*: a feed that stopped while a backfill was still filling a gap
-    left that hole behind live trades it had already stored, and resuming from the newest trade would
-    skip it for good. Resuming below it fetches the hole again, with what follows it (stored already,
-    dropped as duplicates by the warehouse). Holes older than the trades given are not seen.
-    """
+
+class Resume(NamedTuple):
+    """Where a market's feed resumes after a restart: tracking starts after ``point``, the newest trade
+    held (stored, or on the broker), so the downtime shows as a gap; ``holes`` are the ids missing
+    below it (a backfill cut short by a stop, messages a broker lost), to backfill as well."""
+
+    point: ResumePoint
+    holes: list[Gap]
+
+
+def resume_from(points: Iterable[tuple[int, int]], native: str = "") -> Resume | None:
+    """The ``Resume`` of one market (``native``) from its newest held trades: ``points`` are (trade id,
+    exchange time µs), in any order, repeats allowed. Holes older than the trades given are not seen."""
     by_id = dict(points)
     if not by_id:
         return None
-    ids = sorted(by_id)
-    previous = ids[0]
-    for trade_id in ids[1:]:
-        if trade_id != previous + 1:
-            break
-        previous = trade_id
-    return ResumePoint(previous, by_id[previous])
+    newest = max(by_id)
+    return Resume(ResumePoint(newest, by_id[newest]),
+                  [gap._replace(native_symbol=native) for gap in holes(by_id, (newest, by_id[newest]))])

@@ -94,6 +94,24 @@ TRADE_TO_CANDLE = Histogram(
 REPAIRS = Counter("ticklake_repairs", "Rows or windows re-derived by the start-up consistency check",
                   ["layer"], registry=REGISTRY)
 
+# --- completeness of what is stored (the ingest role's check) -----------------------------------
+COMPLETENESS_CHECKS = Counter("ticklake_completeness_checks", "Checks of the stored trade ids for holes, by result "
+                              "(ok, failed)", ["result"], registry=REGISTRY)
+COMPLETENESS_LAST_CHECK = Gauge("ticklake_completeness_last_check_timestamp_seconds", "When the last successful "
+                                "check of the stored trade ids ended", registry=REGISTRY)
+COMPLETENESS_MISSING = Gauge(
+    "ticklake_completeness_missing_trades", "Trade ids missing from the warehouse within the checked window at the "
+    "last check (being filled, or unrecoverable)", ["exchange", "symbol"], registry=REGISTRY,
+)
+COMPLETENESS_GAPS = Counter("ticklake_completeness_gaps", "Holes found in the stored trade ids and asked of the venue",
+                            ["exchange", "symbol"], registry=REGISTRY)
+COMPLETENESS_FILLED = Counter("ticklake_completeness_trades_filled", "Trades missing from the warehouse fetched from "
+                              "the venue's REST API", ["exchange", "symbol"], registry=REGISTRY)
+COMPLETENESS_UNRECOVERABLE = Counter(
+    "ticklake_completeness_trades_unrecoverable", "Trades missing from the warehouse that the venue could not serve "
+    "(older than the look-back, or not served)", ["exchange", "symbol"], registry=REGISTRY,
+)
+
 # --- cold tier (Iceberg) ------------------------------------------------------------------------
 LAKE_OFFLOADED_ROWS = Counter("ticklake_lake_offloaded_rows", "Rows (candles for gold) committed to the cold tier",
                               ["table"], registry=REGISTRY)

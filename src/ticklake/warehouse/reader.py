@@ -9,7 +9,7 @@ from typing import cast
 
 from clickhouse_connect.driver.client import Client
 
-from ticklake.exchanges.gaps import resume_point
+from ticklake.exchanges.gaps import Resume, resume_from
 from ticklake.warehouse.sql import query
 
 TIMEFRAMES: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
@@ -140,15 +140,15 @@ class WarehouseReader:
         }).result_rows
         return [StoredTrade(int(r[0]), int(r[1]), r[2], r[3], r[4], int(r[5]), r[6]) for r in rows]
 
-    def resume_points(self, window: int = 20_000) -> dict[tuple[str, str], tuple[int, int]]:
-        """(exchange, native symbol) -> (trade id, exchange time µs) where its feed resumes: the newest
-        stored trade below the first hole among the newest ``window`` (``gaps.resume_point``)."""
+    def resume_points(self, window: int = 20_000) -> dict[tuple[str, str], Resume]:
+        """(exchange, native symbol) -> where its feed resumes: the newest stored trade, and the holes
+        among the newest ``window`` below it (``gaps.resume_from``)."""
         rows = self.client.query(query("resume_points"), parameters={"window": window}).result_rows
         result = {}
         for exchange, native_symbol, ids, times in rows:
-            point = resume_point(zip((int(i) for i in ids), (int(t) for t in times), strict=True))
-            if point is not None:
-                result[(exchange, native_symbol)] = (point.trade_id, point.ts_us)
+            resume = resume_from(zip((int(i) for i in ids), (int(t) for t in times), strict=True), native_symbol)
+            if resume is not None:
+                result[(exchange, native_symbol)] = resume
         return result
 
     def markets(self) -> list[Market]:

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
+from ticklake.exchanges.backfill import from_rest
 from ticklake.model import BusReject, Message, RawFrame, Trade
 from ticklake.ops import metrics
 from ticklake.settings import ValidationSettings
@@ -189,6 +190,7 @@ class WarehouseWriter:
             metrics.INGEST_DUPLICATES.labels(trade.exchange).inc()
 
         completing: list[Trade] = []  # stored in bronze by an interrupted attempt at this very batch
+        refetched: list[Trade] = []  # backfilled trades bronze holds: silver may not (see below)
         for key, market_trades in by_market.items():
             newest = max_ids.get(key, -1)
             maybe_stored = [t.trade_id for t in market_trades if t.trade_id <= newest]
@@ -208,11 +210,13 @@ class WarehouseWriter:
             else:
                 stored = self._already_stored(key, maybe_stored)
                 for trade in market_trades:
-                    if trade.trade_id in stored:
+                    if trade.trade_id not in stored:
+                        plan.bronze.append(trade)
+                    elif from_rest(trade.conn_id):
+                        refetched.append(trade)
+                    else:
                         plan.duplicates += 1
                         metrics.INGEST_DUPLICATES.labels(trade.exchange).inc()
-                    else:
-                        plan.bronze.append(trade)
             top = max(t.trade_id for t in market_trades)
             if top > newest:
                 plan.new_max_ids[key] = top
@@ -221,7 +225,15 @@ class WarehouseWriter:
         # there too; where they did, their gold windows are checked after the inserts.
         missing, landed = self._split_by_silver(completing)
         plan.gold_check = landed
-        derived = [*plan.bronze, *missing]
+        # A backfill fetched a trade bronze already holds: a duplicate, unless it never reached silver
+        # or dead letters (a batch cut short whose messages the broker then lost: nothing replays it).
+        # The completeness check finds such holes in silver and has them fetched; they are completed
+        # here. Gold counts nothing that silver lacks, so there is no window to re-check.
+        unfinished, duplicates = self._split_by_silver(refetched)
+        plan.duplicates += len(duplicates)
+        for trade in duplicates:
+            metrics.INGEST_DUPLICATES.labels(trade.exchange).inc()
+        derived = [*plan.bronze, *missing, *unfinished]
         table = arrow.bronze(derived) if derived else None
         self._validate_into(plan, derived, table, unstorable)
         if plan.frames:

@@ -27,10 +27,12 @@ from ticklake.exchanges.feeds.realtimefeed import (
     RealtimeFeed,
     SessionRecorder,
     backoff_delay,
+    rest_base_url,
 )
+from ticklake.exchanges.gaps import Gap
 from ticklake.exchanges.rest import RestClient
 from ticklake.model import MessageSink, ResumePoint
-from ticklake.settings import FeedSettings, Settings
+from ticklake.settings import FeedSettings, Settings, VenueSettings
 
 __all__ = [
     "FEEDS",
@@ -46,6 +48,7 @@ __all__ = [
     "SessionRecorder",
     "backoff_delay",
     "feed_for",
+    "rest_url_for",
     "run_feeds",
 ]
 
@@ -65,6 +68,12 @@ def feed_for(exchange: str, symbols: Sequence[str], bus: MessageSink, feed_setti
     return feed_class(symbols, bus, feed_settings, ws_url, **kwargs)
 
 
+def rest_url_for(exchange: str, venue: VenueSettings) -> str:
+    """The REST base URL the gaps of a configured venue are filled from ("" when none: see
+    ``rest_base_url``)."""
+    return rest_base_url(exchange, FEEDS[exchange].default_url, venue.ws_url, venue.rest_url)
+
+
 class FeedSet:
     """The running feeds of ``run_feeds``."""
 
@@ -75,6 +84,21 @@ class FeedSet:
 
     def statuses(self) -> dict[str, FeedStatus]:
         return {name: feed.status() for name, feed in self.feeds.items()}
+
+    def newest(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(exchange, native symbol) -> (id, exchange time µs) of the newest trade each feed handed on."""
+        newest = {}
+        for name, feed in self.feeds.items():
+            for native in feed.natives:
+                point = feed.gaps.newest(native)
+                if point is not None:
+                    newest[(name, native)] = point
+        return newest
+
+    def refill(self, exchange: str, gap: Gap, found_in: str) -> int:
+        """Fill a hole found after delivery (``Backfill.refill``); returns how many ids were taken."""
+        feed = self.feeds.get(exchange)
+        return feed.backfill.refill(gap, found_in) if feed is not None else 0
 
     async def stop(self) -> None:
         await asyncio.gather(*(feed.stop() for feed in self.feeds.values()))

@@ -634,6 +634,18 @@ class _Connection:
 # --- the feed ------------------------------------------------------------------------------------
 
 
+def rest_base_url(exchange: str, default_ws_url: str, ws_url: str, rest_url: str) -> str:
+    """Where gaps of ``exchange`` are filled from: ``rest_url``, else the venue's public REST API when
+    the WebSocket is the venue's own; "" when neither (a simulator or proxy without a REST URL: trades
+    from the real venue would be mixed into another tape)."""
+    if rest_url:
+        return rest_url.rstrip("/")
+    if not ws_url or ws_url.rstrip("/") == default_ws_url.rstrip("/"):
+        return DEFAULT_URLS.get(exchange, "")
+    return ""
+
+
+
 class RealtimeFeed:
     """One venue's realtime trade feed. Venue modules subclass it and say only what is venue-specific.
 
@@ -709,7 +721,7 @@ class RealtimeFeed:
         self.gaps = GapTracker({native: point for (venue, native), point in (resume or {}).items()
                                 if venue == exchange})
         self._observe_ids = self.gaps.observe  # bound once: it runs for every trade frame
-        rest_base = rest_url or (DEFAULT_URLS.get(exchange, "") if self.base_url == self.default_url else "")
+        rest_base = rest_base_url(exchange, self.default_url, self.base_url, rest_url)
         self._own_rest: RestClient | None = None
         if rest_base and rest is None:
             rest = self._own_rest = RestClient(self.settings, urls={exchange: rest_base})
@@ -753,6 +765,11 @@ class RealtimeFeed:
     def subscribe_messages(self, natives: list[str]) -> list[str]:
         """Text messages sent, in order, right after the connection opened."""
         return []
+
+    @property
+    def natives(self) -> list[str]:
+        """The venue's spelling of the symbols this feed subscribes."""
+        return list(self._canonical)
 
     # --- running -------------------------------------------------------------------------------
     @property
@@ -845,8 +862,12 @@ class RealtimeFeed:
             try:
                 await self.bus.publish(messages)
                 return
-            except Exception:
-                log.exception("%s: publishing to the bus failed; retrying in %.1f s", self.exchange, delay)
+            except Exception as exc:
+                if delay == 0.1:  # the first failure of this frame with its traceback, then one line each
+                    log.exception("%s: publishing to the bus failed; retrying in %.1f s", self.exchange, delay)
+                else:
+                    log.warning("%s: publishing to the bus failed again (%s); retrying in %.1f s", self.exchange,
+                                type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

@@ -1,5 +1,5 @@
 -- The newest stored trades of every venue market (up to {window} per market): where its feed resumes
--- and backfills from after a start (gaps.resume_point finds the first hole among them). Bronze holds
+-- and what it backfills after a start (gaps.resume_from: the newest, and the holes among them). Bronze holds
 -- every trade the venue sent, valid or not, so a dead-lettered trade still counts.
 SELECT exchange, native_symbol, groupArray(trade_id), groupArray(toUnixTimestamp64Micro(ts))
 FROM (

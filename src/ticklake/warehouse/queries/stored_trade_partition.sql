@@ -1,0 +1,6 @@
+-- The bus partition a stored trade came through ('' / -1 when not through a Kafka bus): with several
+-- ingesters, the one holding that partition checks the market (completeness.py).
+SELECT bus_topic, bus_partition
+FROM bronze_trades
+WHERE exchange = {exchange:String} AND native_symbol = {native_symbol:String} AND trade_id = {trade_id:UInt64}
+LIMIT 1;
