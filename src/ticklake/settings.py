@@ -114,7 +114,7 @@ class CompletenessSettings(BaseModel):
 
     enabled: bool = True
     interval_s: float = Field(60.0, gt=0)  # how often
-    window_s: float = Field(3600.0, gt=0)  # how far back, by exchange time
+    window_s: float = Field(21_600.0, gt=0)  # how far back, by exchange time
     # Trades younger than this are left to the feed's own backfill, which finds most holes first.
     settle_s: float = Field(60.0, ge=0)
     max_missing_per_check: int = Field(100_000, ge=1)  # trade ids one check asks the venues for, at most

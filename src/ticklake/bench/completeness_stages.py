@@ -25,6 +25,7 @@ from ticklake.warehouse.sql import query, split_statements
 
 WINDOWS_S = (900, 3600, 6 * 3600, 86_400)
 HOLE_EVERY = 100_000
+CHUNK = 500_000  # rows a generating insert (the gold view's memory)
 WINDOW_COUNT = "SELECT count() FROM silver_trades WHERE exchange IN {exchanges:Array(String)} " \
                "AND ts >= {since:DateTime64(6, 'UTC')} AND ts < {until:DateTime64(6, 'UTC')}"
 
@@ -46,8 +47,10 @@ def check(path: str, trades: int, markets: int, days: float) -> dict[str, Any]:
     step_us = int(days * 86_400_000_000 * markets / trades)
     sql = split_statements((package_files.files("ticklake.bench") / "generate_silver.sql").read_text("utf-8"))[0]
     started = time.perf_counter()
-    client.command(sql, parameters={"count": trades, "symbols": markets, "step_us": step_us, "end_us": now_us,
-                                    "hole_every": HOLE_EVERY})
+    for offset in range(0, trades, CHUNK):
+        client.command(sql, parameters={"count": trades, "symbols": markets, "step_us": step_us, "end_us": now_us,
+                                        "hole_every": HOLE_EVERY, "offset": offset,
+                                        "chunk": min(CHUNK, trades - offset)})
     client.command("OPTIMIZE TABLE silver_trades FINAL")  # merged parts, as a table some hours old has
     generated_s = time.perf_counter() - started
     stored = int(client.query("SELECT count() FROM silver_trades").result_rows[0][0])

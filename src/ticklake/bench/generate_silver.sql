@@ -1,7 +1,7 @@
 -- Synthetic silver trades for the completeness benchmark, generated inside ClickHouse (the view keeps
 -- gold). {count} trades over {symbols} markets of one exchange, each market's ids 1, 2, 3 ..., one
 -- trade every {step_us} microseconds per market, ending at {end_us}; about one id in {hole_every} is
--- missing (a hole for the check to find).
+-- missing (a hole for the check to find). Inserted {chunk} at a time from {offset} (memory).
 INSERT INTO silver_trades (exchange, symbol, native_symbol, trade_id, price, qty, side, ts, received_at, conn_id, frame_seq)
 SELECT
     'binance' AS exchange,
@@ -15,5 +15,5 @@ SELECT
     ts AS received_at,
     'bench' AS conn_id,
     number AS frame_seq
-FROM numbers({count:UInt64})
+FROM numbers({offset:UInt64}, {chunk:UInt64})
 WHERE cityHash64(number) % {hole_every:UInt64} != 0;
