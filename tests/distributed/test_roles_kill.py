@@ -319,5 +319,6 @@ def test_kill_9_of_every_role_and_a_broker_restart_lose_and_duplicate_nothing(tm
                 f"{exchange} {symbol} {timeframe}: candles differ from a recomputation"
     assert total >= 200_000, f"only {total} trades went through"
     # Summary for the log: pytest -s shows it.
-    print(f"{total} trades stored exactly once across 20 ingest kills, 20 feed kills, 3 broker restarts")
+    print(f"{total} trades stored exactly once across 20 ingest kills, 20 feed kills, 3 broker restarts "
+          "and a deliberate loss of acknowledged messages")
     assert ingest_health["components"]["ingest"]["status"] == "ok"

@@ -148,3 +148,37 @@ async def test_a_hole_the_venue_cannot_serve_is_counted_once_and_not_asked_again
     finally:
         await platform.stop()
     assert metric("ticklake_completeness_trades_unrecoverable_total", "binance", "BTC/USDT") - before == 5
+
+
+async def test_candle_windows_a_crash_left_short_are_recomputed_from_silver(warehouse: Client) -> None:
+    """A batch cut short inside the gold view, whose messages the broker then lost, is replayed by
+    nothing: silver holds its trades, the candles do not count them. The check finds the minute whose
+    counts disagree and recomputes its windows of every timeframe from silver."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime
+
+    from tests.factories import trade
+    from ticklake.warehouse.completeness import CompletenessCheck
+    from ticklake.warehouse.sql import query
+    from ticklake.warehouse.writer import WarehouseWriter
+
+    settings = Settings(venues=VenuesSettings(binance=VenueSettings(symbols=["BTC/USDT"]),
+                                              kraken=VenueSettings(enabled=False),
+                                              coinbase=VenueSettings(enabled=False)),
+                        completeness=CompletenessSettings(settle_s=0))
+    start_us = (time.time_ns() // 1000 - 900_000_000) // 60_000_000 * 60_000_000  # a whole minute, 15 min ago
+    trades = [trade(i, price=f"{100 + i % 7}.5", ts_us=start_us + i * 2_000_000) for i in range(1, 200)]
+    WarehouseWriter(warehouse, settings.validation).write([], trades)
+    minute = datetime.fromtimestamp(start_us / 1e6 + 120, UTC)  # trades 30..59
+    warehouse.command(query("delete_gold_windows"), parameters={
+        "exchange": "binance", "symbol": "BTC/USDT", "timeframe": 60, "buckets": [minute], "low": minute,
+        "high": datetime.fromtimestamp(minute.timestamp() + 60, UTC)})
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        check = CompletenessCheck(warehouse, settings, MemoryBus(), executor)
+        assert await check.check() == 0  # no hole: nothing asked of the venue
+        assert check.gold_windows_mended == 6  # the minute's window in each timeframe
+        assert_candles_recompute(warehouse, trades)
+        await check.check()
+        assert check.gold_windows_mended == 6  # nothing more to mend
+        await check.close()

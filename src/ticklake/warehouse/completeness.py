@@ -16,7 +16,11 @@ So the process that writes the warehouse (the ingest role) checks it, every
    meanwhile, and completes trades that bronze holds but silver lacks (a batch cut short whose
    messages the broker lost, so that nothing replays it);
 3. what a venue cannot serve is given up once, logged, and counted per market
-   (``ticklake_completeness_trades_unrecoverable_total``); it is not asked for again.
+   (``ticklake_completeness_trades_unrecoverable_total``); it is not asked for again;
+4. compare, minute by minute over the same trades, silver's counts with gold's, and recompute from
+   silver the candle windows (every timeframe) of a minute that disagrees: a batch cut short inside
+   the gold view, whose messages a broker then lost, is replayed by nothing else
+   (``gold.recompute``; counted in ``ticklake_repairs_total{layer="gold"}``).
 
 With a Kafka bus, several ingesters may share the warehouse (a ClickHouse server): each checks the
 markets whose trades arrive on the partitions it holds (the bronze row of the trade after a hole says
@@ -31,7 +35,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from clickhouse_connect.driver.client import Client
@@ -45,9 +49,14 @@ from ticklake.model import MessageSink
 from ticklake.ops import metrics
 from ticklake.settings import Settings
 from ticklake.symbols import to_native
+from ticklake.warehouse import gold
+from ticklake.warehouse.gold import WindowKey
+from ticklake.warehouse.reader import TIMEFRAMES
 from ticklake.warehouse.sql import query
 
 log = logging.getLogger(__name__)
+
+_NEWEST = 2**64 - 1  # a trade id above every other: the market's newest trade
 
 # exchange, native symbol, first and last missing id, exchange times around the hole
 StoredGapRow = tuple[str, str, int, int, int, int]
@@ -79,7 +88,7 @@ class CompletenessCheck:
         if rest is None and urls:
             rest = self._own_rest = RestClient(settings.feed, urls=urls)
         self.backfills: dict[str, Backfill] = {}
-        self._labels: dict[tuple[str, str], str] = {}
+        self._labels: dict[tuple[str, str], str] = {}  # (exchange, native) -> canonical symbol
         for name, venue in venues.items():
             canonical = {to_native(name, symbol): symbol for symbol in venue.symbols}
             self._labels.update({(name, native): symbol for native, symbol in canonical.items()})
@@ -87,6 +96,8 @@ class CompletenessCheck:
                 name, GapTracker(), sink.publish, fetcher=fetcher_for(name) if name in urls else None,
                 client=rest if name in urls else None, lookback_s=settings.feed.backfill_lookback_s,
                 symbols=canonical, counters=COUNTERS)
+        self._natives = {(exchange, symbol): native for (exchange, native), symbol in self._labels.items()}
+        self.gold_windows_mended = 0
         self.last_check_at: float | None = None
         self.last_error = ""
         self.missing = 0  # ids missing within the window at the last check
@@ -110,7 +121,9 @@ class CompletenessCheck:
         since = datetime.fromtimestamp(now - self.settings.window_s, UTC)
         until = datetime.fromtimestamp(now - self.settings.settle_s, UTC)
         owned = self.owned() if self.owned is not None else None
-        rows = await asyncio.get_running_loop().run_in_executor(self.executor, self._stored_gaps, since, until, owned)
+        rows, mended = await asyncio.get_running_loop().run_in_executor(self.executor, self._look, since, until,
+                                                                        owned)
+        self.gold_windows_mended += mended
         budget = self.settings.max_missing_per_check
         asked = 0
         missing: dict[tuple[str, str], int] = {}
@@ -133,21 +146,37 @@ class CompletenessCheck:
                         "next checks (completeness.max_missing_per_check)", self.settings.max_missing_per_check)
         return asked
 
-    def _stored_gaps(self, since: datetime, until: datetime, owned: set[PartitionKey] | None) -> list[StoredGapRow]:
-        """The holes of the configured markets; with ``owned``, only of the markets whose trades come
-        through those bus partitions (the trade after the hole says which)."""
+    def _look(self, since: datetime, until: datetime, owned: set[PartitionKey] | None
+              ) -> tuple[list[StoredGapRow], int]:
+        """On the warehouse thread: the holes of this ingester's markets, and how many gold windows it
+        recomputed. Markets no longer configured are left alone."""
         rows = cast(list[StoredGapRow], self.client.query(query("stored_gaps"), parameters={
             "exchanges": self.exchanges, "since": since, "until": until}).result_rows)
-        rows = [row for row in rows if (row[0], row[1]) in self._labels]  # markets no longer configured: not ours
+        holes = [row for row in rows if (row[0], row[1]) in self._labels
+                 and self._mine(row[0], row[1], row[3] + 1, owned)]
+        # Whole minutes only, so that a minute's silver and gold counts cover the same trades.
+        minutes = {"exchanges": self.exchanges, "since": _minute(since, up=True), "until": _minute(until)}
+        short: list[WindowKey] = []
+        for exchange, symbol, minute, silver, gold_count in self.client.query(
+                query("minute_window_counts"), parameters=minutes).result_rows:
+            native = self._natives.get((exchange, symbol))
+            if native is None or not self._mine(exchange, native, _NEWEST, owned):
+                continue
+            log.warning("%s %s: the candles of %s count %d trades where silver holds %d: recomputing them",
+                        exchange, symbol, gold.as_utc(minute).isoformat(), gold_count, silver)
+            start = int(gold.as_utc(minute).timestamp())
+            short += [(exchange, symbol, tf, datetime.fromtimestamp(start // tf * tf, UTC))
+                      for tf in TIMEFRAMES.values()]
+        return holes, gold.recompute(self.client, set(short)) if short else 0
+
+    def _mine(self, exchange: str, native: str, trade_id: int, owned: set[PartitionKey] | None) -> bool:
+        """Whether this ingester checks the market: it holds the bus partition of the market's newest
+        stored trade at or below ``trade_id`` (every ingester, without a Kafka bus)."""
         if owned is None:
-            return rows
-        mine = []
-        for row in rows:
-            found = self.client.query(query("stored_trade_partition"), parameters={
-                "exchange": row[0], "native_symbol": row[1], "trade_id": row[3] + 1}).result_rows
-            if not found or found[0][1] < 0 or (found[0][0], found[0][1]) in owned:
-                mine.append(row)
-        return mine
+            return True
+        found = self.client.query(query("stored_trade_partition"), parameters={
+            "exchange": exchange, "native_symbol": native, "trade_id": trade_id}).result_rows
+        return not found or found[0][1] < 0 or (found[0][0], found[0][1]) in owned
 
     def _report(self, missing: dict[tuple[str, str], int]) -> None:
         for key in self._missing_labels - missing.keys():
@@ -165,9 +194,16 @@ class CompletenessCheck:
         stale = self.last_check_at is None or self._clock() - self.last_check_at > 3 * self.settings.interval_s
         status = "degraded" if self.last_error and stale else "ok"
         return {"status": status, "last_check_at": self.last_check_at, "missing_trades": self.missing,
-                "filling": self.busy(), "last_error": self.last_error}
+                "filling": self.busy(), "gold_windows_recomputed": self.gold_windows_mended,
+                "last_error": self.last_error}
 
     async def close(self) -> None:
         await asyncio.gather(*(backfill.close() for backfill in self.backfills.values()))
         if self._own_rest is not None:
             await self._own_rest.aclose()
+
+
+def _minute(moment: datetime, up: bool = False) -> datetime:
+    """``moment`` rounded down (or up) to a whole minute."""
+    floor = moment.replace(second=0, microsecond=0)
+    return floor + timedelta(minutes=1) if up and floor != moment else floor
