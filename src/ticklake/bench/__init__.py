@@ -17,7 +17,7 @@ Every comparison is made side by side in one run (these machines are shared and 
    against a bare pyiceberg append of the very same Arrow rows; ``/v1/ohlcv`` for a year of 1h candles
    from the cold tier, as offloaded and after compaction, against the same request served warm; and
    the daily maintenance after a day of 15-minute offloads;
-8. the completeness check (``completeness_stages.py``): its query over a week of stored trades, for
+8. the completeness check (``completeness_stages.py``): its queries over a week of stored trades, for
    windows of 15 minutes to a day, against a bare count of each window's trades.
 
 Stages that open the embedded warehouse run in their own processes (chdb: one data path per process).
@@ -421,8 +421,9 @@ def _completeness_lines(check: dict[str, Any]) -> list[str]:
                  f"{check['days']:g} days), per window checked:"]
     for w in check["windows"]:
         lines.append(f"  {w['window_s'] / 3600:>5g} h ({w['trades_in_window']:>10,} trades, {w['holes_found']} holes): "
-                     f"check {w['check_ms']:>7} ms | bare count of the window {w['count_ms']:>6} ms | "
-                     f"{w['share_of_warehouse_thread_at_60s']:.2%} of the warehouse thread every 60 s")
+                     f"check {w['check_ms']:>7} ms (holes {w['holes_ms']}, candles {w['gold_ms']}) | bare count of "
+                     f"the window {w['count_ms']:>6} ms | {w['share_of_warehouse_thread_at_60s']:.2%} of the "
+                     "warehouse thread every 60 s")
     return lines
 
 

@@ -4,9 +4,10 @@ in its own process (chdb opens one data path per process) and prints one JSON ob
     python -m ticklake.bench.completeness_stages check PATH TRADES MARKETS DAYS
 
 ``check``: DAYS days of TRADES stored trades over MARKETS markets (about one id in 100,000 missing),
-generated inside ClickHouse; then, for windows of 15 minutes to a day, the check's query
-(``queries/stored_gaps.sql``) against a bare count of the same window's trades (the floor: reading
-them), median of 5 after one untimed run.
+generated inside ClickHouse; then, for windows of 15 minutes to a day, the check's two queries (the
+holes, ``queries/stored_gaps.sql``; silver against the 1m candles, ``queries/minute_window_counts.sql``)
+against a bare count of the same window's trades (the floor: reading them), median of 5 after one
+untimed run.
 """
 
 from __future__ import annotations
@@ -58,13 +59,19 @@ def check(path: str, trades: int, markets: int, days: float) -> dict[str, Any]:
     for window_s in WINDOWS_S:
         if window_s > days * 86_400:
             continue
-        params = {"exchanges": ["binance"], "since": datetime.fromtimestamp(now_us / 1e6 - window_s, UTC),
-                  "until": datetime.fromtimestamp(now_us / 1e6 - 60, UTC)}
-        check_ms, holes = _median_ms(lambda p=params: client.query(query("stored_gaps"), parameters=p).result_rows)
+        since = datetime.fromtimestamp(now_us / 1e6 - window_s, UTC)
+        until = datetime.fromtimestamp(now_us / 1e6 - 60, UTC)
+        params = {"exchanges": ["binance"], "since": since, "until": until}
+        holes_ms, holes = _median_ms(lambda p=params: client.query(query("stored_gaps"), parameters=p).result_rows)
+        minutes = {**params, "since": since.replace(second=0, microsecond=0),
+                   "until": until.replace(second=0, microsecond=0)}
+        gold_ms, short = _median_ms(lambda p=minutes: client.query(query("minute_window_counts"),
+                                                                  parameters=p).result_rows)
         count_ms, counted = _median_ms(lambda p=params: client.query(WINDOW_COUNT, parameters=p).result_rows)
+        check_ms = round(holes_ms + gold_ms, 1)
         windows.append({"window_s": window_s, "trades_in_window": int(counted[0][0]), "holes_found": len(holes),
-                        "check_ms": check_ms, "count_ms": count_ms,
-                        "share_of_warehouse_thread_at_60s": round(check_ms / 60_000, 5)})
+                        "short_minutes": len(short), "holes_ms": holes_ms, "gold_ms": gold_ms, "check_ms": check_ms,
+                        "count_ms": count_ms, "share_of_warehouse_thread_at_60s": round(check_ms / 60_000, 5)})
     client.close()
     return {"trades": stored, "markets": markets, "days": days, "generated_s": round(generated_s, 1),
             "windows": windows}
