@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -48,8 +49,12 @@ def topics_for(exchanges: Iterable[str]) -> list[str]:
 
 
 # --- producing ---------------------------------------------------------------------------------
+# Once an idempotent producer failed for good, confluent-kafka 2.16's flush() (and so, possibly,
+# poll()) can raise the KafkaError itself, which is no exception class: ``except BaseException`` does
+# not catch it, and a ThreadPoolExecutor worker running the call dies with its future never done (seen
+# here: the feed hung). Calls that may meet it catch everything (a bare ``except``): "bare KafkaError".
 class ProducerFailedError(RuntimeError):
-    """The producer hit a fatal error and accepts nothing more; the process should restart."""
+    """The producer hit a fatal error and accepts nothing more until ``renew`` replaces it."""
 
 
 class KafkaProducerBus:
@@ -91,12 +96,19 @@ class KafkaProducerBus:
                 self._producer.poll(0.1)  # serves delivery reports
             except KafkaException as exc:  # confluent-kafka raises a fatal error here, not through error_cb
                 self._on_error(exc.args[0])
+            except:  # noqa: E722 -- a bare KafkaError (see above)
+                self._raised_bare("poll")
+
+    def _raised_bare(self, call: str) -> None:
+        """``call`` raised a bare KafkaError (see above): the producer failed for good."""
+        self.fatal = self.fatal or f"{call}: {sys.exc_info()[1]}"
+        time.sleep(0.1)
 
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal() or error.code() == KafkaError._FATAL:
             # The idempotent producer cannot go on (its sequence was lost): nothing more is accepted,
-            # and what it held is gone. The process must restart: a feed resumes from the broker's
-            # tail and backfills what never arrived (see Platform).
+            # and what it held is gone. The feed role renews it and backfills what the broker does not
+            # hold (Platform._watch_producer).
             self.fatal = str(error)
             log.critical("kafka producer failed for good: %s", error)
             return
@@ -163,34 +175,27 @@ class KafkaProducerBus:
     def _discard(producer: Producer) -> None:
         try:
             producer.purge()  # its queued messages fail (delivery reports) instead of being retried
-            producer.flush(0)
-        except KafkaException:
-            pass  # a failed producer may refuse both; it is dropped either way
+            producer.poll(0)
+        except:  # noqa: E722 -- a failed producer may refuse both, even with a bare KafkaError; dropped
+            pass
 
     def broker_reachable(self, timeout_s: float = 5.0) -> bool:
         try:
             self._producer.list_topics(timeout=timeout_s)
-        except KafkaException:
+        except:  # noqa: E722 -- KafkaException, or a bare KafkaError from a failed producer
             return False
         return True
 
     async def flush(self, timeout_s: float = 30.0) -> int:
         """Wait until the broker has every message; returns how many are still undelivered. Returns
-        early if the producer fails for good meanwhile (librdkafka would wait out the timeout)."""
-        loop = asyncio.get_running_loop()
+        early if the producer fails for good meanwhile. Waits on the poll thread's delivery reports
+        rather than calling librdkafka's flush(), which can raise a bare KafkaError (see above)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            step = max(0.0, min(0.5, deadline - time.monotonic()))
-            try:
-                remaining: int = await loop.run_in_executor(None, self._producer.flush, step)
-            except KafkaException as exc:  # a fatal error surfaces in whichever call serves the callbacks
-                self._on_error(exc.args[0])
-                return len(self._producer)
-            except SystemError as exc:  # seen from flush() while librdkafka turned fatal: said nothing more
-                log.warning("kafka producer: flush failed (%s)", exc)
-                return len(self._producer)
+            remaining = len(self._producer)
             if not remaining or self.fatal or time.monotonic() >= deadline:
                 return remaining
+            await asyncio.sleep(0.01)
 
     async def close(self, timeout_s: float = 30.0) -> None:
         remaining = len(self._producer) if self.fatal else await self.flush(timeout_s)
