@@ -68,8 +68,9 @@ COUNTERS = BackfillMetrics(metrics.COMPLETENESS_GAPS, metrics.COMPLETENESS_FILLE
 class CompletenessCheck:
     """The ingest role's check of the stored trade ids (see the module docstring).
 
-    ``on_warehouse`` runs a blocking call where the warehouse may be used (the embedded engine's one
-    thread). ``owned`` gives the bus partitions this ingester holds (Kafka bus), None for all.
+    ``executor`` is where the warehouse is used (the platform's one warehouse thread, so the check's
+    queries and recomputations never run between a batch's inserts). ``owned`` gives the bus partitions
+    this ingester holds (Kafka bus), None for all. ``rest``: the feeds' client in the same process.
     """
 
     def __init__(self, client: Client, settings: Settings, sink: MessageSink, executor: Executor, *,
