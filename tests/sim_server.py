@@ -25,6 +25,9 @@ async def main(out: str, seed: int, rate: float, venues: dict[str, list[str]]) -
     async with Simulator(SimulatorSettings(seed=seed, trades_per_second=rate), venues) as sim:
         print(json.dumps({"ws_urls": sim.ws_urls, "rest_urls": sim.rest_urls}), flush=True)
         await stop.wait()
+        # Stop trading first: the venues trade on while the servers close, and a trade sent after the
+        # tape was taken would be stored but missing from the oracle.
+        sim.pause()
         tapes = {f"{ex}|{sym}": msgspec.to_builtins(sim.tape(ex, sym)) for ex, syms in venues.items() for sym in syms}
     with open(out, "w", encoding="utf-8") as file:
         json.dump(tapes, file)
