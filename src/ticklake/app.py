@@ -37,9 +37,11 @@ from ticklake.settings import Settings
 from ticklake.simulator.server import Simulator
 from ticklake.symbols import to_native
 from ticklake.warehouse import migrate
+from ticklake.warehouse.changes import StoredChanges
 from ticklake.warehouse.client import open_client
 from ticklake.warehouse.completeness import CompletenessCheck
 from ticklake.warehouse.ingest import Ingester
+from ticklake.warehouse.pool import ClientPool, read_limits
 from ticklake.warehouse.reader import WarehouseReader
 from ticklake.warehouse.repair import repair
 from ticklake.warehouse.writer import Plan, WarehouseWriter
@@ -135,6 +137,9 @@ class Platform:
         self.completeness: CompletenessCheck | None = None
         self.source: KafkaSource | None = None
         self.api_server: uvicorn.Server | None = None
+        self.read_pool: ClientPool | None = None
+        # The markets each stored batch touched: the API, in this process, keeps candles while true.
+        self.changes = StoredChanges()
         self.offloader: Offloader | None = None
         self.metrics_port: int | None = None
         self._metrics_server: Any = None
@@ -157,7 +162,7 @@ class Platform:
             # schema; an API-only process just connects.
             opener = open_warehouse if "ingest" in roles else connect_warehouse
             self.client = client = await loop.run_in_executor(self._executor, opener, settings)
-            writer = WarehouseWriter(client, settings.validation)
+            writer = WarehouseWriter(client, settings.validation, self.changes)
             if "ingest" in roles and not self.kafka:
                 # With a Kafka bus, an interrupted batch is completed from the bus instead (positions.py):
                 # a global repair could race other ingesters writing the same warehouse.
@@ -228,13 +233,22 @@ class Platform:
 
         if "api" in roles:
             assert self.client is not None
-            reader = WarehouseReader(self.client)
+            # The API reads through connections of its own, beside the writer's, never behind it: one per
+            # read slot (api/admission.py), and one more for /health's ping, which is never refused.
+            api = settings.api
+            limits = read_limits(api.query_timeout_s, api.query_max_memory_bytes)
+            opener = partial(open_client, settings.resolved_warehouse_url, settings.database,
+                             settings.warehouse_max_memory_bytes, limits)
+            self.read_pool = await loop.run_in_executor(
+                self._executor, partial(ClientPool.open, api.max_concurrent_reads + 1, opener, api.read_nice))
+            reader = WarehouseReader(self.read_pool)
             markets = [(name, symbol) for name, venue in settings.venues.enabled().items() for symbol in venue.symbols]
             # Ranges older than warm retention are read from the cold tier; until something was
             # offloaded to a cold table, the warm tier serves everything (api/tiers.py).
             cold = ColdReader.from_settings(settings.lake, settings.data_dir)
             app = create_app(reader, settings, health=self._health_sources(memory_bus), configured_markets=markets,
-                             cold=cold)
+                             # Candles are kept while true only where this process is the one writer.
+                             cold=cold, changes=None if self.kafka else self.changes)
             config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_level="warning",
                                     lifespan="off")
             self.api_server = uvicorn.Server(config)
@@ -262,7 +276,7 @@ class Platform:
         source = self.source
         self.completeness = CompletenessCheck(
             self.client, self.settings, sink, self._executor, rest=self.feeds.rest if self.feeds else None,
-            owned=(lambda: set(source.assigned)) if source is not None else None)
+            owned=(lambda: set(source.assigned)) if source is not None else None, changes=self.changes)
         self._tasks.append(asyncio.create_task(self.completeness.run_forever(), name="completeness"))
         check = self.settings.completeness
         log.info("completeness: stored trade ids checked for holes every %.0f s over the last %.0f s",
@@ -439,6 +453,8 @@ class Platform:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
         self._executor.shutdown(wait=True)  # an insert in flight finishes before the engine closes
+        if self.read_pool is not None:
+            self.read_pool.close()
         if self.client is not None:
             self.client.close()
         log.info("stopped")

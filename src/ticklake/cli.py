@@ -16,7 +16,7 @@
     ticklake rederive --layer L --from {warm,cold} --start DAY --end DAY [--exchange X] [--symbol S] [--dry-run]
                                                rebuild a warm layer for whole UTC days from the layer below
     ticklake simulate                          only the local exchange simulator
-    ticklake bench [--quick]                   the benchmark (prints figures)
+    ticklake bench [--quick] [--stages S,...]  the benchmark (prints figures)
     ticklake config                            the effective settings
 """
 
@@ -112,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="run the benchmark and print figures")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    bench.add_argument("--stages", default="", help="comma-separated stages to run (default: all): normalize, "
+                       "handlers, ingest, latency, serving, bus, cold_tier, completeness, platform")
 
     commands.add_parser("config", help="print the effective settings as JSON")
     return parser
@@ -190,9 +192,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         simulate(args.options)
         return 0
     if command == "bench":
-        from ticklake.bench import run_bench
+        from ticklake.bench import STAGES, run_bench
 
-        return int(run_bench(settings, quick=args.quick))
+        chosen = frozenset(s.strip() for s in args.stages.split(",") if s.strip()) or frozenset(STAGES)
+        unknown = chosen - set(STAGES)
+        if unknown:
+            print(f"ticklake bench: unknown stages {', '.join(sorted(unknown))}; choose from {', '.join(STAGES)}",
+                  file=sys.stderr)
+            return 2
+        return int(run_bench(settings, quick=args.quick, stages=chosen))
     if command == "config":
         print(settings.model_dump_json(indent=2))
         return 0

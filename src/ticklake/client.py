@@ -14,6 +14,7 @@ A frame's ``attrs["tier"]`` says where the server read it: ``"warm"`` (ClickHous
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -68,6 +69,14 @@ def _combined_tier(tiers: Iterable[str | None]) -> str | None:
     return "warm+cold" if parts == {"warm", "cold"} else "+".join(sorted(parts))
 
 
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds a 503 asks to wait (at most a minute), or None when it does not ask."""
+    try:
+        return min(60.0, max(0.0, float(response.headers["Retry-After"])))
+    except (KeyError, ValueError):
+        return None
+
+
 def _time_param(value: TimeArg) -> str | None:
     if value is None:
         return None
@@ -80,9 +89,13 @@ def _time_param(value: TimeArg) -> str | None:
 
 
 class TicklakeClient:
+    """``busy_retries``: how many times a request the server is too busy for (503 with Retry-After) is
+    asked again after the wait it names, before ``TicklakeAPIError`` is raised."""
+
     def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, busy_retries: int = 3) -> None:
         self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+        self.busy_retries = busy_retries
 
     def close(self) -> None:
         self._http.close()
@@ -194,7 +207,15 @@ class TicklakeClient:
         return pd.array([Decimal(t) for t in texts], dtype=object)
 
     def _get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        response = self._http.get(path, params={k: v for k, v in params.items() if v is not None})
+        query = {k: v for k, v in params.items() if v is not None}
+        response = self._http.get(path, params=query)
+        for _ in range(self.busy_retries):
+            # A busy server answers 503 with Retry-After before reading anything: wait as told, ask again.
+            wait = _retry_after(response) if response.status_code == 503 else None
+            if wait is None:
+                break
+            time.sleep(wait)
+            response = self._http.get(path, params=query)
         if response.status_code != 200:
             self._raise(response)
         body: dict[str, Any] = response.json()

@@ -47,3 +47,43 @@ async def test_publisher_waits_while_the_subscriber_is_full() -> None:
         received += [m.value.trade_id for m in await anext(batches)]
     await asyncio.wait_for(publishing, 1.0)
     assert received == list(range(1, 8))
+
+
+async def test_a_batch_is_due_when_its_oldest_message_has_waited_max_wait() -> None:
+    """Later messages join the batch of the oldest; the batch is not held longer for them."""
+    bus = MemoryBus()
+    batches = bus.subscribe([trades_topic("binance")], max_batch=1000, max_wait_s=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await bus.publish([trade_message(1)])
+    await asyncio.sleep(0.2)
+    await bus.publish([trade_message(2)])
+    batch = await asyncio.wait_for(anext(batches), 2.0)
+    waited = loop.time() - started
+    assert [m.value.trade_id for m in batch] == [1, 2]
+    assert 0.28 <= waited < 0.45  # the first message's deadline, not the second's (0.5 s)
+
+
+async def test_a_backlog_that_already_waited_is_handed_over_at_once_in_one_batch() -> None:
+    bus = MemoryBus()
+    batches = bus.subscribe([trades_topic("binance")], max_batch=1000, max_wait_s=0.1)
+    await bus.publish([trade_message(i) for i in range(1, 6)])
+    await asyncio.sleep(0.3)  # the subscriber was busy elsewhere meanwhile
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    batch = await asyncio.wait_for(anext(batches), 2.0)
+    assert [m.value.trade_id for m in batch] == [1, 2, 3, 4, 5]
+    assert loop.time() - started < 0.05
+
+
+async def test_a_full_batch_does_not_wait_for_its_deadline() -> None:
+    bus = MemoryBus()
+    batches = bus.subscribe([trades_topic("binance")], max_batch=3, max_wait_s=30.0)
+    first = asyncio.create_task(anext(batches))
+    await bus.publish([trade_message(1)])
+    await asyncio.sleep(0.05)
+    assert not first.done()  # one message, 30 s to go
+    await bus.publish([trade_message(2), trade_message(3), trade_message(4)])
+    batch = await asyncio.wait_for(first, 1.0)
+    assert [m.value.trade_id for m in batch] == [1, 2, 3]
+    assert bus.depth() == 1  # the fourth starts the next batch

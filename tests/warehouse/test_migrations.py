@@ -73,10 +73,10 @@ def raw_columns(client: Client) -> set[str]:
 
 def test_version_2_rolls_back_and_forward_without_touching_version_1(warehouse: Client) -> None:
     assert {"source", "native_symbol"} <= raw_columns(warehouse)
-    assert migrate.downgrade(warehouse, 1) == [4, 3, 2]
+    assert migrate.downgrade(warehouse, 1) == [5, 4, 3, 2]
     assert not {"source", "native_symbol"} & raw_columns(warehouse)
     assert sorted(migrate.applied(warehouse)) == [1]
-    assert migrate.upgrade(warehouse) == [2, 3, 4]
+    assert migrate.upgrade(warehouse) == [2, 3, 4, 5]
     assert {"source", "native_symbol"} <= raw_columns(warehouse)
 
 
@@ -88,11 +88,36 @@ def test_version_3_rolls_back_keeping_the_trades_and_forward_again(warehouse: Cl
     writer = WarehouseWriter(warehouse, ValidationSettings(max_age_days=3650))
     writer.write([], [trade(1)])
     assert raw_columns(warehouse) >= BUS_COLUMNS and {"bus_positions", "bus_dead_letters"} <= tables(warehouse)
-    assert migrate.downgrade(warehouse, 2) == [4, 3]
+    assert migrate.downgrade(warehouse, 2) == [5, 4, 3]
     assert not BUS_COLUMNS & raw_columns(warehouse)
     assert not {"bus_positions", "bus_dead_letters"} & tables(warehouse)
     assert warehouse.command("SELECT count() FROM bronze_trades") == 1
-    assert migrate.upgrade(warehouse) == [3, 4]
+    assert migrate.upgrade(warehouse) == [3, 4, 5]
     writer.forget_state()
     writer.write([], [trade(2)])
     assert WarehouseReader(warehouse).ohlcv("binance", "BTC/USDT", "1d", None, None, 5)[0].trades == 2
+
+
+def part_storage(client: Client) -> dict[str, set[str]]:
+    rows = client.query("SELECT table, part_storage_type FROM system.parts "
+                        "WHERE database = currentDatabase() AND active").result_rows
+    storage: dict[str, set[str]] = {}
+    for table, kind in rows:
+        storage.setdefault(table, set()).add(kind)
+    return storage
+
+
+def test_version_5_packs_small_parts_and_rolls_back_keeping_them_readable(warehouse: Client) -> None:
+    """An insert's parts are one packed file each (cheap small inserts); rolled back, new parts are
+    written the default way again, and the packed ones still read, with the candles intact."""
+    writer = WarehouseWriter(warehouse, ValidationSettings(max_age_days=3650))
+    writer.write([], [trade(1)])
+    packed = part_storage(warehouse)
+    assert packed["bronze_trades"] == packed["silver_trades"] == packed["gold_ohlcv"] == {"Packed"}
+    assert migrate.downgrade(warehouse, 4) == [5]
+    writer.write([], [trade(2)])
+    assert part_storage(warehouse)["silver_trades"] == {"Packed", "Full"}
+    assert WarehouseReader(warehouse).ohlcv("binance", "BTC/USDT", "1d", None, None, 5)[0].trades == 2
+    assert migrate.upgrade(warehouse) == [5]
+    writer.write([], [trade(3)])
+    assert WarehouseReader(warehouse).ohlcv("binance", "BTC/USDT", "1d", None, None, 5)[0].trades == 3

@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ticklake.api.admission import ReadAdmission
+from ticklake.api.candle_cache import CandleCache
 from ticklake.api.health import HealthEndpoint, HealthSources
 from ticklake.api.instrumentation import RequestMetrics
 from ticklake.api.openapi import OpenApiEndpoints
@@ -24,6 +26,7 @@ from ticklake.api.v1 import MarketDataEndpoints, normalize_markets
 from ticklake.lake.read import ColdReader
 from ticklake.ops.metrics import REGISTRY
 from ticklake.settings import Settings
+from ticklake.warehouse.changes import StoredChanges
 from ticklake.warehouse.reader import WarehouseReader
 
 _HTTP_MESSAGES = {404: "no such path; see /docs", 405: "method not allowed; this API answers GET"}
@@ -47,6 +50,8 @@ def create_app(
     configured_markets: Iterable[tuple[str, str]] = (),
     cold: ColdReader | None = None,
     boundary: TierBoundary | None = None,
+    health_reader: WarehouseReader | None = None,
+    changes: StoredChanges | None = None,
 ) -> Starlette:
     """The ASGI app serving ``reader``'s data.
 
@@ -54,13 +59,19 @@ def create_app(
     ``status``); ``configured_markets`` ((exchange, "BASE/QUOTE") pairs) are listed by /v1/symbols
     and answer with empty results, not 404, before their first trade is stored. With ``cold``,
     candles and trades older than warm retention are read from the Iceberg tier (api/tiers.py);
-    ``boundary`` defaults to the one ``settings.retention`` implies.
+    ``boundary`` defaults to the one ``settings.retention`` implies. Reads are admitted
+    ``settings.api.max_concurrent_reads`` at a time (admission.py): give ``reader`` as many connections
+    (a ``ClientPool``). /health pings through ``health_reader`` (default ``reader``), unadmitted, so that
+    it answers while every read slot is taken. With ``changes`` (the writer's, in the process that
+    ingests), candle answers are kept while they are true (candle_cache.py).
     """
     tiers = TieredReader(reader, cold, boundary or TierBoundary.from_retention(settings.retention))
-    market_data = MarketDataEndpoints(reader, settings.api.max_limit, normalize_markets(configured_markets), tiers)
+    market_data = MarketDataEndpoints(reader, settings.api.max_limit, normalize_markets(configured_markets), tiers,
+                                      ReadAdmission.from_settings(settings.api),
+                                      CandleCache(changes) if changes is not None else None)
     routes = [
         *market_data.routes(),
-        *HealthEndpoint(reader, health or {}).routes(),
+        *HealthEndpoint(health_reader or reader, health or {}).routes(),
         Route("/metrics", _metrics, methods=["GET"]),
         *OpenApiEndpoints(settings.api.max_limit).routes(),
     ]

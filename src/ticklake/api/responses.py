@@ -26,13 +26,16 @@ class JSONBytes(Response):
 
 
 class ApiError(Exception):
-    """A client's mistake (or an unknown market) answered with ``{"error": {...}}`` and ``status``."""
+    """A request answered with ``{"error": {...}}`` and ``status``: a client's mistake, an unknown market,
+    or (503, with ``Retry-After`` in ``headers``) a request the API cannot serve right now."""
 
-    def __init__(self, status: int, message: str, parameter: str | None = None) -> None:
+    def __init__(self, status: int, message: str, parameter: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.parameter = parameter
+        self.headers = headers
 
 
 def error_body(message: str, parameter: str | None = None) -> dict[str, Any]:
@@ -48,4 +51,4 @@ def error_response(status: int, message: str, parameter: str | None = None,
 
 async def api_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.message, exc.parameter)
+    return error_response(exc.status, exc.message, exc.parameter, exc.headers)

@@ -3,7 +3,7 @@
 Candles and trades come from the warm tier (ClickHouse), and ranges older than its retention from the
 cold tier (Iceberg), as one series (tiers.py); ``tier`` in the body and the ``X-Ticklake-Tier``
 header say which were read. Each request does its reading, and the encoding, in one call on the
-thread pool: both readers block (chdb runs in-process behind the client's lock; pyiceberg reads
+thread pool, once admitted (admission.py): both readers block (chdb runs in-process; pyiceberg reads
 files) and must never run on the event loop.
 """
 
@@ -14,10 +14,11 @@ from datetime import datetime
 from decimal import Decimal
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
+from ticklake.api.admission import ReadAdmission
+from ticklake.api.candle_cache import CandleCache
 from ticklake.api.cursor import encode_cursor
 from ticklake.api.formats import day_text, decimal_text, epoch_text, micros_text, time_text, vwap
 from ticklake.api.params import OhlcvQuery, TradesQuery, parse_ohlcv, parse_trades, reject_unknown
@@ -44,8 +45,11 @@ def normalize_markets(markets: Iterable[tuple[str, str]]) -> frozenset[MarketKey
 
 class MarketDataEndpoints:
     def __init__(self, reader: WarehouseReader, max_limit: int, configured: frozenset[MarketKey],
-                 tiers: TieredReader | None = None) -> None:
+                 tiers: TieredReader | None = None, admission: ReadAdmission | None = None,
+                 cache: CandleCache | None = None) -> None:
         self.reader = reader
+        self.cache = cache
+        self.admission = admission or ReadAdmission(slots=2, wait_s=0.5, retry_after_s=1)
         self.max_limit = max_limit
         self.configured = configured
         # Without a cold tier every range is read warm (tier "warm"), as before the lake.
@@ -60,17 +64,28 @@ class MarketDataEndpoints:
 
     async def ohlcv(self, request: Request) -> JSONBytes:
         query = parse_ohlcv(request.query_params, self.max_limit)
-        body, tier = await run_in_threadpool(self._ohlcv_body, query)
+        if self.cache is None:
+            body, tier = await self.admission.run(lambda: self._ohlcv_body(query))
+            return JSONBytes(body, headers={TIER_HEADER: tier})
+        market = (query.exchange, query.symbol)
+        key = (query.exchange, query.symbol, query.timeframe, query.start, query.end, query.limit)
+        cached = self.cache.get(market, key)
+        if cached is not None:
+            return JSONBytes(cached, headers={TIER_HEADER: "warm"})
+        version = self.cache.version(market)  # before the query: see candle_cache.py
+        body, tier = await self.admission.run(lambda: self._ohlcv_body(query))
+        if tier == "warm":
+            self.cache.put(key, version, body)
         return JSONBytes(body, headers={TIER_HEADER: tier})
 
     async def trades(self, request: Request) -> JSONBytes:
         query = parse_trades(request.query_params, self.max_limit)
-        body, tier = await run_in_threadpool(self._trades_body, query)
+        body, tier = await self.admission.run(lambda: self._trades_body(query))
         return JSONBytes(body, headers={TIER_HEADER: tier})
 
     async def symbols(self, request: Request) -> JSONBytes:
         reject_unknown(request.query_params, ())
-        return JSONBytes(await run_in_threadpool(self._symbols_body))
+        return JSONBytes(await self.admission.run(self._symbols_body))
 
     # -- blocking work, on the thread pool -------------------------------------------------------
     def _ohlcv_body(self, query: OhlcvQuery) -> tuple[bytes, Tier]:

@@ -18,7 +18,12 @@ Every comparison is made side by side in one run (these machines are shared and 
    from the cold tier, as offloaded and after compaction, against the same request served warm; and
    the daily maintenance after a day of 15-minute offloads;
 8. the completeness check (``completeness_stages.py``): its queries over a week of stored trades, for
-   windows of 15 minutes to a day, against a bare count of each window's trades.
+   windows of 15 minutes to a day, against a bare count of each window's trades;
+9. the whole embedded platform as it runs all day (``platform_stages.py``): its CPU, memory and trade ->
+   candle latency at 50, 500 and 5,000 trades/s, where the CPU goes; ``/v1/ohlcv`` while ingesting next
+   to idle; 32 heavy readers next to none.
+
+``ticklake bench --stages platform,completeness`` runs only the stages named (see ``STAGES``).
 
 Stages that open the embedded warehouse run in their own processes (chdb: one data path per process).
 """
@@ -60,7 +65,16 @@ TARGETS = {
     "bus_latency_p50_ms": 50.0,
     "bus_latency_p99_ms": 250.0,
     "offload_vs_append": 0.70,
+    "platform_cores_at_50": 0.25,
+    "platform_cores_at_500": 0.5,
+    "platform_rss_mb_at_50": 400.0,
+    "platform_latency_p99_ms": 200.0,
+    "candles_while_ingesting_p99_ms": 30.0,
+    "candles_while_ingesting_rps": 200.0,
+    "readers_latency_ratio": 1.5,
+    "readers_backlog_s": 1.0,
 }
+STAGES = ("normalize", "handlers", "ingest", "latency", "serving", "bus", "cold_tier", "completeness", "platform")
 LAKE_STAGES = "ticklake.bench.lake_stages"
 COMPLETENESS_STAGES = "ticklake.bench.completeness_stages"
 
@@ -320,7 +334,7 @@ def _year_over_http(path: str, year: dict[str, Any], fetches: int) -> dict[str, 
 
 
 # --- the whole run ------------------------------------------------------------------------------
-def run_bench(settings: Settings, quick: bool = False) -> int:
+def run_bench(settings: Settings, quick: bool = False, stages: frozenset[str] = frozenset(STAGES)) -> int:
     sizes = {"normalize_s": 3.0, "handlers_s": 5.0, "ingest": 200_000, "latency_s": 10.0, "serving": 1_000_000,
              "requests": 200, "bus_trades": 100_000, "bus_latency_s": 6.0} \
         if quick else {"normalize_s": 10.0, "handlers_s": 20.0, "ingest": 1_000_000, "latency_s": 60.0,
@@ -335,6 +349,14 @@ def run_bench(settings: Settings, quick: bool = False) -> int:
     # The completeness check: stored trades, markets, days.
     sizes |= {"check_trades": 1_000_000, "check_markets": 30, "check_days": 1.0} \
         if quick else {"check_trades": 10_000_000, "check_markets": 30, "check_days": 7.0}
+    # The whole platform: warm-up before measuring, each load's window, the candle requests, the readers.
+    sizes |= {"platform_warmup_s": 10.0, "platform_window_s": 10.0, "platform_reads_s": 5.0,
+              "platform_readers_s": 15.0, "platform_writes": 150} \
+        if quick else {"platform_warmup_s": 30.0, "platform_window_s": 30.0, "platform_reads_s": 20.0,
+                       "platform_readers_s": 60.0, "platform_writes": 600}
+    unknown = stages - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown bench stages {sorted(unknown)}: choose from {', '.join(STAGES)}")
     report: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -344,29 +366,38 @@ def run_bench(settings: Settings, quick: bool = False) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="ticklake-bench-") as tmp:
         workdir = Path(tmp)
-        print("normalize ...", file=sys.stderr, flush=True)
-        report["normalize"] = normalize(workdir, sizes["normalize_s"])
-        print("handlers ...", file=sys.stderr, flush=True)
-        report["handlers"] = _stage("handlers", str(sizes["handlers_s"]), "100", "60")
-        print("ingest ...", file=sys.stderr, flush=True)
-        report["ingest"] = _stage("ingest", str(workdir / "ingest"), str(sizes["ingest"]))
-        print("latency ...", file=sys.stderr, flush=True)
-        report["latency"] = _stage("latency", str(workdir / "latency"), str(sizes["latency_s"]), "500")
-        print("serving ...", file=sys.stderr, flush=True)
-        report["serving"] = serving(workdir, int(sizes["serving"]), int(sizes["requests"]))
-        print("bus (Kafka API) ...", file=sys.stderr, flush=True)
-        from ticklake.bench.broker import run_broker_stages
-
-        report["bus"] = run_broker_stages(settings, workdir, sizes)
-        print("cold tier (Iceberg) ...", file=sys.stderr, flush=True)
-        report["cold_tier"] = cold_tier(workdir, sizes)
-        print("completeness check ...", file=sys.stderr, flush=True)
-        report["completeness"] = _stage("check", str(workdir / "completeness"), str(sizes["check_trades"]),
-                                        str(sizes["check_markets"]), str(sizes["check_days"]),
-                                        module=COMPLETENESS_STAGES)
+        for stage in STAGES:
+            if stage in stages:
+                print(f"{stage} ...", file=sys.stderr, flush=True)
+                report[stage] = _run_stage(stage, settings, workdir, sizes)
     report["bench_process_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     _print(report)
     return 0
+
+
+def _run_stage(stage: str, settings: Settings, workdir: Path, sizes: dict[str, Any]) -> dict[str, Any]:
+    if stage == "normalize":
+        return normalize(workdir, sizes["normalize_s"])
+    if stage == "handlers":
+        return _stage("handlers", str(sizes["handlers_s"]), "100", "60")
+    if stage == "ingest":
+        return _stage("ingest", str(workdir / "ingest"), str(sizes["ingest"]))
+    if stage == "latency":
+        return _stage("latency", str(workdir / "latency"), str(sizes["latency_s"]), "500")
+    if stage == "serving":
+        return serving(workdir, int(sizes["serving"]), int(sizes["requests"]))
+    if stage == "bus":
+        from ticklake.bench.broker import run_broker_stages
+
+        return run_broker_stages(settings, workdir, sizes)
+    if stage == "cold_tier":
+        return cold_tier(workdir, sizes)
+    if stage == "completeness":
+        return _stage("check", str(workdir / "completeness"), str(sizes["check_trades"]), str(sizes["check_markets"]),
+                      str(sizes["check_days"]), module=COMPLETENESS_STAGES)
+    from ticklake.bench.platform_stages import run_platform_stages
+
+    return run_platform_stages(workdir, sizes)
 
 
 def _verdict(value: float, target: float, higher_is_better: bool) -> str:
@@ -375,8 +406,28 @@ def _verdict(value: float, target: float, higher_is_better: bool) -> str:
 
 
 def _print(report: dict[str, Any]) -> None:
-    lines = [f"ticklake bench — {report['date']} — {report['machine']}", ""]
-    lines.append("normalize (frames as received from the simulator), per venue:")
+    lines = [f"ticklake bench — {report['date']} — {report['machine']}"]
+    for stage, describe in (("normalize", _normalize_lines), ("handlers", _handler_lines),
+                            ("ingest", _ingest_lines), ("latency", _latency_lines), ("serving", _serving_lines),
+                            ("bus", _broker_lines), ("cold_tier", _cold_tier_lines),
+                            ("completeness", _completeness_lines), ("platform", _platform_lines)):
+        if stage in report:
+            lines += describe(report)
+    if "latency" in report and "serving" in report:
+        lat, s = report["latency"], report["serving"]
+        peak = max(lat["peak_rss_mb"], s["server_rss_mb"] or 0)
+        lines += ["", f"peak RSS: platform (latency run) {lat['peak_rss_mb']} MB, API over {s['trades']:,} trades "
+                  f"{s['server_rss_mb']} MB ({_verdict(peak, TARGETS['peak_rss_mb'], False)} ≤ 1536 MB)"]
+    print("\n".join(lines))
+    print("\n" + json.dumps(report))
+
+
+def _broker_lines(report: dict[str, Any]) -> list[str]:
+    return _bus_lines(report["bus"], report.get("ingest"))
+
+
+def _normalize_lines(report: dict[str, Any]) -> list[str]:
+    lines = ["", "normalize (frames as received from the simulator), per venue:"]
     for exchange, r in report["normalize"].items():
         lines.append(f"  {exchange:9s} {r['normalize_frames_per_s']:>10,} frames/s {r['normalize_trades_per_s']:>10,} "
                      f"trades/s | bare JSON decode {r['json_decode_frames_per_s']:>10,} frames/s | ratio "
@@ -385,38 +436,100 @@ def _print(report: dict[str, Any]) -> None:
         verdict = _verdict(overhead, TARGETS["gaps_and_dedup_overhead"], False)
         lines.append(f"  {'':9s} + gap tracking and batch dedup {r['with_gaps_and_dedup_frames_per_s']:>10,} frames/s: "
                      f"overhead {overhead:.0%} ({verdict} ≤ 20 %); gap tracking alone {r['gaps_only_overhead']:.0%}")
+    return lines
+
+
+def _handler_lines(report: dict[str, Any]) -> list[str]:
     h = report["handlers"]
     per_venue = ", ".join(f"{k} {v:,}" for k, v in h["trades_per_s"].items())
-    lines += ["", f"feed handlers, {h['symbols_per_venue']} symbols per venue, simulator in another process, "
-                  f"{h['seconds']:g} s:",
-              f"  {h['total_trades_per_s']:,} trades/s ({per_venue})"
-              f" using {h['cpu_share']:.0%} of one core: {h['cpu_us_per_trade']} µs of CPU a trade"]
+    return ["", f"feed handlers, {h['symbols_per_venue']} symbols per venue, simulator in another process, "
+                f"{h['seconds']:g} s:",
+            f"  {h['total_trades_per_s']:,} trades/s ({per_venue})"
+            f" using {h['cpu_share']:.0%} of one core: {h['cpu_us_per_trade']} µs of CPU a trade"]
+
+
+def _ingest_lines(report: dict[str, Any]) -> list[str]:
     i = report["ingest"]
     verdict = _verdict(i["ratio"], TARGETS["ingest_vs_direct_arrow"], True)
-    lines += ["", f"ingest through raw → bronze → silver → gold, {i['trades']:,} trades in {i['batch']:,}-row batches:",
-              f"  writer {i['writer_trades_per_s']:>10,} trades/s | direct Arrow insert "
-              f"{i['direct_arrow_trades_per_s']:>10,} trades/s | ratio {i['ratio']:.2f} ({verdict} ≥ 0.60)"]
+    return ["", f"ingest through raw → bronze → silver → gold, {i['trades']:,} trades in {i['batch']:,}-row batches:",
+            f"  writer {i['writer_trades_per_s']:>10,} trades/s | direct Arrow insert "
+            f"{i['direct_arrow_trades_per_s']:>10,} trades/s | ratio {i['ratio']:.2f} ({verdict} ≥ 0.60)"]
+
+
+def _latency_lines(report: dict[str, Any]) -> list[str]:
     lat = report["latency"]
-    lines += ["", f"trade → candle latency at {lat['trades_per_s']} trades/s for {lat['seconds']:g} s "
-                  f"({lat['trades']:,} trades):",
-              f"  p50 {lat['p50_ms']} ms ({_verdict(lat['p50_ms'], TARGETS['latency_p50_ms'], False)} ≤ 50) | "
-              f"p99 {lat['p99_ms']} ms ({_verdict(lat['p99_ms'], TARGETS['latency_p99_ms'], False)} ≤ 200) | "
-              f"max {lat['max_ms']} ms"]
+    return ["", f"trade → candle latency at {lat['trades_per_s']} trades/s for {lat['seconds']:g} s "
+                f"({lat['trades']:,} trades):",
+            f"  p50 {lat['p50_ms']} ms ({_verdict(lat['p50_ms'], TARGETS['latency_p50_ms'], False)} ≤ 50) | "
+            f"p99 {lat['p99_ms']} ms ({_verdict(lat['p99_ms'], TARGETS['latency_p99_ms'], False)} ≤ 200) | "
+            f"max {lat['max_ms']} ms"]
+
+
+def _serving_lines(report: dict[str, Any]) -> list[str]:
     s = report["serving"]
-    lines += ["", f"/v1/ohlcv, 500 one-minute candles over {s['trades']:,} stored trades, {s['requests']} requests:",
-              f"  p50 {s['p50_ms']} ms | p99 {s['p99_ms']} ms "
-              f"({_verdict(s['p99_ms'], TARGETS['ohlcv_p99_ms'], False)} ≤ 20) | {s['response_bytes']:,} bytes"]
-    peak = max(lat["peak_rss_mb"], s["server_rss_mb"] or 0)
-    lines += ["", f"peak RSS: platform (latency run) {lat['peak_rss_mb']} MB, API over {s['trades']:,} trades "
-              f"{s['server_rss_mb']} MB ({_verdict(peak, TARGETS['peak_rss_mb'], False)} ≤ 1536 MB)"]
-    lines += _bus_lines(report["bus"], report["ingest"])
-    lines += _cold_tier_lines(report["cold_tier"])
-    lines += _completeness_lines(report["completeness"])
-    print("\n".join(lines))
-    print("\n" + json.dumps(report))
+    return ["", f"/v1/ohlcv, 500 one-minute candles over {s['trades']:,} stored trades, {s['requests']} requests:",
+            f"  p50 {s['p50_ms']} ms | p99 {s['p99_ms']} ms "
+            f"({_verdict(s['p99_ms'], TARGETS['ohlcv_p99_ms'], False)} ≤ 20) | {s['response_bytes']:,} bytes"]
 
 
-def _completeness_lines(check: dict[str, Any]) -> list[str]:
+def _platform_lines(report: dict[str, Any]) -> list[str]:
+    p = report["platform"]
+    lines = ["", "one small write (4 trades, one frame) through every layer, CPU per write by table, in one process:"]
+    for name, label in (("packed", "parts packed into one file (migration 0005)"),
+                        ("default", "ClickHouse's default parts (schema version 4)")):
+        w = p["small_writes"][name]
+        tables = ", ".join(f"{table} {ms}" for table, ms in w["by_table_ms"].items())
+        lines.append(f"  {label:48s} {w['ms_per_write']:>6} ms ({tables}; {w['writes']} writes)")
+    lines += ["", "the whole embedded platform (`ticklake up`: feeds, embedded bus, writer, API, offloader), the "
+                  "simulator in another process, 30 markets:"]
+    for rate, r in p["loads"].items():
+        target = {"50": TARGETS["platform_cores_at_50"], "500": TARGETS["platform_cores_at_500"]}.get(rate)
+        cores = f"{r['cores']:.3f} cores" + (f" ({_verdict(r['cores'], target, False)} ≤ {target:g})" if target else "")
+        rss = f"RSS {r['rss_mb']} MB" + (f" ({_verdict(r['rss_mb'], TARGETS['platform_rss_mb_at_50'], False)} ≤ 400)"
+                                           if rate == "50" else "")
+        p99 = r["latency_p99_ms"]
+        lines.append(f"  {int(rate):>5,} trades/s asked, {r['trades_per_s']:>5,} stored: {cores} | "
+                     f"{r['cores_per_1000_trades_per_s']} cores per 1,000 trades/s | {rss} | {r['writes_per_s']} "
+                     f"writes/s | trade → candle p50 {r['latency_p50_ms']} ms, p99 {p99} ms "
+                     f"({_verdict(p99 or 1e9, TARGETS['platform_latency_p99_ms'], False)} ≤ 200), max "
+                     f"{r['latency_max_ms']} ms")
+    lines.append("  where the CPU goes (cores, per thread group) at " + ", ".join(f"{int(k):,}" for k in p["loads"])
+                 + " trades/s:")
+    groups = sorted({g for r in p["loads"].values() for g in r["cpu_by_thread"]},
+                    key=lambda g: -max(r["cpu_by_thread"].get(g, 0.0) for r in p["loads"].values()))
+    for group in groups:
+        lines.append(f"    {group:38s} " + " | ".join(f"{r['cpu_by_thread'].get(group, 0.0):.3f}"
+                                                     for r in p["loads"].values()))
+    c = p["candles"]
+    ing, live, idle = c["ingesting"]["load"], c["live"]["load"], c["idle"]["load"]
+    lines += [f"  /v1/ohlcv, 500 one-minute candles of a quiet market, back to back on one connection, while ingesting "
+              f"{c['ingesting']['trades_per_s']:,} trades/s: p50 {ing['p50_ms']} ms, p99 {ing['p99_ms']} ms "
+              f"({_verdict(ing['p99_ms'] or 1e9, TARGETS['candles_while_ingesting_p99_ms'], False)} ≤ 30), "
+              f"{ing['requests_per_s']} requests/s "
+              f"({_verdict(ing['requests_per_s'], TARGETS['candles_while_ingesting_rps'], True)} ≥ 200) | idle: "
+              f"p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms, {idle['requests_per_s']} requests/s",
+              f"    the newest candles ({live['candles']}) of a market every batch writes, same connection: p50 "
+              f"{live['p50_ms']} ms, p99 {live['p99_ms']} ms, {live['requests_per_s']} requests/s"]
+    without, with_ = p["readers"]["without"], p["readers"]["with"]
+    ratio = (with_["latency_p99_ms"] or 1e9) / (without["latency_p99_ms"] or 1)
+    load = with_["load"]
+    backlog = max(with_["backlog_max_s"] or 0.0, 0.0)
+    health = ", ".join(f"{k} {v}" for k, v in load["health"].items())
+    answers = ", ".join(f"{k} {v}" for k, v in sorted(load["statuses"].items()))
+    lines += [f"  32 heavy readers (/v1/trades, 5,000 trades each, back to back) for {with_['seconds']:g} s at "
+              f"{with_['trades_per_s']:,} trades/s, next to the same time without them:",
+              f"    trade → candle p99 {with_['latency_p99_ms']} ms vs {without['latency_p99_ms']} ms: "
+              f"{ratio:.2f} times "
+              f"({_verdict(ratio, TARGETS['readers_latency_ratio'], False)} ≤ 1.5) | /health {health} | bus backlog "
+              f"at most {with_['backlog_max']} messages = {backlog} s of trades "
+              f"({_verdict(backlog, TARGETS['readers_backlog_s'], False)} < 1) | CPU {with_['cores']} cores "
+              f"(without: {without['cores']})",
+              f"    answers: {answers} (Retry-After: {', '.join(load['retry_after']) or 'none sent'})"]
+    return lines
+
+
+def _completeness_lines(report: dict[str, Any]) -> list[str]:
+    check = report["completeness"]
     lines = ["", f"completeness check over {check['trades']:,} stored trades ({check['markets']} markets, "
                  f"{check['days']:g} days), per window checked:"]
     for w in check["windows"]:
@@ -427,7 +540,7 @@ def _completeness_lines(check: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _bus_lines(bus: dict[str, Any], ingest: dict[str, Any]) -> list[str]:
+def _bus_lines(bus: dict[str, Any], ingest: dict[str, Any] | None) -> list[str]:
     if "skipped" in bus:
         return ["", f"distributed mode (Kafka bus): {bus['skipped']}"]
     lines = ["", f"distributed mode, Kafka bus on loopback ({bus.get('broker', 'no broker started')}; 1-minute "
@@ -463,7 +576,7 @@ def _bus_lines(bus: dict[str, Any], ingest: dict[str, Any]) -> list[str]:
             f"separate processes, first publish → last trade in silver:",
             f"    {rate or 0:>10,} trades/s in {e['seconds']} s ({verdict} ≥ 100,000) | embedded bus, same rows "
             f"{embedded.get('trades_per_s', 0):>10,} trades/s | writer alone (ingest stage) "
-            f"{ingest['writer_trades_per_s']:,} trades/s",
+            f"{ingest['writer_trades_per_s'] if ingest else 'not run'} trades/s",
             f"    ingest side: {spent} ({i['batches']} batches); CPU: ingest {i['cpu_s']} s, producer {pr['cpu_s']} s "
             f"(its publishing took {pr['flushed_s']} s)"
             + (f", broker {e['broker_cpu_s']} s" if e["broker_cpu_s"] is not None else "")]
@@ -488,7 +601,8 @@ def _bus_lines(bus: dict[str, Any], ingest: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _cold_tier_lines(cold: dict[str, Any]) -> list[str]:
+def _cold_tier_lines(report: dict[str, Any]) -> list[str]:
+    cold = report["cold_tier"]
     o = cold["offload"]
     lines = ["", f"cold tier (Iceberg, SQLite catalog and files on local disk), a day of {o['trades']:,} trades over "
                  f"{o['markets']} markets:",

@@ -8,6 +8,7 @@ Messages are passed as objects: nothing is serialized in the embedded mode.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 
@@ -15,9 +16,12 @@ from ticklake.bus.base import Message
 
 
 class _Subscription:
-    def __init__(self, topics: Sequence[str], maxsize: int) -> None:
+    def __init__(self, topics: Sequence[str], maxsize: int, max_batch: int) -> None:
         self.topics = frozenset(topics)
-        self.queue: asyncio.Queue[Message] = asyncio.Queue(maxsize)
+        self.max_batch = max_batch
+        # Each message with the monotonic time it was published: a batch is due when its oldest is.
+        self.queue: asyncio.Queue[tuple[float, Message]] = asyncio.Queue(maxsize)
+        self.full = asyncio.Event()  # a whole batch is waiting: no reason to wait for the deadline
 
 
 class MemoryBus:
@@ -26,17 +30,29 @@ class MemoryBus:
         self._subscriptions: list[_Subscription] = []
 
     async def publish(self, messages: Sequence[Message]) -> None:
+        now = time.monotonic()
         for message in messages:
             for subscription in self._subscriptions:
                 if message.topic in subscription.topics:
-                    await subscription.queue.put(message)
+                    queue = subscription.queue
+                    await queue.put((now, message))
+                    if queue.qsize() >= subscription.max_batch:
+                        subscription.full.set()
 
     def depth(self) -> int:
         return max((s.queue.qsize() for s in self._subscriptions), default=0)
 
     def subscribe(self, topics: Sequence[str], max_batch: int, max_wait_s: float) -> AsyncIterator[list[Message]]:
+        """Batches of at most ``max_batch`` messages, each handed over once its oldest message has
+        waited ``max_wait_s`` (or at once, when ``max_batch`` are waiting).
+
+        Counting from the oldest message, not from when the subscriber asked, is what adapts the
+        batches to the load: a quiet bus costs nothing, a busy one gives bigger batches at the same
+        pace, and a subscriber that fell behind gets its backlog at once, in batches as big as it
+        needs. (Handing a backlog over at once whatever its age made a busy writer write back to back,
+        each small insert costing as much as a big one: stack.md, "The cost of small inserts".)"""
         # Register now, not at the first iteration, so nothing published in between is missed.
-        subscription = _Subscription(topics, self._maxsize)
+        subscription = _Subscription(topics, self._maxsize, max_batch)
         self._subscriptions.append(subscription)
         return self._batches(subscription, max_batch, max_wait_s)
 
@@ -46,21 +62,16 @@ class MemoryBus:
         queue = subscription.queue
         try:
             while True:
-                batch = [await queue.get()]
-                # A backlog has already waited (the subscriber was busy): hand it over at once.
-                # Only a batch that starts on an idle queue waits up to max_wait_s for company.
-                backlog = not queue.empty()
-                deadline = time.monotonic() + max_wait_s
-                while len(batch) < max_batch:
-                    while not queue.empty() and len(batch) < max_batch:
-                        batch.append(queue.get_nowait())
-                    remaining = deadline - time.monotonic()
-                    if backlog or len(batch) >= max_batch or remaining <= 0:
-                        break
-                    try:
-                        batch.append(await asyncio.wait_for(queue.get(), remaining))
-                    except TimeoutError:
-                        break
+                published_at, message = await queue.get()
+                batch = [message]
+                remaining = published_at + max_wait_s - time.monotonic()
+                if remaining > 0 and queue.qsize() + 1 < max_batch:
+                    subscription.full.clear()
+                    if queue.qsize() + 1 < max_batch:  # (not filled up between the check and the clear)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(subscription.full.wait(), remaining)
+                while len(batch) < max_batch and not queue.empty():
+                    batch.append(queue.get_nowait()[1])
                 yield batch
         finally:
             self._subscriptions.remove(subscription)

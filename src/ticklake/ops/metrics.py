@@ -162,6 +162,11 @@ LAKE_AUDIT_FAILURES = Counter("ticklake_lake_audit_failures", "Audits of a cold 
                               "(catalog, object store or warehouse error)", ["table"], registry=REGISTRY)
 
 # --- API -----------------------------------------------------------------------------------------
+API_READS_REFUSED = Counter("ticklake_api_reads_refused", "Requests answered 503 before or while reading the "
+                            "warehouse: no reading connection free in time (saturated), or a per-query "
+                            "limit (time, memory, rows) reached", ["reason"], registry=REGISTRY)
+API_CACHE = Counter("ticklake_api_candle_cache", "/v1/ohlcv answers found in (hit) or read past (miss) the "
+                    "candle cache", ["result"], registry=REGISTRY)
 API_REQUESTS = Counter("ticklake_api_requests", "HTTP requests", ["route", "status"], registry=REGISTRY)
 API_LATENCY = Histogram("ticklake_api_request_seconds", "HTTP request latency", ["route"],
                         buckets=_LATENCY_BUCKETS, registry=REGISTRY)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import clickhouse_connect
@@ -26,10 +27,13 @@ def is_embedded(url: str) -> bool:
     return url.startswith("chdb:")
 
 
-def open_client(url: str, database: str, max_memory_bytes: int = 1_000_000_000) -> Client:
-    """A client bound to ``database``, which is created (Atomic engine) when missing.
+def open_client(url: str, database: str, max_memory_bytes: int = 1_000_000_000,
+                settings: dict[str, Any] | None = None) -> Client:
+    """A client bound to ``database``, which is created (Atomic engine) when missing, with
+    ``settings`` for each of its queries (a reading connection's limits: pool.py).
 
-    chdb's ``default`` database uses the Overlay engine; ticklake always works in its own.
+    chdb's ``default`` database uses the Overlay engine; ticklake always works in its own. Opening
+    another client in a process that already has the embedded engine open gives another handle to it.
     """
     # ClickHouse and chdb interpret DateTime without a zone in the process zone: pin UTC.
     os.environ.setdefault("TZ", "UTC")
@@ -44,4 +48,6 @@ def open_client(url: str, database: str, max_memory_bytes: int = 1_000_000_000) 
         client = clickhouse_connect.get_client(dsn=url, settings=SESSION_SETTINGS, autogenerate_session_id=False)
     client.command(query("create_database"), parameters={"database": database})
     client.database = database
+    for name, value in (settings or {}).items():
+        client.set_client_setting(name, value)
     return client

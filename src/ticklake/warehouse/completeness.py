@@ -50,6 +50,7 @@ from ticklake.ops import metrics
 from ticklake.settings import Settings
 from ticklake.symbols import to_native
 from ticklake.warehouse import gold
+from ticklake.warehouse.changes import StoredChanges
 from ticklake.warehouse.gold import WindowKey
 from ticklake.warehouse.reader import TIMEFRAMES
 from ticklake.warehouse.sql import query
@@ -75,8 +76,9 @@ class CompletenessCheck:
 
     def __init__(self, client: Client, settings: Settings, sink: MessageSink, executor: Executor, *,
                  rest: RestClient | None = None, owned: Callable[[], set[PartitionKey]] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, changes: StoredChanges | None = None) -> None:
         self.client = client
+        self.changes = changes  # told when candles were recomputed (warehouse/changes.py)
         self.settings = settings.completeness
         self.executor = executor
         self.owned = owned
@@ -125,6 +127,8 @@ class CompletenessCheck:
         rows, mended = await asyncio.get_running_loop().run_in_executor(self.executor, self._look, since, until,
                                                                         owned)
         self.gold_windows_mended += mended
+        if mended and self.changes is not None:
+            self.changes.touch_everything()
         budget = self.settings.max_missing_per_check
         asked = 0
         missing: dict[tuple[str, str], int] = {}

@@ -1,8 +1,9 @@
 """The ingester: batches from the bus, written through every layer.
 
-It flushes whenever ``flush_interval_ms`` has passed since the first message of a batch or
-``max_batch_rows`` messages are waiting, whichever comes first: small inserts cost milliseconds each
-through the view chain, large ones raise the trade-to-candle latency. Writes run on one dedicated
+A batch is written once its oldest message has waited ``flush_interval_ms`` or ``max_batch_rows``
+messages are waiting, whichever comes first: every insert costs about the same through the view chain
+whatever its size, so the interval sets the cost at low load, while a busy bus just gives bigger
+batches at the same pace (and a writer that fell behind gets its backlog at once). Writes run on one dedicated
 thread (chdb sessions must not be shared across threads carelessly: stack.md). A batch that keeps
 failing is retried forever with backoff; meanwhile the bus fills and slows the feed handlers down,
 so nothing is dropped.

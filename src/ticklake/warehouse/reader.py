@@ -10,6 +10,7 @@ from typing import cast
 from clickhouse_connect.driver.client import Client
 
 from ticklake.exchanges.gaps import Resume, resume_from
+from ticklake.warehouse.pool import ClientPool
 from ticklake.warehouse.sql import query
 
 TIMEFRAMES: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
@@ -63,7 +64,10 @@ def _utc(value: datetime) -> datetime:
 
 
 class WarehouseReader:
-    def __init__(self, client: Client) -> None:
+    """Reads through one client, or through a ``ClientPool`` (the API: connections of its own, with
+    per-query limits; pool.py)."""
+
+    def __init__(self, client: Client | ClientPool) -> None:
         self.client = client
 
     def ping(self) -> bool:

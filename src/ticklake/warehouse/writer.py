@@ -32,6 +32,7 @@ from ticklake.model import BusReject, Message, RawFrame, Trade
 from ticklake.ops import metrics
 from ticklake.settings import ValidationSettings
 from ticklake.warehouse import arrow
+from ticklake.warehouse.changes import StoredChanges
 from ticklake.warehouse.gold import recheck_gold
 from ticklake.warehouse.sql import query
 from ticklake.warehouse.validation import MAX_TIMESTAMP_US, UINT64_MAX, Validator
@@ -104,8 +105,12 @@ def split_batch(trades: Iterable[Trade]) -> tuple[dict[MarketKey, list[Trade]], 
 
 
 class WarehouseWriter:
-    def __init__(self, client: Client, validation: ValidationSettings) -> None:
+    """Writes batches through the layers; ``changes`` (when given) learns the markets of every batch
+    stored, for readers that keep answers (warehouse/changes.py)."""
+
+    def __init__(self, client: Client, validation: ValidationSettings, changes: StoredChanges | None = None) -> None:
         self.client = client
+        self.changes = changes
         self.validator = Validator(validation)
         self._max_ids: dict[MarketKey, int] | None = None
 
@@ -348,6 +353,8 @@ class WarehouseWriter:
             raise
         if self._max_ids is not None:
             self._max_ids.update(plan.new_max_ids)
+        if self.changes is not None:
+            self.changes.touch((t.exchange, t.symbol) for t in (*plan.silver, *plan.gold_check))
         metrics.INGEST_FLUSH_SECONDS.observe(time.perf_counter() - started)
         metrics.INGEST_ROWS.labels("raw_frames").inc(len(plan.frames))
         metrics.INGEST_ROWS.labels("bronze_trades").inc(len(plan.bronze))
