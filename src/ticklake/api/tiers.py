@@ -108,15 +108,21 @@ class TieredReader:
         newer = warm.ohlcv_rows(exchange, symbol, timeframe, boundary, end, limit - len(older))
         return older + newer, "warm+cold"
 
+    def trades_are_warm(self, start: datetime | None, after: tuple[int, int] | None) -> bool:
+        """Whether ``trades`` would read the warm tier alone for this range."""
+        cold = self.cold
+        boundary = self.boundary.trades()
+        resumes_warm = after is not None and after[0] >= _micros(boundary)
+        return cold is None or resumes_warm or (start is not None and start >= boundary) or not cold.holds_trades()
+
     def trades(self, exchange: str, symbol: str, start: datetime | None, end: datetime | None, limit: int,
                after: tuple[int, int] | None = None) -> tuple[list[StoredTrade], Tier]:
         """As ``WarehouseReader.trades``: (exchange time, trade id) order, after the cursor."""
         warm, cold = self.warm, self.cold
         boundary = self.boundary.trades()
-        resumes_warm = after is not None and after[0] >= _micros(boundary)
-        if (cold is None or resumes_warm or (start is not None and start >= boundary)
-                or not cold.holds_trades()):
+        if self.trades_are_warm(start, after):
             return warm.trades(exchange, symbol, start, end, limit, after=after), "warm"
+        assert cold is not None
         if end is not None and end <= boundary:
             return cold.trades(exchange, symbol, start, end, limit, after=after), "cold"
         older = cold.trades(exchange, symbol, start, boundary, limit, after=after)

@@ -10,7 +10,7 @@ files) and must never run on the event loop.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import orjson
@@ -28,7 +28,7 @@ from ticklake.lake.read import ColdTierUnavailable
 from ticklake.model import EXCHANGES
 from ticklake.settings import RetentionSettings
 from ticklake.symbols import canonical, split_canonical
-from ticklake.warehouse.reader import WarehouseReader
+from ticklake.warehouse.reader import EPOCH, WarehouseReader
 
 MarketKey = tuple[str, str]  # (exchange, canonical symbol)
 
@@ -121,6 +121,8 @@ class MarketDataEndpoints:
 
     def _trades_body(self, query: TradesQuery) -> tuple[bytes, Tier]:
         # One row more than asked tells whether another page exists without a second query.
+        if self.tiers.trades_are_warm(query.start, query.after):
+            return self._warm_trades_body(query), "warm"
         try:
             rows, tier = self.tiers.trades(query.exchange, query.symbol, query.start, query.end, query.limit + 1,
                                            after=query.after)
@@ -150,6 +152,22 @@ class MarketDataEndpoints:
             ],
             "next_cursor": next_cursor,
         }), tier
+
+    def _warm_trades_body(self, query: TradesQuery) -> bytes:
+        """The same body as ``_trades_body``, from rows ClickHouse wrote as JSON (trades_json.sql)."""
+        rows = self.reader.trades_json(query.exchange, query.symbol, query.start, query.end, query.limit + 1,
+                                       after=query.after)
+        if not rows and query.after is None:
+            self._require_known_market(query.exchange, query.symbol)
+        page = rows[: query.limit]
+        next_cursor = None
+        if len(rows) > query.limit:
+            last = orjson.loads(page[-1])
+            ts_us = (datetime.fromisoformat(last["time"]) - EPOCH) // timedelta(microseconds=1)
+            next_cursor = encode_cursor(query.exchange, query.symbol, ts_us, int(last["trade_id"]))
+        head = orjson.dumps({"exchange": query.exchange, "symbol": query.symbol, "tier": "warm"})
+        return b"".join((head[:-1], b',"trades":[', b",".join(page), b'],"next_cursor":', orjson.dumps(next_cursor),
+                         b"}"))
 
     def _symbols_body(self) -> bytes:
         stored = {(m.exchange, m.symbol): m for m in self.reader.markets()}

@@ -45,6 +45,18 @@ def read_limits(timeout_s: float, max_memory_bytes: int) -> dict[str, Any]:
             "readonly": 2}  # 2: reads, and settings of their own; never a write
 
 
+@contextlib.contextmanager
+def _limits() -> Iterator[None]:
+    """A ClickHouse error for a query's own limit, raised as ``QueryLimitError``."""
+    try:
+        yield
+    except DatabaseError as exc:
+        limit = _LIMIT_ERRORS.get(getattr(exc, "code", None) or 0)
+        if limit is None:
+            raise
+        raise QueryLimitError(limit, str(exc).splitlines()[0][:300]) from exc
+
+
 class ClientPool:
     """Several connections to one warehouse used as one client for reading: each ``query`` takes a
     free connection (waiting for one if all are busy) and gives it back. Callers bound how many
@@ -77,14 +89,12 @@ class ClientPool:
             self._free.put(client)
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None, **kwargs: Any) -> QueryResult:
-        with self._client() as client:
-            try:
-                return client.query(sql, parameters=parameters, **kwargs)
-            except DatabaseError as exc:
-                limit = _LIMIT_ERRORS.get(getattr(exc, "code", None) or 0)
-                if limit is None:
-                    raise
-                raise QueryLimitError(limit, str(exc).splitlines()[0][:300]) from exc
+        with self._client() as client, _limits():
+            return client.query(sql, parameters=parameters, **kwargs)
+
+    def raw_query(self, sql: str, parameters: dict[str, Any] | None = None, **kwargs: Any) -> bytes:
+        with self._client() as client, _limits():
+            return client.raw_query(sql, parameters=parameters, **kwargs)
 
     def _lower_priority(self) -> None:
         if self._nice <= 0 or getattr(self._niced, "done", False):

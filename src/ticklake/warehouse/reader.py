@@ -144,6 +144,16 @@ class WarehouseReader:
         }).result_rows
         return [StoredTrade(int(r[0]), int(r[1]), r[2], r[3], r[4], int(r[5]), r[6]) for r in rows]
 
+    def trades_json(self, exchange: str, symbol: str, start: datetime | None, end: datetime | None, limit: int,
+                    after: tuple[int, int] | None = None) -> list[bytes]:
+        """The same trades as ``trades``, each as the API's JSON object (``queries/trades_json.sql``)."""
+        after_ts, after_id = after or (-1, 0)
+        body = self.client.raw_query(query("trades_json"), parameters={
+            "exchange": exchange, "symbol": symbol, "start": start or EPOCH, "end": end or FAR_FUTURE,
+            "after_ts": _micros_text(after_ts), "after_id": after_id, "limit": limit,
+        }, fmt="JSONEachRow")
+        return body.splitlines()
+
     def resume_points(self, window: int = 20_000) -> dict[tuple[str, str], Resume]:
         """(exchange, native symbol) -> where its feed resumes: the newest stored trade, and the holes
         among the newest ``window`` below it (``gaps.resume_from``)."""
