@@ -236,7 +236,7 @@ class Platform:
             # The API reads through connections of its own, beside the writer's, never behind it: one per
             # read slot (api/admission.py), and one more for /health's ping, which is never refused.
             api = settings.api
-            limits = read_limits(api.query_timeout_s, api.query_max_memory_bytes)
+            limits = read_limits(api.query_timeout_s, api.query_max_memory_bytes, api.read_nice)
             opener = partial(open_client, settings.resolved_warehouse_url, settings.database,
                              settings.warehouse_max_memory_bytes, limits)
             self.read_pool = await loop.run_in_executor(

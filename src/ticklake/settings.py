@@ -171,16 +171,20 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_limit: int = Field(5000, ge=1)
-    # Reads from the warehouse run on connections of their own, this many at once; a request waits
-    # at most read_wait_ms for one, then gets 503 with Retry-After (writes are never slowed by reads).
-    max_concurrent_reads: int = Field(2, ge=1, le=64)
+    # Reads from the warehouse run on connections of their own, this many at once (default: half the
+    # cores, so that ingestion keeps the rest); a request waits at most read_wait_ms for one, then
+    # gets 503 with Retry-After.
+    max_concurrent_reads: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), ge=1, le=64)
     read_wait_ms: int = Field(500, ge=0, le=60_000)
     retry_after_s: int = Field(1, ge=1, le=3600)
     # What one request's query may cost, at most (one thread each); beyond it, 503 naming the limit.
     query_timeout_s: float = Field(10.0, gt=0, le=3600)
     query_max_memory_bytes: int = Field(268_435_456, ge=10_000_000)
     # The threads that read are this much nicer than the rest of the process (0: as nice as it).
-    read_nice: int = Field(10, ge=0, le=19)
+    read_nice: int = Field(19, ge=0, le=19)
+    # The share of its time a read slot may spend reading: after a read of t seconds the slot rests
+    # t * (1 / share - 1) before the next (1: never rests). Bounds the CPU readers take from ingestion.
+    read_duty_cycle: float = Field(0.5, gt=0, le=1)
 
 
 class SimulatorSettings(BaseModel):

@@ -56,7 +56,8 @@ class HeldReader(WarehouseReader):
 async def test_a_request_finding_every_read_slot_taken_is_answered_503_with_retry_after(
         pool: ClientPool, loaded: Dataset, make_api: MakeApi) -> None:
     settings = api_settings()
-    settings.api = settings.api.model_copy(update={"max_concurrent_reads": 1, "read_wait_ms": 200, "retry_after_s": 3})
+    settings.api = settings.api.model_copy(update={"max_concurrent_reads": 1, "read_wait_ms": 200, "retry_after_s": 3,
+                                                   "read_duty_cycle": 1.0})
     reader = HeldReader(pool)
     app = create_app(reader, settings, configured_markets=CONFIGURED)
     before = refused("saturated")
@@ -79,7 +80,8 @@ async def test_a_request_finding_every_read_slot_taken_is_answered_503_with_retr
 async def test_a_waiting_request_is_served_when_a_slot_frees_in_time(
         pool: ClientPool, loaded: Dataset, make_api: MakeApi) -> None:
     settings = api_settings()
-    settings.api = settings.api.model_copy(update={"max_concurrent_reads": 1, "read_wait_ms": 5000})
+    settings.api = settings.api.model_copy(update={"max_concurrent_reads": 1, "read_wait_ms": 5000,
+                                                   "read_duty_cycle": 1.0})
     reader = HeldReader(pool)
     app = create_app(reader, settings, configured_markets=CONFIGURED)
     async with make_api(app) as api:
@@ -91,6 +93,22 @@ async def test_a_waiting_request_is_served_when_a_slot_frees_in_time(
         reader.release.set()
         assert (await held).status_code == 200
         assert (await waiting).status_code == 200
+
+
+async def test_a_read_slot_rests_after_a_read_in_proportion_to_it(
+        pool: ClientPool, loaded: Dataset, make_api: MakeApi) -> None:
+    """With a duty cycle of 1/2, a read of 0.3 s keeps its slot another 0.3 s: readers take at most half
+    of a core per slot, however many queue."""
+    settings = api_settings()
+    settings.api = settings.api.model_copy(update={"max_concurrent_reads": 1, "read_wait_ms": 100,
+                                                   "read_duty_cycle": 0.5})
+    reader = HeldReader(pool)
+    threading.Timer(0.3, reader.release.set).start()  # the first read takes 0.3 s
+    async with make_api(create_app(reader, settings, configured_markets=CONFIGURED)) as api:
+        assert (await api.get(OHLCV)).status_code == 200
+        assert (await api.get(OHLCV)).status_code == 503  # the slot rests for ~0.3 s: more than 0.1 s
+        await asyncio.sleep(0.35)
+        assert (await api.get(OHLCV)).status_code == 200
 
 
 async def test_a_query_over_its_time_limit_is_stopped_and_answered_503_naming_it(
@@ -159,7 +177,8 @@ def test_the_python_client_waits_as_told_by_a_busy_server_then_gets_its_answer(
     from ticklake.client import TicklakeAPIError, TicklakeClient
 
     settings = api_settings()
-    settings.api = settings.api.model_copy(update={"max_concurrent_reads": 1, "read_wait_ms": 50, "retry_after_s": 1})
+    settings.api = settings.api.model_copy(update={"max_concurrent_reads": 1, "read_wait_ms": 50, "retry_after_s": 1,
+                                                   "read_duty_cycle": 1.0})
     reader = HeldReader(pool)
     url, stop = serve(create_app(reader, settings, configured_markets=CONFIGURED))
     try:

@@ -4,12 +4,17 @@ The platform's first duty is to store trades; a crowd of readers must not slow t
 32 heavy readers pushed trade-to-candle p99 from 0.25 s to 10 s). So a request that reads the warehouse
 first takes one of ``api.max_concurrent_reads`` slots, each a reading connection of its own
 (warehouse/pool.py), waiting at most ``api.read_wait_ms`` on the event loop (no thread is held while
-waiting); without a slot it is answered 503 with ``Retry-After``. A query stopped by its per-query
-limit (time, memory) is answered 503 too, saying which limit and what to change.
+waiting); without a slot it is answered 503 with ``Retry-After``. After a read, its slot rests in
+proportion (``api.read_duty_cycle``), so that readers, however many, take at most that share of a core
+per slot: on a small machine a slot reading back to back slowed the writer beside it by a third. A
+query stopped by its per-query limit (time, memory) is answered 503 too, saying which limit and what to
+change.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -31,15 +36,16 @@ _LIMIT_HINTS = {
 
 
 class ReadAdmission:
-    def __init__(self, slots: int, wait_s: float, retry_after_s: int) -> None:
+    def __init__(self, slots: int, wait_s: float, retry_after_s: int, duty_cycle: float = 1.0) -> None:
         self.slots = slots
+        self.rest_per_read_s = 1 / duty_cycle - 1  # seconds of rest per second of reading
         self.wait_s = wait_s
         self.retry_after = {"Retry-After": str(retry_after_s)}
         self._semaphore = anyio.Semaphore(slots)
 
     @classmethod
     def from_settings(cls, api: ApiSettings) -> ReadAdmission:
-        return cls(api.max_concurrent_reads, api.read_wait_ms / 1000, api.retry_after_s)
+        return cls(api.max_concurrent_reads, api.read_wait_ms / 1000, api.retry_after_s, api.read_duty_cycle)
 
     @property
     def reading(self) -> int:
@@ -54,6 +60,7 @@ class ReadAdmission:
                 await self._semaphore.acquire()
             if waiting.cancelled_caught:
                 self._refuse()
+        started = time.monotonic()
         try:
             return await run_in_threadpool(read)
         except QueryLimitError as exc:
@@ -61,7 +68,13 @@ class ReadAdmission:
             raise ApiError(503, f"the query was stopped: {_LIMIT_HINTS.get(exc.limit, exc.limit)}; ask for a "
                                 "shorter range or fewer rows, or retry later", headers=self.retry_after) from None
         finally:
-            self._semaphore.release()
+            if self.rest_per_read_s:
+                # The slot rests (the answer is on its way meanwhile): readers take at most their duty
+                # cycle of a core each, however many queue (stack.md's machine has two cores).
+                asyncio.get_running_loop().call_later((time.monotonic() - started) * self.rest_per_read_s,
+                                                      self._semaphore.release)
+            else:
+                self._semaphore.release()
 
     def _refuse(self) -> None:
         API_READS_REFUSED.labels("saturated").inc()

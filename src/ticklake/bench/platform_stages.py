@@ -157,6 +157,9 @@ def _window_figures(window: dict[str, Any], samples: list[float], flushes: int, 
         "cores": round(cpu / seconds, 3),
         "cores_per_1000_trades_per_s": round(cpu / seconds / trades_per_s * 1000, 3) if trades_per_s else None,
         "rss_mb": round(_rss_mb()), "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        # pyarrow.dataset (the cold tier's reads and writes) imports pandas when it is installed: ~50 MB
+        # that `pip install ticklake` alone does not have (pandas comes with the client and test extras).
+        "pandas_loaded": sys.modules.get("pandas") is not None,
         "writes_per_s": round((flushes - window["flushes"]) / seconds, 1),
         "latency_p50_ms": _quantile(ordered, 0.5), "latency_p99_ms": _quantile(ordered, 0.99),
         "latency_max_ms": round(ordered[-1], 1) if ordered else None,

@@ -39,10 +39,10 @@ class QueryLimitError(Exception):
         self.limit = limit
 
 
-def read_limits(timeout_s: float, max_memory_bytes: int) -> dict[str, Any]:
-    """The session settings of a reading connection."""
+def read_limits(timeout_s: float, max_memory_bytes: int, nice: int = 0) -> dict[str, Any]:
+    """The session settings of a reading connection (``nice``: of the threads ClickHouse runs it on)."""
     return {"max_threads": 1, "max_execution_time": timeout_s, "max_memory_usage": max_memory_bytes,
-            "readonly": 2}  # 2: reads, and settings of their own; never a write
+            "os_thread_priority": nice, "readonly": 2}  # 2: reads, and settings of their own; never a write
 
 
 @contextlib.contextmanager
