@@ -121,9 +121,9 @@ class MarketDataEndpoints:
 
     def _trades_body(self, query: TradesQuery) -> tuple[bytes, Tier]:
         # One row more than asked tells whether another page exists without a second query.
-        if self.tiers.trades_are_warm(query.start, query.after):
-            return self._warm_trades_body(query), "warm"
         try:
+            if self.tiers.trades_are_warm(query.start, query.after):  # (asks the cold tier what it holds)
+                return self._warm_trades_body(query), "warm"
             rows, tier = self.tiers.trades(query.exchange, query.symbol, query.start, query.end, query.limit + 1,
                                            after=query.after)
         except ColdTierUnavailable:
