@@ -47,10 +47,6 @@ class ReadAdmission:
     def from_settings(cls, api: ApiSettings) -> ReadAdmission:
         return cls(api.max_concurrent_reads, api.read_wait_ms / 1000, api.retry_after_s, api.read_duty_cycle)
 
-    @property
-    def reading(self) -> int:
-        return self.slots - self._semaphore.value
-
     async def run(self, read: Callable[[], T]) -> T:
         """``read()`` on the thread pool once a slot is free (503 when none frees in time)."""
         try:
@@ -69,8 +65,8 @@ class ReadAdmission:
                                 "shorter range or fewer rows, or retry later", headers=self.retry_after) from None
         finally:
             if self.rest_per_read_s:
-                # The slot rests (the answer is on its way meanwhile): readers take at most their duty
-                # cycle of a core each, however many queue (stack.md's machine has two cores).
+                # The slot rests while the answer is on its way: readers take at most their duty cycle
+                # of a core per slot, however many queue.
                 asyncio.get_running_loop().call_later((time.monotonic() - started) * self.rest_per_read_s,
                                                       self._semaphore.release)
             else:
