@@ -95,19 +95,28 @@ async def test_a_waiting_request_is_served_when_a_slot_frees_in_time(
         assert (await waiting).status_code == 200
 
 
-async def test_a_read_slot_rests_after_a_read_in_proportion_to_it(
+async def test_a_read_slot_others_queue_for_rests_in_proportion_to_its_read(
         pool: ClientPool, loaded: Dataset, make_api: MakeApi) -> None:
-    """With a duty cycle of 1/2, a read of 0.3 s keeps its slot another 0.3 s: readers take at most half
-    of a core per slot, however many queue."""
+    """With a duty cycle of 1/2, a read of 0.3 s that another request queued behind keeps its slot
+    another 0.3 s: readers take at most half of a core per slot, however many queue. A lone client
+    reading page after page never waits for a rest."""
     settings = api_settings()
     settings.api = settings.api.model_copy(update={"max_concurrent_reads": 1, "read_wait_ms": 100,
                                                    "read_duty_cycle": 0.5})
     reader = HeldReader(pool)
-    threading.Timer(0.3, reader.release.set).start()  # the first read takes 0.3 s
     async with make_api(create_app(reader, settings, configured_markets=CONFIGURED)) as api:
-        assert (await api.get(OHLCV)).status_code == 200
-        assert (await api.get(OHLCV)).status_code == 503  # the slot rests for ~0.3 s: more than 0.1 s
-        await asyncio.sleep(0.35)
+        reader.release.set()
+        for _ in range(5):  # alone: back to back, no rest
+            assert (await api.get(OHLCV)).status_code == 200
+        reader.release.clear()
+        reader.entered.clear()
+        threading.Timer(0.3, reader.release.set).start()  # the next read takes 0.3 s
+        first = asyncio.create_task(api.get(OHLCV))
+        await asyncio.to_thread(reader.entered.wait, 5)
+        queued = asyncio.create_task(api.get(OHLCV))  # waits 0.1 s: the read, then its rest, are longer
+        assert (await first).status_code == 200
+        assert (await queued).status_code == 503
+        await asyncio.sleep(0.4)  # the rest is over
         assert (await api.get(OHLCV)).status_code == 200
 
 

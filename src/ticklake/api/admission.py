@@ -4,9 +4,10 @@ The platform's first duty is to store trades; a crowd of readers must not slow t
 32 heavy readers pushed trade-to-candle p99 from 0.25 s to 10 s). So a request that reads the warehouse
 first takes one of ``api.max_concurrent_reads`` slots, each a reading connection of its own
 (warehouse/pool.py), waiting at most ``api.read_wait_ms`` on the event loop (no thread is held while
-waiting); without a slot it is answered 503 with ``Retry-After``. After a read, its slot rests in
-proportion (``api.read_duty_cycle``), so that readers, however many, take at most that share of a core
-per slot: on a small machine a slot reading back to back slowed the writer beside it by a third. A
+waiting); without a slot it is answered 503 with ``Retry-After``. After a read that others queued
+behind, its slot rests in proportion (``api.read_duty_cycle``), so that readers, however many, take at
+most that share of a core per slot: on a small machine a slot reading back to back slowed the writer
+beside it by a third. A
 query stopped by its per-query limit (time, memory) is answered 503 too, saying which limit and what to
 change.
 """
@@ -64,9 +65,10 @@ class ReadAdmission:
             raise ApiError(503, f"the query was stopped: {_LIMIT_HINTS.get(exc.limit, exc.limit)}; ask for a "
                                 "shorter range or fewer rows, or retry later", headers=self.retry_after) from None
         finally:
-            if self.rest_per_read_s:
-                # The slot rests while the answer is on its way: readers take at most their duty cycle
-                # of a core per slot, however many queue.
+            if self.rest_per_read_s and self._semaphore.statistics().tasks_waiting:
+                # Others queue for the slot: it rests while this answer is on its way, so that readers,
+                # however many, take at most their duty cycle of a core per slot. (A lone client paging
+                # through trades never waits for a rest.)
                 asyncio.get_running_loop().call_later((time.monotonic() - started) * self.rest_per_read_s,
                                                       self._semaphore.release)
             else:
