@@ -26,7 +26,7 @@ from ticklake.api.responses import ApiError, JSONBytes
 from ticklake.api.tiers import TIER_HEADER, Tier, TierBoundary, TieredReader
 from ticklake.lake.read import ColdTierUnavailable
 from ticklake.model import EXCHANGES
-from ticklake.settings import RetentionSettings
+from ticklake.settings import ApiSettings, RetentionSettings
 from ticklake.symbols import canonical, split_canonical
 from ticklake.warehouse.reader import EPOCH, WarehouseReader
 
@@ -49,7 +49,7 @@ class MarketDataEndpoints:
                  cache: CandleCache | None = None) -> None:
         self.reader = reader
         self.cache = cache
-        self.admission = admission or ReadAdmission(slots=2, wait_s=0.5, retry_after_s=1)
+        self.admission = admission or ReadAdmission.from_settings(ApiSettings())
         self.max_limit = max_limit
         self.configured = configured
         # Without a cold tier every range is read warm (tier "warm"), as before the lake.

@@ -30,7 +30,6 @@ import http.client
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import threading
@@ -41,7 +40,9 @@ from typing import Any
 
 import orjson
 
-HISTORY_MARKET = ("binance", "SYM0/USDT")  # 10 hours of one-minute candles, stored before the start
+from ticklake.bench import _free_port
+
+# SYM0/USDT: 10 hours of one-minute candles, stored before the start, in a market the simulator does not trade.
 HEAVY_TRADES = "/v1/trades?exchange=binance&symbol=SYM0/USDT&start=1970-01-01T00:00:00Z&limit=5000"
 CANDLES = "/v1/ohlcv?exchange=binance&symbol=SYM0/USDT&timeframe=1m&limit=500"
 # A market the simulator trades: every batch writes it, so the candle cache keeps an answer ~100 ms.
@@ -128,7 +129,7 @@ def child(path: str, port: int) -> None:
             if command == "begin":
                 usage = resource.getrusage(resource.RUSAGE_SELF)
                 window = {"at": time.monotonic(), "cpu": usage.ru_utime + usage.ru_stime,
-                          "threads": _thread_cpu(), "flushes": flushes[0], "rss": []}
+                          "threads": _thread_cpu(), "flushes": flushes[0]}
                 samples.clear()
                 backlog[0] = 0
             elif command == "end":
@@ -278,12 +279,6 @@ class _Running:
         if self.simulator.poll() is None:
             self.stop_trading()
         self.log.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as bound:
-        bound.bind(("127.0.0.1", 0))
-        return int(bound.getsockname()[1])
 
 
 def _get(connection: http.client.HTTPConnection, path: str) -> tuple[int, bytes, float]:
