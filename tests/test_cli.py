@@ -145,6 +145,16 @@ def test_record_then_replay_stores_every_trade_once(tmp_path: Path) -> None:
     again = json.loads(ticklake("replay", str(recording), env=env).stdout)
     assert again["stored_trades"] == 0 and again["duplicates"] == summary["trades"]
 
+    # Then browsed: `ticklake api` serves the stored warehouse and connects to no venue (the venues
+    # configured here are unreachable on purpose).
+    unreachable = {f"TICKLAKE_VENUES__{v}__WS_URL": "ws://127.0.0.1:9/" for v in ("BINANCE", "KRAKEN", "COINBASE")}
+    with running("api", env={**env, **unreachable}) as (process, base):
+        symbols = wait_for(f"{base}/v1/symbols", lambda r: r.status_code == 200).json()["symbols"]
+        assert sum(s["trades"] for s in symbols) == summary["stored_trades"]
+        assert wait_for(f"{base}/health", lambda r: r.status_code == 200).json()["status"] == "ok"
+        output = stop(process)
+    assert "venues:" not in output and "127.0.0.1:9" not in output
+
 
 def test_broken_configuration_is_a_clear_error(tmp_path: Path) -> None:
     result = ticklake("config", env=env_for(tmp_path, TICKLAKE_API__PORT="eighty"))
@@ -170,7 +180,7 @@ def test_migrate_status_rollback_and_upgrade(tmp_path: Path) -> None:
 
 def test_roles_need_a_kafka_bus_and_say_so(tmp_path: Path) -> None:
     """With the embedded bus the roles cannot run apart: a clear error, not a half-started platform."""
-    for command in (["feed"], ["ingest"], ["api"], ["up", "--roles", "feed"]):
+    for command in (["feed"], ["ingest"], ["up", "--roles", "feed"], ["up", "--roles", "ingest,api"]):
         done = ticklake(*command, env=env_for(tmp_path / "data"), timeout=60)
         assert done.returncode == 2, (command, done.stderr)
         assert "TICKLAKE_BUS__KIND=kafka" in done.stderr

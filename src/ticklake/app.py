@@ -24,6 +24,7 @@ import uvicorn
 from clickhouse_connect.driver.client import Client
 
 from ticklake.api.app import create_app
+from ticklake.api.live import LiveHub
 from ticklake.bus import MemoryBus
 from ticklake.bus.base import PartitionKey, Position
 from ticklake.exchanges.feeds import FeedSet, FrameRecorder, run_feeds
@@ -107,9 +108,11 @@ def check_roles(settings: Settings, roles: frozenset[str]) -> None:
     if unknown or not roles:
         raise RolesError(f"unknown roles {sorted(unknown)}: choose from {', '.join(ROLES)}")
     pipeline = roles & PIPELINE_ROLES
-    if settings.bus.kind == "embedded" and pipeline and pipeline != PIPELINE_ROLES:
-        raise RolesError("the embedded bus connects roles inside one process: run `ticklake up`, or set "
-                         "bus.kind = \"kafka\" (TICKLAKE_BUS__KIND=kafka) to run roles as separate processes")
+    # The API alone needs no bus: it serves what the warehouse holds (`ticklake api` after a replay).
+    if settings.bus.kind == "embedded" and pipeline and pipeline not in (PIPELINE_ROLES, {"api"}):
+        raise RolesError("the embedded bus connects the feed and ingest roles inside one process: run `ticklake "
+                         "up` (or `ticklake api` to serve what is stored), or set bus.kind = \"kafka\" "
+                         "(TICKLAKE_BUS__KIND=kafka) to run roles as separate processes")
 
 
 class Platform:
@@ -141,6 +144,7 @@ class Platform:
         # The markets each stored batch touched: the API, in this process, keeps candles while true.
         self.changes = StoredChanges()
         self.offloader: Offloader | None = None
+        self.live: LiveHub | None = None  # the stream's hub, where this process ingests and serves
         self.metrics_port: int | None = None
         self._metrics_server: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -181,7 +185,7 @@ class Platform:
             assert writer is not None
             if memory_bus is not None:
                 self.ingester = Ingester(memory_bus, writer, settings.ingest, exchanges, executor=self._executor,
-                                         on_batch=self.on_batch)
+                                         on_batch=self._committed)
             else:
                 from ticklake.bus.kafka import KafkaSource, topics_for
 
@@ -194,7 +198,7 @@ class Platform:
                 self.source = KafkaSource(settings.bus.kafka, topics_for(exchanges), positions,
                                           settings.ingest.max_batch_rows, settings.ingest.flush_interval_ms / 1000)
                 ingester = self.ingester = Ingester(None, writer, settings.ingest, exchanges, executor=self._executor,
-                                                    on_batch=self.on_batch, source=self.source)
+                                                    on_batch=self._committed, source=self.source)
             self._tasks.append(asyncio.create_task(self.ingester.run(), name="ingester"))
 
         if "feed" in roles:
@@ -239,16 +243,21 @@ class Platform:
             limits = read_limits(api.query_timeout_s, api.query_max_memory_bytes, api.read_nice)
             opener = partial(open_client, settings.resolved_warehouse_url, settings.database,
                              settings.warehouse_max_memory_bytes, limits)
-            self.read_pool = await loop.run_in_executor(
-                self._executor, partial(ClientPool.open, api.max_concurrent_reads + 1, opener, api.read_nice))
+            # (And one for the live stream's candle reads, where this process ingests: api/live.py.)
+            live_reads = 1 if "ingest" in roles else 0
+            self.read_pool = await loop.run_in_executor(self._executor, partial(
+                ClientPool.open, api.max_concurrent_reads + 1 + live_reads, opener, api.read_nice))
             reader = WarehouseReader(self.read_pool)
+            if live_reads:
+                self.live = LiveHub(reader, api.stream_queue_messages)
+                self.live.start()
             markets = [(name, symbol) for name, venue in settings.venues.enabled().items() for symbol in venue.symbols]
             # Ranges older than warm retention are read from the cold tier; until something was
             # offloaded to a cold table, the warm tier serves everything (api/tiers.py).
             cold = ColdReader.from_settings(settings.lake, settings.data_dir)
             app = create_app(reader, settings, health=self._health_sources(memory_bus), configured_markets=markets,
                              # Candles are kept while true only where this process is the one writer.
-                             cold=cold, changes=None if self.kafka else self.changes)
+                             cold=cold, changes=None if self.kafka else self.changes, live=self.live)
             config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_level="warning",
                                     lifespan="off")
             self.api_server = uvicorn.Server(config)
@@ -371,6 +380,13 @@ class Platform:
             return {}
         return await loop.run_in_executor(self._executor, WarehouseReader(writer.client).resume_points)
 
+    def _committed(self, plan: Plan) -> None:
+        """After each batch the warehouse holds: the caller's hook, and the live stream's."""
+        if self.on_batch is not None:
+            self.on_batch(plan)
+        if self.live is not None:
+            self.live.committed(plan.silver)
+
     def _health_sources(self, memory_bus: MemoryBus | None) -> dict[str, Any]:
         def feeds() -> dict[str, object]:
             statuses = self.feeds.statuses() if self.feeds else {}
@@ -438,6 +454,8 @@ class Platform:
                 await producer.close()
         if self.ingester is not None:
             await self.ingester.drain()
+        if self.live is not None:
+            await self.live.stop()  # ends every stream: the server then stops without waiting on them
         if self.api_server is not None:
             self.api_server.should_exit = True
         for task in self._tasks:

@@ -4,7 +4,7 @@
                                                run the platform (every role, or those named) in one process
     ticklake feed [--simulate]                 only the feed handlers (needs bus.kind = "kafka")
     ticklake ingest [--api]                    only the ingester (and the API, for an embedded warehouse)
-    ticklake api                               only the HTTP API
+    ticklake api                               only the HTTP API: serves the warehouse, connects to no venue
     ticklake topics                            create the Kafka topics (idempotent) and list them
     ticklake offload [--once] [--table NAME]   copy the warehouse to the Iceberg cold tier (on a schedule, or once)
     ticklake maintain [--table NAME]           compact the cold tier, expire snapshots, remove orphan files
@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="run a consumer-group ingester: Kafka bus -> warehouse")
     ingest.add_argument("--api", action="store_true",
                         help="serve the API from this process too (needed with the embedded warehouse)")
-    commands.add_parser("api", help="run the HTTP API only (reads the warehouse)")
+    commands.add_parser("api", help="run the HTTP API only: serve what the warehouse holds, connect to no venue")
     commands.add_parser("topics", help="create the Kafka topics of the enabled venues (idempotent)")
     offload = commands.add_parser("offload", help="offload the warehouse to the Iceberg cold tier, every "
                                   "lake.offload_interval_s (or once, for cron)")

@@ -8,14 +8,21 @@ A frame's ``attrs["tier"]`` says where the server read it: ``"warm"`` (ClickHous
 (the Iceberg lake, for times older than ClickHouse's retention) or ``"warm+cold"``.
 
     >>> from ticklake.client import TicklakeClient
-    >>> with TicklakeClient("http://127.0.0.1:8000") as api:
+    >>> with TicklakeClient("http://127.0.0.1:8000") as api:  # or TICKLAKE_URL, or the default
     ...     candles = api.ohlcv("binance", "BTC/USDT", "1h", start="2026-01-01")
+
+Live data: ``async for message in api.stream("candles", "binance", "BTC/USDT", "1m")`` yields the
+stream's messages (``/v1/stream``: "trades" batches and "candle" updates), reconnecting by itself
+and resuming where it stopped, so that nothing is missed or repeated.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import ModuleType, TracebackType
@@ -37,6 +44,8 @@ TRADE_DECIMALS = ("price", "qty")
 CANDLE_COLUMNS = (*CANDLE_DECIMALS, "trades")
 TRADE_COLUMNS = ("time", "trade_id", "price", "qty", "side", "received_at")
 DEFAULT_PAGE_SIZE = 1000  # the server's default page size; at most its api.max_limit (5000 by default)
+DEFAULT_URL = "http://127.0.0.1:8000"
+URL_VARIABLE = "TICKLAKE_URL"  # the base URL when none is given
 
 
 class TicklakeAPIError(Exception):
@@ -89,12 +98,14 @@ def _time_param(value: TimeArg) -> str | None:
 
 
 class TicklakeClient:
-    """``busy_retries``: how many times a request the server is too busy for (503 with Retry-After) is
-    asked again after the wait it names, before ``TicklakeAPIError`` is raised."""
+    """``base_url``: the API's address (default: the ``TICKLAKE_URL`` environment variable, else
+    http://127.0.0.1:8000). ``busy_retries``: how many times a request the server is too busy for (503
+    with Retry-After) is asked again after the wait it names, before ``TicklakeAPIError`` is raised."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 30.0,
+    def __init__(self, base_url: str | None = None, timeout: float = 30.0,
                  transport: httpx.BaseTransport | None = None, busy_retries: int = 3) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+        self.base_url = (base_url or os.environ.get(URL_VARIABLE) or DEFAULT_URL).rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
         self.busy_retries = busy_retries
 
     def close(self) -> None:
@@ -199,6 +210,51 @@ class TicklakeClient:
         result: dict[str, Any] = response.json()
         return result
 
+    async def stream(self, channel: str, exchange: str, symbol: str, timeframe: str | None = None, *,
+                     after: str | None = None, since: TimeArg = None,
+                     reconnect_delay_s: float = 1.0) -> AsyncIterator[dict[str, Any]]:
+        """The live messages of one subscription (``channel`` "trades", or "candles" with ``timeframe``),
+        as the server sends them: {"type": "trades", "trades": [...], "cursor": ...} or {"type": "candle",
+        "candle": {...}, "closed": ..., "corrected": ...}.
+
+        ``after`` (a trade cursor) or ``since`` (a time, candles) first replays what is stored from
+        there. When the connection ends (a restart, a network fault, or the server dropping a reader
+        that fell behind), it reconnects after ``reconnect_delay_s`` and resumes from the last cursor
+        (or candle) it yielded: no trade is missed or repeated; the last candle seen may come again, with
+        its state then (a candle message is the whole bucket, never a delta). A bad subscription raises
+        ``TicklakeAPIError`` (status 400).
+        """
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+        url = "ws" + self.base_url.removeprefix("http") + "/v1/stream"
+        request: dict[str, Any] = {"op": "subscribe", "channel": channel, "exchange": exchange, "symbol": symbol}
+        if timeframe is not None:
+            request["timeframe"] = timeframe
+        if after is not None:
+            request["after"] = after
+        if since is not None:
+            request["since"] = _time_param(since)
+        while True:
+            try:
+                async with connect(url) as connection:
+                    await connection.send(json.dumps(request))
+                    async for text in connection:
+                        message = json.loads(text)
+                        kind = message.get("type")
+                        if kind == "error":
+                            raise TicklakeAPIError(400, message.get("parameter"), str(message.get("error")))
+                        if kind == "trades":
+                            request["after"] = message["cursor"]
+                        elif kind == "candle":
+                            request["since"] = message["candle"]["time"]
+                        else:
+                            continue
+                        yield message
+            except (ConnectionClosed, InvalidHandshake, OSError):
+                pass
+            await asyncio.sleep(reconnect_delay_s)
+
     # -- plumbing ----------------------------------------------------------------------------------
     @staticmethod
     def _decimals(pd: ModuleType, texts: list[str], as_float: bool) -> Any:
@@ -231,3 +287,4 @@ class TicklakeClient:
         except (ValueError, KeyError, TypeError):
             message = response.text.strip() or response.reason_phrase
         raise TicklakeAPIError(response.status_code, parameter, message)
+

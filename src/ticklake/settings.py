@@ -185,6 +185,8 @@ class ApiSettings(BaseModel):
     # The share of its time a read slot may spend reading: after a read of t seconds the slot rests
     # t * (1 / share - 1) before the next (1: never rests). Bounds the CPU readers take from ingestion.
     read_duty_cycle: float = Field(0.5, gt=0, le=1)
+    # A live-stream client this many messages behind is dropped, told why (api/live.py).
+    stream_queue_messages: int = Field(1000, ge=10, le=1_000_000)
 
 
 class SimulatorSettings(BaseModel):

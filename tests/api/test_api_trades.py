@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.api.api_data import Dataset, assert_error, iso_micros
+from ticklake.api.cursor import encode_cursor
 
 BTC = {"exchange": "binance", "symbol": "BTC/USDT"}
 ETH = {"exchange": "binance", "symbol": "ETH/USDT"}
@@ -34,8 +35,10 @@ async def test_one_page_holds_exact_records(api: httpx.AsyncClient, loaded: Data
         response = await api.get("/v1/trades", params={"exchange": exchange, "symbol": symbol, "limit": 5000})
         assert response.status_code == 200
         assert response.headers["x-ticklake-tier"] == "warm"  # no cold tier in this app
+        last = loaded.market(exchange, symbol)[-1]
         assert response.json() == {"exchange": exchange, "symbol": symbol, "tier": "warm",
-                                   "trades": loaded.trade_records(exchange, symbol), "next_cursor": None}
+                                   "trades": loaded.trade_records(exchange, symbol), "next_cursor": None,
+                                   "tail_cursor": encode_cursor(exchange, symbol, last.ts_us, last.trade_id)}
 
 
 async def test_trade_ids_beyond_float_precision_survive(api: httpx.AsyncClient, loaded: Dataset) -> None:
@@ -119,7 +122,8 @@ async def test_damaged_cursor_is_400(api: httpx.AsyncClient, loaded: Dataset, da
 
 async def test_configured_market_without_data_is_empty(api: httpx.AsyncClient, loaded: Dataset) -> None:
     body = (await api.get("/v1/trades", params={"exchange": "coinbase", "symbol": "SOL/USD"})).json()
-    assert body == {"exchange": "coinbase", "symbol": "SOL/USD", "tier": "warm", "trades": [], "next_cursor": None}
+    assert body == {"exchange": "coinbase", "symbol": "SOL/USD", "tier": "warm", "trades": [], "next_cursor": None,
+                    "tail_cursor": None}
 
 
 async def test_unknown_market_is_404(api: httpx.AsyncClient, loaded: Dataset) -> None:

@@ -159,6 +159,24 @@ def caught_up(base: str, quiet_s: float = 3.0, timeout: float = 180) -> None:
     raise AssertionError(f"the ingester never caught up: {last}")
 
 
+def candles_checked(base: str, newest_trade_s: float, settle_s: float, timeout: float = 180) -> None:
+    """Wait until a completeness check that began after the newest trade's minute had settled has
+    finished: the check that finds (and recomputes) candle windows a crash cut short inside the gold
+    view, whose messages the broker then lost (step 4). Until then such a candle may be short; that is
+    the check's documented delay, not what this test asserts on."""
+    settled = (newest_trade_s // 60 + 1) * 60 + settle_s
+    deadline = time.monotonic() + timeout
+    seen_after: float | None = None  # a check ending after ``settled``; the next one began after it
+    while time.monotonic() < deadline:
+        last = health(base)["components"]["completeness"].get("last_check_at") or 0.0
+        if seen_after is not None and last > seen_after:
+            return
+        if seen_after is None and last > settled:
+            seen_after = last
+        time.sleep(0.5)
+    raise AssertionError("no completeness check covered the last minute")
+
+
 def started(log: Path, count: int, timeout: float = 60) -> None:
     """Wait until the role logging to ``log`` has finished starting ``count`` times."""
     deadline = time.monotonic() + timeout
@@ -304,6 +322,8 @@ def test_kill_9_of_every_role_and_a_broker_restart_lose_and_duplicate_nothing(tm
         caught_up(base)
         tapes = json.loads(tapes_file.read_text())
         stored = {(ex, sym): all_trades(base, ex, sym) for ex, syms in MARKETS.items() for sym in syms}
+        newest = max(rfc3339_us(t["time"]) for trades in stored.values() for t in trades) / 1e6
+        candles_checked(base, newest, settle_s=10)
         served = {(ex, sym, tf): served_candles(base, ex, sym, tf)
                   for ex, syms in MARKETS.items() for sym in syms for tf in ("1m", "1h")}
         ingest_health = health(base)

@@ -171,8 +171,7 @@ async def test_candle_windows_a_crash_left_short_are_recomputed_from_silver(ware
     WarehouseWriter(warehouse, settings.validation).write([], trades)
     minute = datetime.fromtimestamp(start_us / 1e6 + 120, UTC)  # trades 30..59
     warehouse.command(query("delete_gold_windows"), parameters={
-        "exchange": "binance", "symbol": "BTC/USDT", "timeframe": 60, "buckets": [minute], "low": minute,
-        "high": datetime.fromtimestamp(minute.timestamp() + 60, UTC)})
+        "exchange": "binance", "symbol": "BTC/USDT", "windows": [(60, minute)]})
 
     with ThreadPoolExecutor(max_workers=1) as executor:
         check = CompletenessCheck(warehouse, settings, MemoryBus(), executor)
@@ -181,4 +180,35 @@ async def test_candle_windows_a_crash_left_short_are_recomputed_from_silver(ware
         assert_candles_recompute(warehouse, trades)
         await check.check()
         assert check.gold_windows_mended == 6  # nothing more to mend
+        await check.close()
+
+
+async def test_a_minute_whose_last_trades_open_a_granule_is_counted_whole(warehouse: Client) -> None:
+    """The minute check counts silver's trades of a minute exactly, also when the minute's last trades
+    (…:59.996) begin a new granule of silver's primary index: it does not see candles that are right as
+    wrong (nor wrong ones as right), and recomputes nothing. ClickHouse's index analysis drops that
+    granule when a ``DateTime64`` column is compared with a ``DateTime`` bound (the check's parameters
+    once were), so the trades of the granule went uncounted and the check kept "mending" the minute."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.factories import trade
+    from ticklake.warehouse.completeness import CompletenessCheck
+    from ticklake.warehouse.writer import WarehouseWriter
+
+    settings = Settings(venues=VenuesSettings(binance=VenueSettings(symbols=["BTC/USDT"]),
+                                              kraken=VenueSettings(enabled=False),
+                                              coinbase=VenueSettings(enabled=False)),
+                        completeness=CompletenessSettings(settle_s=0))
+    start_us = (time.time_ns() // 1000 - 900_000_000) // 60_000_000 * 60_000_000  # a whole minute, 15 min ago
+    granule = 8192  # silver's index_granularity: the minute's last 8 trades start the second granule
+    writer = WarehouseWriter(warehouse, settings.validation)
+    writer.write([], [trade(i, ts_us=start_us + i * 7_000) for i in range(granule)])
+    writer.write([], [trade(granule + i, ts_us=start_us + 59_996_000 + i * 500) for i in range(8)])
+    warehouse.command("OPTIMIZE TABLE silver_trades FINAL")  # one part of two granules, as merges make
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        # Checked 5 s after the minute ended: the minute is the newest whole one, its end the bound.
+        check = CompletenessCheck(warehouse, settings, MemoryBus(), executor, clock=lambda: start_us / 1e6 + 65)
+        assert await check.check() == 0
+        assert check.gold_windows_mended == 0
         await check.close()

@@ -19,8 +19,11 @@ from ticklake.api.admission import ReadAdmission
 from ticklake.api.candle_cache import CandleCache
 from ticklake.api.health import HealthEndpoint, HealthSources
 from ticklake.api.instrumentation import RequestMetrics
+from ticklake.api.live import LiveHub
 from ticklake.api.openapi import OpenApiEndpoints
+from ticklake.api.page import PageEndpoints
 from ticklake.api.responses import ApiError, api_error_handler, error_response
+from ticklake.api.stream import StreamEndpoints
 from ticklake.api.tiers import TierBoundary, TieredReader
 from ticklake.api.v1 import MarketDataEndpoints, normalize_markets
 from ticklake.lake.read import ColdReader
@@ -52,6 +55,7 @@ def create_app(
     boundary: TierBoundary | None = None,
     health_reader: WarehouseReader | None = None,
     changes: StoredChanges | None = None,
+    live: LiveHub | None = None,
 ) -> Starlette:
     """The ASGI app serving ``reader``'s data.
 
@@ -63,7 +67,9 @@ def create_app(
     ``settings.api.max_concurrent_reads`` at a time (admission.py): give ``reader`` as many connections
     (a ``ClientPool``). /health pings through ``health_reader`` (default ``reader``), unadmitted, so that
     it answers while every read slot is taken. With ``changes`` (the writer's, in the process that
-    ingests), candle answers are kept while they are true (candle_cache.py).
+    ingests), candle answers are kept while they are true (candle_cache.py). ``live`` (the hub the
+    same process's ingester feeds) serves ``/v1/stream``; without it the stream answers that this
+    process does not ingest.
     """
     tiers = TieredReader(reader, cold, boundary or TierBoundary.from_retention(settings.retention))
     market_data = MarketDataEndpoints(reader, settings.api.max_limit, normalize_markets(configured_markets), tiers,
@@ -71,9 +77,11 @@ def create_app(
                                       CandleCache(changes) if changes is not None else None)
     routes = [
         *market_data.routes(),
+        *StreamEndpoints(live).routes(),
         *HealthEndpoint(health_reader or reader, health or {}).routes(),
         Route("/metrics", _metrics, methods=["GET"]),
         *OpenApiEndpoints(settings.api.max_limit).routes(),
+        *PageEndpoints().routes(),
     ]
     return Starlette(
         routes=routes,

@@ -5,6 +5,10 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
+from typing import Any
+
+from ticklake.model import Trade
+from ticklake.warehouse.reader import StoredTrade
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Enough digits for any quotient of two warehouse decimals (at most 76 digits each).
@@ -49,3 +53,18 @@ def micros_text(ts_us: int) -> str:
 
 def day_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+# The one shape of a trade in every answer: /v1/trades, and the live stream's messages.
+def trade_json(trade: Trade) -> dict[str, Any]:
+    """A trade exactly as ``/v1/trades`` shows it."""
+    return {"trade_id": str(trade.trade_id), "time": micros_text(trade.ts_us),
+            "price": decimal_text(Decimal(trade.price)), "qty": decimal_text(Decimal(trade.qty)),
+            "side": trade.side, "received_at": micros_text(trade.received_us)}
+
+
+def stored_trade_json(trade: StoredTrade) -> dict[str, Any]:
+    """A stored trade as ``/v1/trades`` shows it (trade ids as text: they reach 2^64, beyond a
+    JavaScript number's precision)."""
+    return {"trade_id": str(trade.trade_id), "time": micros_text(trade.ts_us), "price": decimal_text(trade.price),
+            "qty": decimal_text(trade.qty), "side": trade.side, "received_at": micros_text(trade.received_us)}

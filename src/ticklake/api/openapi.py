@@ -73,6 +73,13 @@ def _parameters(max_limit: int) -> dict[str, Any]:
         "trade_limit": _query("limit", "Page size.",
                               {"type": "integer", "minimum": 1, "maximum": max_limit,
                                "default": min(DEFAULT_TRADE_LIMIT, max_limit)}),
+        "channel": _query("channel", "What to follow: trades, or candles (with timeframe).",
+                          {"type": "string", "enum": ["trades", "candles"]}, required=True),
+        "after": _query("after", "Trades only: a cursor (of a trades message, or /v1/trades' tail_cursor); the "
+                                 "stored trades after it come first, then the live flow.",
+                        {"type": "string", "pattern": "^[A-Za-z0-9_-]{32}$"}),
+        "since": _query("since", f"Candles only: the stored candles from this time come first. {TIME_FORMATS}.",
+                        time_schema),
         "cursor": _query("cursor", "The next_cursor of the previous page, unchanged, with the same exchange "
                                    "and symbol (and normally the same start and end).",
                          {"type": "string", "pattern": "^[A-Za-z0-9_-]{32}$"}),
@@ -131,6 +138,10 @@ def _schemas() -> dict[str, Any]:
                        "description": "In (exchange time, trade id) order."},
             "next_cursor": {"type": ["string", "null"], "description": "Pass as cursor for the next page; "
                                                                        "null on the last page."},
+            "tail_cursor": {"type": ["string", "null"],
+                            "description": "The position after this page's last trade (or the cursor asked with, "
+                                           "when the page is empty): pass it as cursor later to get the trades "
+                                           "stored since (tailing). Null when nothing was returned or asked."},
         }),
         "Market": obj({
             "exchange": {"type": "string", "enum": list(EXCHANGES)}, "symbol": {"type": "string"},
@@ -174,6 +185,19 @@ def openapi_document(max_limit: int) -> dict[str, Any]:
                 "responses": {"200": _tiered(_json("TradesResponse", "One page of trades in [start, end).")),
                               **errors, "503": _ref("responses", "ColdTierUnavailable")},
             }},
+            "/v1/stream": {"get": {
+                "operationId": "stream",
+                "summary": "Live trades or candles as Server-Sent Events (the same path takes WebSocket "
+                           "connections, with several subscriptions each: see the README)",
+                "description": "Events: subscribed, trades ({trades: [Trade], cursor}), candle ({candle: Candle, "
+                               "closed, corrected?}), error. Everything pushed is already stored: it equals what "
+                               "/v1/trades and /v1/ohlcv serve.",
+                "parameters": [p["channel"], p["exchange"], p["symbol"], p["timeframe"], p["after"], p["since"]],
+                "responses": {"200": {"description": "An event stream that stays open.",
+                                      "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                              "400": _ref("responses", "BadRequest"), "500": _ref("responses", "InternalError"),
+                              "503": _json("Error", "This process does not ingest: it has no live flow.")},
+            }},
             "/v1/symbols": {"get": {
                 "operationId": "symbols", "summary": "Markets with stored data, and configured markets",
                 "responses": {"200": _json("SymbolsResponse", "Every known market."),
@@ -193,6 +217,21 @@ def openapi_document(max_limit: int) -> dict[str, Any]:
                 "operationId": "openapi", "summary": "This document",
                 "responses": {"200": {"description": "OpenAPI 3.1.", "content": {JSON: {"schema": {
                     "type": "object"}}}}},
+            }},
+            "/": {"get": {
+                "operationId": "page", "summary": "The live candlestick page (chart, market and timeframe pickers)",
+                "responses": {"200": {"description": "HTML.", "content": {"text/html": {"schema": {
+                    "type": "string"}}}}},
+            }},
+            "/static/app.js": {"get": {
+                "operationId": "page_script", "summary": "The page's script",
+                "responses": {"200": {"description": "JavaScript.", "content": {"text/javascript": {"schema": {
+                    "type": "string"}}}}},
+            }},
+            "/static/plotly.min.js": {"get": {
+                "operationId": "chart_library", "summary": "plotly.js, from the installed plotly package",
+                "responses": {"200": {"description": "JavaScript.", "content": {"text/javascript": {"schema": {
+                    "type": "string"}}}}},
             }},
             "/docs": {"get": {
                 "operationId": "docs", "summary": "This document as a web page",

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from ticklake.api.admission import ReadAdmission
 from ticklake.api.candle_cache import CandleCache
 from ticklake.api.cursor import encode_cursor
-from ticklake.api.formats import day_text, decimal_text, epoch_text, micros_text, time_text, vwap
+from ticklake.api.formats import day_text, decimal_text, epoch_text, stored_trade_json, time_text, vwap
 from ticklake.api.params import OhlcvQuery, TradesQuery, parse_ohlcv, parse_trades, reject_unknown
 from ticklake.api.responses import ApiError, JSONBytes
 from ticklake.api.tiers import TIER_HEADER, Tier, TierBoundary, TieredReader
@@ -131,26 +131,15 @@ class MarketDataEndpoints:
         if not rows and query.after is None:
             self._require_known_market(query.exchange, query.symbol)
         page = rows[: query.limit]
-        next_cursor = None
-        if len(rows) > query.limit:
-            last = page[-1]
-            next_cursor = encode_cursor(query.exchange, query.symbol, last.ts_us, last.trade_id)
+        tail = (page[-1].ts_us, page[-1].trade_id) if page else query.after
+        tail_cursor = encode_cursor(query.exchange, query.symbol, *tail) if tail else None
         return orjson.dumps({
             "exchange": query.exchange,
             "symbol": query.symbol,
             "tier": tier,
-            "trades": [
-                {
-                    "trade_id": str(t.trade_id),  # ids reach 2^64: beyond a JavaScript number's precision
-                    "time": micros_text(t.ts_us),
-                    "price": decimal_text(t.price),
-                    "qty": decimal_text(t.qty),
-                    "side": t.side,
-                    "received_at": micros_text(t.received_us),
-                }
-                for t in page
-            ],
-            "next_cursor": next_cursor,
+            "trades": [stored_trade_json(t) for t in page],
+            "next_cursor": tail_cursor if len(rows) > query.limit else None,
+            "tail_cursor": tail_cursor,
         }), tier
 
     def _warm_trades_body(self, query: TradesQuery) -> bytes:
@@ -160,14 +149,15 @@ class MarketDataEndpoints:
         if not rows and query.after is None:
             self._require_known_market(query.exchange, query.symbol)
         page = rows[: query.limit]
-        next_cursor = None
-        if len(rows) > query.limit:
+        tail = query.after
+        if page:
             last = orjson.loads(page[-1])
-            ts_us = (datetime.fromisoformat(last["time"]) - EPOCH) // timedelta(microseconds=1)
-            next_cursor = encode_cursor(query.exchange, query.symbol, ts_us, int(last["trade_id"]))
+            tail = ((datetime.fromisoformat(last["time"]) - EPOCH) // timedelta(microseconds=1), int(last["trade_id"]))
+        tail_cursor = encode_cursor(query.exchange, query.symbol, *tail) if tail else None
+        next_cursor = tail_cursor if len(rows) > query.limit else None
         head = orjson.dumps({"exchange": query.exchange, "symbol": query.symbol, "tier": "warm"})
         return b"".join((head[:-1], b',"trades":[', b",".join(page), b'],"next_cursor":', orjson.dumps(next_cursor),
-                         b"}"))
+                         b',"tail_cursor":', orjson.dumps(tail_cursor), b"}"))
 
     def _symbols_body(self) -> bytes:
         stored = {(m.exchange, m.symbol): m for m in self.reader.markets()}

@@ -485,9 +485,9 @@ def _platform_lines(report: dict[str, Any]) -> list[str]:
     for rate, r in p["loads"].items():
         target = {"50": TARGETS["platform_cores_at_50"], "500": TARGETS["platform_cores_at_500"]}.get(rate)
         cores = f"{r['cores']:.3f} cores" + (f" ({_verdict(r['cores'], target, False)} ≤ {target:g})" if target else "")
-        rss = f"RSS {r['rss_mb']} MB" + (f" ({_verdict(r['rss_mb'], TARGETS['platform_rss_mb_at_50'], False)} ≤ 400"
-                                           f"{', pandas loaded' if r.get('pandas_loaded') else ''})"
-                                           if rate == "50" else "")
+        rss = f"RSS {r['rss_mb']} MB (anon {r.get('rss_anon_mb')}, file {r.get('rss_file_mb')})" + (
+            f" ({_verdict(r['rss_mb'], TARGETS['platform_rss_mb_at_50'], False)} ≤ 400"
+            f"{', pandas loaded' if r.get('pandas_loaded') else ''})" if rate == "50" else "")
         p99 = r["latency_p99_ms"]
         lines.append(f"  {int(rate):>5,} trades/s asked, {r['trades_per_s']:>5,} stored: {cores} | "
                      f"{r['cores_per_1000_trades_per_s']} cores per 1,000 trades/s | {rss} | {r['writes_per_s']} "

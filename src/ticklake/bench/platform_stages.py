@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import importlib.abc
 import json
 import os
 import resource
@@ -78,11 +79,25 @@ def _thread_label(tid: int, comm: str, python_names: dict[int, str]) -> str:
     return f"clickhouse: {comm}"
 
 
-def _rss_mb() -> float:
+def _memory_mb() -> dict[str, float]:
+    """VmRSS, and its parts: RssAnon (what the process allocated) and RssFile (code and libraries
+    mapped from disk: clean pages the kernel drops under memory pressure and reads back if needed)."""
+    fields = {}
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+        key = line.split(":")[0]
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            fields[key] = int(line.split()[1]) / 1024
+    return fields
+
+
+class _AsInstalled(importlib.abc.MetaPathFinder):
+    """pandas hidden, as ``pip install ticklake`` has none (it comes with the client and test extras,
+    which the bench runs under): pyarrow.dataset, the cold tier's, would import it (~35 MB)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
 
 
 def _quantile(ordered: list[float], q: float) -> float | None:
@@ -90,6 +105,7 @@ def _quantile(ordered: list[float], q: float) -> float | None:
 
 
 def child(path: str, port: int) -> None:
+    sys.meta_path.insert(0, _AsInstalled())
     from ticklake.app import Platform
     from ticklake.bench.stages import synthetic_trades
     from ticklake.settings import Settings
@@ -152,15 +168,15 @@ def _window_figures(window: dict[str, Any], samples: list[float], flushes: int, 
     for tid, (comm, spent) in _thread_cpu().items():
         by_label[_thread_label(tid, comm, python_names)] += spent - before.get(tid, (comm, 0.0))[1]
     ordered = sorted(samples)
+    memory = _memory_mb()
     trades_per_s = len(samples) / seconds
     return {
         "seconds": round(seconds, 1), "trades": len(samples), "trades_per_s": round(trades_per_s),
         "cores": round(cpu / seconds, 3),
         "cores_per_1000_trades_per_s": round(cpu / seconds / trades_per_s * 1000, 3) if trades_per_s else None,
-        "rss_mb": round(_rss_mb()), "peak_rss_mb": round(usage.ru_maxrss / 1024),
-        # pyarrow.dataset (the cold tier's reads and writes) imports pandas when it is installed: ~50 MB
-        # that `pip install ticklake` alone does not have (pandas comes with the client and test extras).
-        "pandas_loaded": sys.modules.get("pandas") is not None,
+        "rss_mb": round(memory["VmRSS"]), "rss_anon_mb": round(memory["RssAnon"]),
+        "rss_file_mb": round(memory["RssFile"]), "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "pandas_loaded": sys.modules.get("pandas") is not None,  # never, as installed (_AsInstalled)
         "writes_per_s": round((flushes - window["flushes"]) / seconds, 1),
         "latency_p50_ms": _quantile(ordered, 0.5), "latency_p99_ms": _quantile(ordered, 0.99),
         "latency_max_ms": round(ordered[-1], 1) if ordered else None,

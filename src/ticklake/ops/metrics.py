@@ -170,3 +170,11 @@ API_CACHE = Counter("ticklake_api_candle_cache", "/v1/ohlcv answers found in (hi
 API_REQUESTS = Counter("ticklake_api_requests", "HTTP requests", ["route", "status"], registry=REGISTRY)
 API_LATENCY = Histogram("ticklake_api_request_seconds", "HTTP request latency", ["route"],
                         buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+
+# --- the live stream (api/live.py) ---------------------------------------------------------------
+STREAM_SUBSCRIPTIONS = Gauge("ticklake_stream_subscriptions", "Live subscriptions open (WebSocket and "
+                             "Server-Sent Events)", ["channel"], registry=REGISTRY)
+STREAM_MESSAGES = Counter("ticklake_stream_messages", "Live messages queued to subscribers (one per "
+                          "subscriber)", ["type"], registry=REGISTRY)
+STREAM_DROPPED = Counter("ticklake_stream_dropped_subscribers", "Subscribers dropped because they did not "
+                         "read fast enough (their queue was full)", registry=REGISTRY)

@@ -160,7 +160,9 @@ class CompletenessCheck:
         holes = [row for row in rows if (row[0], row[1]) in self._labels
                  and self._mine(row[0], row[1], row[3] + 1, owned)]
         # Whole minutes only, so that a minute's silver and gold counts cover the same trades.
-        minutes = {"exchanges": self.exchanges, "since": _minute(since, up=True), "until": _minute(until)}
+        first, end = _minute(since, up=True), _minute(until)
+        minutes = {"exchanges": self.exchanges, "since": first, "until": end, "since_bucket": first,
+                   "until_bucket": end}
         short: list[WindowKey] = []
         for exchange, symbol, minute, silver, gold_count in self.client.query(
                 query("minute_window_counts"), parameters=minutes).result_rows:

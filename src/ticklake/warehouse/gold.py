@@ -37,16 +37,23 @@ def disagreeing(silver: dict[WindowKey, int], gold: dict[WindowKey, int]) -> lis
 
 
 def recompute(client: Client, windows: Iterable[WindowKey]) -> int:
-    """Delete these gold windows and compute them again from silver; returns how many."""
-    groups: dict[tuple[str, str, int], list[datetime]] = defaultdict(list)
+    """Delete these gold windows and compute them again from silver; returns how many.
+
+    Per market, one delete for all its windows, then one insert per timeframe. A reader in between
+    sees the windows missing, never counted twice."""
+    markets: dict[tuple[str, str], dict[int, list[datetime]]] = defaultdict(lambda: defaultdict(list))
     for exchange, symbol, timeframe, bucket in windows:
-        groups[(exchange, symbol, timeframe)].append(bucket)
-    for (exchange, symbol, timeframe), buckets in groups.items():
-        params = {"exchange": exchange, "symbol": symbol, "timeframe": timeframe, "buckets": buckets,
-                  "low": min(buckets), "high": max(buckets) + timedelta(seconds=timeframe)}
-        client.command(query("delete_gold_windows"), parameters=params)
-        client.command(query("recompute_gold_windows"), parameters=params)
-    count = sum(len(b) for b in groups.values())
+        markets[(exchange, symbol)][timeframe].append(bucket)
+    count = 0
+    for (exchange, symbol), timeframes in markets.items():
+        client.command(query("delete_gold_windows"), parameters={
+            "exchange": exchange, "symbol": symbol,
+            "windows": [(tf, bucket) for tf, buckets in timeframes.items() for bucket in buckets]})
+        for timeframe, buckets in timeframes.items():
+            client.command(query("recompute_gold_windows"), parameters={
+                "exchange": exchange, "symbol": symbol, "timeframe": timeframe, "buckets": buckets,
+                "low": min(buckets), "high": max(buckets) + timedelta(seconds=timeframe)})
+            count += len(buckets)
     if count:
         metrics.REPAIRS.labels("gold").inc(count)
     return count

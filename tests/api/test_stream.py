@@ -1,0 +1,404 @@
+"""The live stream (``/v1/stream``) on the embedded platform against the simulated venues: what it
+pushes is exactly what the warehouse serves, under the simulator's faults; a resumed subscription
+misses and repeats nothing; a client that stops reading is dropped, told why, and slows nobody."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Close, Frame, Opcode
+from websockets.uri import parse_uri
+
+from tests.factories import trade
+from tests.test_cli import free_port
+from ticklake.api.cursor import encode_cursor
+from ticklake.app import Platform
+from ticklake.ops import metrics
+from ticklake.settings import ApiSettings, FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
+from ticklake.warehouse.reader import TIMEFRAMES
+
+MARKETS = {"binance": ["BTC/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"]}
+
+
+def settings_for(warehouse_url: str, trades_per_second: float, **api: Any) -> Settings:
+    return Settings(
+        warehouse_url=warehouse_url, database="ticklake_test",
+        venues=VenuesSettings(**{ex: VenueSettings(symbols=symbols) for ex, symbols in MARKETS.items()}),
+        simulator=SimulatorSettings(trades_per_second=trades_per_second, seed=1107),
+        feed=FeedSettings(backoff_initial_s=0.1, backoff_max_s=1.0, stable_after_s=2.0),
+        api=ApiSettings(port=free_port(), **api),
+    )
+
+
+class Collector:
+    """One WebSocket client: every message it receives, in order."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self.messages: list[dict[str, Any]] = []
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for text in self.connection:
+                self.messages.append(orjson.loads(text))
+
+    async def send(self, **request: Any) -> None:
+        await self.connection.send(orjson.dumps(request).decode())
+
+    def trades(self, exchange: str, symbol: str) -> list[dict[str, Any]]:
+        return [t for m in self.messages if m["type"] == "trades" and (m["exchange"], m["symbol"]) == (exchange, symbol)
+                for t in m["trades"]]
+
+    def last_cursor(self, exchange: str, symbol: str) -> str:
+        return str(next(m["cursor"] for m in reversed(self.messages)
+                    if m["type"] == "trades" and (m["exchange"], m["symbol"]) == (exchange, symbol)))
+
+    async def close(self) -> None:
+        await self.connection.close()
+        await self.task
+
+
+class StalledClient:
+    """A WebSocket client that never reads: the handshake and its requests by hand, over a socket with
+    a small receive buffer (a client library would read ahead into memory)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", port))
+        self.protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/v1/stream"))
+        self.protocol.send_request(self.protocol.connect())
+        self.sock.sendall(b"".join(self.protocol.data_to_send()))
+        response = b""
+        while b"\r\n\r\n" not in response:  # the 101 answer, and not a byte further
+            response += self.sock.recv(1)
+        self.protocol.receive_data(response)
+        assert self.protocol.handshake_exc is None, self.protocol.handshake_exc
+
+    def send(self, request: dict[str, Any]) -> None:
+        self.protocol.send_text(orjson.dumps(request))
+        self.sock.sendall(b"".join(self.protocol.data_to_send()))
+
+    def read_until_closed(self, timeout: float = 60) -> Close:
+        self.sock.settimeout(timeout)
+        while True:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise AssertionError("the connection ended without a close frame")
+            self.protocol.receive_data(data)
+            for event in self.protocol.events_received():
+                if isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
+                    return Close.parse(bytes(event.data))
+
+
+async def all_trades(api: httpx.AsyncClient, exchange: str, symbol: str) -> list[dict[str, Any]]:
+    trades: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, str | int] = {"exchange": exchange, "symbol": symbol, "limit": 5000}
+        if cursor:
+            params["cursor"] = cursor
+        body = (await api.get("/v1/trades", params=params)).json()
+        trades += body["trades"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return trades
+
+
+def position(trade: dict[str, Any]) -> tuple[str, int]:
+    return trade["time"], int(trade["trade_id"])
+
+
+async def started(settings: Settings, simulate: bool = True) -> Platform:
+    """A platform whose API answers."""
+    platform = Platform(settings, simulate=simulate)
+    await platform.start()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api.port}", timeout=5) as api:
+        for _ in range(200):
+            with contextlib.suppress(httpx.TransportError):
+                await api.get("/health")
+                return platform
+            await asyncio.sleep(0.05)
+    raise AssertionError("the API never answered")
+
+
+async def quiesce(platform: Platform) -> None:
+    """The venues' trades stop reaching the platform; what is on its way is written and pushed."""
+    assert platform.feeds is not None and platform.ingester is not None
+    await platform.feeds.stop()
+    await platform.ingester.drain()
+    await asyncio.sleep(1.0)  # the hub reads back the last candles
+
+
+@pytest.mark.slow
+async def test_the_stream_equals_the_warehouse_under_faults_and_resumes_without_a_gap(warehouse_url: str) -> None:
+    settings = settings_for(warehouse_url, trades_per_second=25)
+    platform = await started(settings)
+    base = f"http://127.0.0.1:{settings.api.port}"
+    url = f"ws://127.0.0.1:{settings.api.port}/v1/stream"
+    try:
+        simulator = platform.simulator
+        assert simulator is not None
+        # Everything from the beginning (a cursor before the first trade, candles since 1970), then live.
+        full = Collector(await connect(url))
+        for exchange, symbols in MARKETS.items():
+            for symbol in symbols:
+                await full.send(op="subscribe", channel="trades", exchange=exchange, symbol=symbol,
+                                after=encode_cursor(exchange, symbol, 0, 0))
+                for timeframe in TIMEFRAMES:
+                    await full.send(op="subscribe", channel="candles", exchange=exchange, symbol=symbol,
+                                    timeframe=timeframe, since="1970-01-01T00:00:00Z")
+        # Every venue gets each fault of the mix once for sure, then the random mix on top.
+        for exchange, symbols in MARKETS.items():
+            simulator.skip_next(exchange, symbols[0], 7)  # the skipped trades stay on REST: a backfill
+            simulator.duplicate_next(exchange, 3)
+            simulator.reorder_next(exchange, 3)
+        await asyncio.sleep(3)
+        for exchange in MARKETS:
+            simulator.drop_connections(exchange)
+        simulator.chaos(seed=11, mean_interval_s=1.0)
+        await asyncio.sleep(22)
+        await simulator.stop_chaos()
+        simulator.clear_faults()
+        await asyncio.sleep(6)  # reconnects and the last backfills settle
+
+        # A client that drops and comes back with the last cursor it saw: nothing missed, nothing twice.
+        resumed = Collector(await connect(url))
+        await resumed.send(op="subscribe", channel="trades", exchange="binance", symbol="BTC/USDT")
+        await asyncio.sleep(3)
+        cursor = resumed.last_cursor("binance", "BTC/USDT")
+        first_part = resumed.trades("binance", "BTC/USDT")
+        await resumed.close()
+        await asyncio.sleep(2)  # the venue trades on meanwhile
+        resumed = Collector(await connect(url))
+        await resumed.send(op="subscribe", channel="trades", exchange="binance", symbol="BTC/USDT", after=cursor)
+        await asyncio.sleep(3)
+
+        await quiesce(platform)
+        async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+            stored = {(ex, sym): await all_trades(api, ex, sym) for ex, syms in MARKETS.items() for sym in syms}
+            served = {(ex, sym, tf): (await api.get("/v1/ohlcv", params={
+                "exchange": ex, "symbol": sym, "timeframe": tf, "limit": 5000})).json()["candles"]
+                for ex, syms in MARKETS.items() for sym in syms for tf in TIMEFRAMES}
+        await full.close()
+        await resumed.close()
+        kinds = {event.fault for event in simulator.fault_log}
+    finally:
+        await platform.stop()
+
+    assert {"skip_next", "drop_connections", "duplicate_next", "reorder_next"} <= kinds
+    assert not [m for m in full.messages if m["type"] == "error"]
+    late = 0
+    for (exchange, symbol), rest in stored.items():
+        pushed = full.trades(exchange, symbol)
+        assert len(rest) > 200
+        # Once each, exactly the stored records (same fields, same text).
+        assert len({t["trade_id"] for t in pushed}) == len(pushed), f"{exchange} {symbol}: a trade pushed twice"
+        assert sorted(({k: v for k, v in t.items() if k != "late"} for t in pushed), key=position) == rest, \
+            f"{exchange} {symbol}: the stream's trades differ from /v1/trades"
+        # In order, but for trades a backfill stored after newer ones, which say so.
+        newest: tuple[str, int] | None = None
+        for row in pushed:
+            is_late = newest is not None and position(row) < newest
+            assert row.get("late", False) == is_late, row
+            late += is_late
+            newest = max(newest or position(row), position(row))
+        newest_time = rest[-1]["time"]
+        for timeframe, seconds in TIMEFRAMES.items():
+            last: dict[str, dict[str, Any]] = {}
+            for message in full.messages:
+                if message["type"] == "candle" and (message["exchange"], message["symbol"], message["timeframe"]) \
+                        == (exchange, symbol, timeframe):
+                    last[message["candle"]["time"]] = message
+            expected = {c["time"]: c for c in served[(exchange, symbol, timeframe)]}
+            assert {t: m["candle"] for t, m in last.items()} == expected, f"{exchange} {symbol} {timeframe}"
+            for start, message in last.items():
+                ends_before_newest = _plus(start, seconds) <= newest_time
+                if ends_before_newest:
+                    assert message["closed"], (exchange, symbol, timeframe, start)
+    print(f"late trades pushed (backfills): {late}")
+
+    # The resumed client: its two sessions hold every trade after its first one, once each.
+    second_part = resumed.trades("binance", "BTC/USDT")
+    joined = first_part + second_part
+    rest = stored[("binance", "BTC/USDT")]
+    first = rest.index(next(t for t in rest if t["trade_id"] == first_part[0]["trade_id"]))
+    assert [t["trade_id"] for t in sorted(joined, key=position)] == [t["trade_id"] for t in rest[first:]]
+    assert len({t["trade_id"] for t in joined}) == len(joined)
+    assert second_part, "the resumed subscription received nothing"
+
+
+def _plus(rfc3339: str, seconds: int) -> str:
+    from datetime import datetime, timedelta
+
+    moment = datetime.fromisoformat(rfc3339.replace("Z", "+00:00")) + timedelta(seconds=seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.mark.slow
+async def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(warehouse_url: str) -> None:
+    settings = settings_for(warehouse_url, trades_per_second=60, stream_queue_messages=20)
+    platform = await started(settings)
+    url = f"ws://127.0.0.1:{settings.api.port}/v1/stream"
+    dropped_before = metrics.STREAM_DROPPED._value.get()
+    try:
+        assert platform.ingester is not None
+        readers = [Collector(await connect(url)) for _ in range(100)]
+        for reader in readers:
+            for exchange, symbols in MARKETS.items():
+                await reader.send(op="subscribe", channel="trades", exchange=exchange, symbol=symbols[0])
+        # The one that never reads: a small receive buffer, and the client library reads nothing ahead. It
+        # asks for an hour of history first (~10 MB), more than the sockets between hold (~4 MB here).
+        history = [trade(i, ts_us=int((time.time() - 3600) * 1e6) + i * 50_000, conn_id="history")
+                   for i in range(1, 60_001)]
+        await asyncio.get_running_loop().run_in_executor(platform._executor, platform.ingester.writer.write,
+                                                         [], history)
+        # (Its blocking socket calls run on a thread: the server runs on this event loop.)
+        stalled = await asyncio.to_thread(StalledClient, settings.api.port)
+        for exchange, symbols in MARKETS.items():
+            await asyncio.to_thread(stalled.send, {"op": "subscribe", "channel": "trades", "exchange": exchange,
+                                                   "symbol": symbols[0],
+                                                   "after": encode_cursor(exchange, symbols[0], 0, 0)})
+            for timeframe in TIMEFRAMES:
+                await asyncio.to_thread(stalled.send, {"op": "subscribe", "channel": "candles", "exchange": exchange,
+                                                       "symbol": symbols[0], "timeframe": timeframe})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 90
+        while metrics.STREAM_DROPPED._value.get() == dropped_before and loop.time() < deadline:
+            await asyncio.sleep(0.2)
+        assert metrics.STREAM_DROPPED._value.get() == dropped_before + 1, "the stalled client was never dropped"
+        # Meanwhile, and after, the others keep getting everything, and the platform keeps writing.
+        batches = platform.ingester.status.batches
+        counts = [len(r.messages) for r in readers]
+        await asyncio.sleep(3)
+        assert platform.ingester.status.batches > batches
+        assert all(len(r.messages) > n for r, n in zip(readers, counts, strict=True))
+        # Once it reads again, the stalled client learns why it was dropped.
+        close = await asyncio.to_thread(stalled.read_until_closed)
+        assert close.code == 1008 and "too slow" in close.reason, close
+        await quiesce(platform)
+        for reader in readers:
+            await reader.close()
+        # Every reader saw every trade of its markets once, none was dropped but the stalled one.
+        first = readers[0]
+        for reader in readers:
+            for exchange, symbols in MARKETS.items():
+                ids = [t["trade_id"] for t in reader.trades(exchange, symbols[0])]
+                assert len(ids) == len(set(ids))
+                assert set(ids) == {t["trade_id"] for t in first.trades(exchange, symbols[0])}
+        assert metrics.STREAM_DROPPED._value.get() == dropped_before + 1
+    finally:
+        await platform.stop()
+
+
+async def test_bad_subscriptions_get_a_clear_error_and_the_connection_stays(warehouse_url: str) -> None:
+    settings = settings_for(warehouse_url, trades_per_second=5)
+    platform = await started(settings)
+    url = f"ws://127.0.0.1:{settings.api.port}/v1/stream"
+    try:
+        async with connect(url) as ws:
+            cases = [
+                ("not json", "not JSON"),
+                ("[1, 2]", "JSON object"),
+                ('{"op": "watch"}', "op 'watch'"),
+                ('{"op": "subscribe", "channel": "quotes", "exchange": "binance", "symbol": "BTC/USDT"}', "channel"),
+                ('{"op": "subscribe", "channel": "trades", "exchange": "nyse", "symbol": "BTC/USDT"}', "exchange"),
+                ('{"op": "subscribe", "channel": "candles", "exchange": "binance", "symbol": "BTC/USDT", '
+                 '"timeframe": "7m"}', "timeframe"),
+                ('{"op": "subscribe", "channel": "trades", "exchange": "binance", "symbol": "BTC/USDT", '
+                 '"after": "garbage"}', "cursor"),
+                ('{"op": "subscribe", "channel": "trades", "exchange": "binance", "symbol": "BTC/USDT", '
+                 '"colour": "red"}', "colour"),
+            ]
+            for text, expected in cases:
+                await ws.send(text)
+                reply = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+                assert reply["type"] == "error" and expected in reply["error"], (text, reply)
+            # Still connected and usable.
+            await ws.send('{"op": "subscribe", "channel": "trades", "exchange": "binance", "symbol": "BTC/USDT"}')
+            assert orjson.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "subscribed"
+            message = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+            assert message["type"] == "trades" and message["trades"]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api.port}", timeout=10) as api:
+            response = await api.get("/v1/stream", params={"channel": "candles", "exchange": "binance",
+                                                           "symbol": "BTC/USDT", "timeframe": "2m"})
+            assert response.status_code == 400 and response.json()["error"]["parameter"] == "timeframe"
+    finally:
+        await platform.stop()
+
+
+async def test_server_sent_events_show_a_live_market(warehouse_url: str) -> None:
+    settings = settings_for(warehouse_url, trades_per_second=20)
+    platform = await started(settings)
+    try:
+        events: list[tuple[str, dict[str, Any]]] = []
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api.port}", timeout=30) as api:
+            params = {"channel": "candles", "exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1m"}
+            async with api.stream("GET", "/v1/stream", params=params) as response:
+                assert response.status_code == 200
+                assert response.headers["content-type"].startswith("text/event-stream")
+                kind = ""
+                async for line in response.aiter_lines():
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: "):
+                        events.append((kind, orjson.loads(line[6:])))
+                    if sum(1 for k, _ in events if k == "candle") >= 3:
+                        break
+            candle = next(m for k, m in events if k == "candle")
+            assert candle["timeframe"] == "1m" and "closed" in candle and candle["candle"]["trades"] >= 1
+            assert events[0][0] == "subscribed"
+    finally:
+        await platform.stop()
+
+
+async def test_the_python_client_follows_a_market_and_resumes_after_a_drop(
+        warehouse_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TicklakeClient.stream`` (base URL from TICKLAKE_URL): the server drops it mid-stream, it
+    reconnects with its last cursor, and what it yielded is every stored trade, once."""
+    from ticklake.api.live import Channel
+    from ticklake.client import TicklakeClient
+
+    settings = settings_for(warehouse_url, trades_per_second=30)
+    platform = await started(settings)
+    base = f"http://127.0.0.1:{settings.api.port}"
+    monkeypatch.setenv("TICKLAKE_URL", base)
+    received: list[dict[str, Any]] = []
+    try:
+        client = TicklakeClient()
+        assert client.base_url == base
+
+        async def follow() -> None:
+            async for message in client.stream("trades", "binance", "BTC/USDT", reconnect_delay_s=0.2,
+                                               after=encode_cursor("binance", "BTC/USDT", 0, 0)):
+                received.extend(message["trades"])
+
+        task = asyncio.create_task(follow())
+        await asyncio.sleep(4)
+        assert platform.live is not None
+        subscribers = platform.live._subscribers[Channel("trades", "binance", "BTC/USDT")]
+        assert len(subscribers) == 1
+        dropped_at = len(received)
+        next(iter(subscribers)).drop("dropped by the test")
+        await asyncio.sleep(4)
+        await quiesce(platform)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        client.close()
+        async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+            stored = await all_trades(api, "binance", "BTC/USDT")
+    finally:
+        await platform.stop()
+    assert 0 < dropped_at < len(received)
+    assert [t["trade_id"] for t in received] == [t["trade_id"] for t in stored]
