@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import partial
@@ -32,7 +32,7 @@ from ticklake.exchanges.gaps import Resume, holes
 from ticklake.lake.catalog import open_catalog
 from ticklake.lake.read import ColdReader
 from ticklake.lake.service import Offloader
-from ticklake.model import MessageSink
+from ticklake.model import Message, MessageSink, Trade
 from ticklake.ops import metrics
 from ticklake.settings import Settings
 from ticklake.simulator.server import Simulator
@@ -204,7 +204,8 @@ class Platform:
         if "feed" in roles:
             sink: MessageSink
             if memory_bus is not None:
-                sink = memory_bus
+                # The live stream sees trades as they enter the bus: open candles move before the write.
+                sink = _Tapped(memory_bus, self._arrived)
             else:
                 from ticklake.bus.kafka import KafkaProducerBus
 
@@ -380,6 +381,10 @@ class Platform:
             return {}
         return await loop.run_in_executor(self._executor, WarehouseReader(writer.client).resume_points)
 
+    def _arrived(self, messages: Sequence[Message]) -> None:
+        if self.live is not None:
+            self.live.arrived(m.value for m in messages if isinstance(m.value, Trade))
+
     def _committed(self, plan: Plan) -> None:
         """After each batch the warehouse holds: the caller's hook, and the live stream's."""
         if self.on_batch is not None:
@@ -481,3 +486,15 @@ class Platform:
 def _status_dict(status: Any) -> dict[str, object]:
     result: dict[str, object] = msgspec.to_builtins(status)
     return result
+
+
+class _Tapped:
+    """A sink that shows each batch of messages to ``tap`` before handing it on."""
+
+    def __init__(self, sink: MessageSink, tap: Callable[[Sequence[Message]], None]) -> None:
+        self.sink = sink
+        self.tap = tap
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        self.tap(messages)
+        await self.sink.publish(messages)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -124,81 +125,134 @@ async def started(settings: Settings, simulate: bool = True) -> Platform:
     """A platform whose API answers."""
     platform = Platform(settings, simulate=simulate)
     await platform.start()
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api.port}", timeout=5) as api:
+    await until_answering(settings.api.port)
+    return platform
+
+
+async def until_answering(port: int) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as api:
         for _ in range(200):
             with contextlib.suppress(httpx.TransportError):
                 await api.get("/health")
-                return platform
+                return
             await asyncio.sleep(0.05)
     raise AssertionError("the API never answered")
 
 
-async def quiesce(platform: Platform) -> None:
+async def quiesce(feed: Platform, serving: Platform | None = None) -> None:
     """The venues' trades stop reaching the platform; what is on its way is written and pushed."""
-    assert platform.feeds is not None and platform.ingester is not None
-    await platform.feeds.stop()
-    await platform.ingester.drain()
+    serving = serving or feed
+    assert feed.feeds is not None and serving.ingester is not None
+    await feed.feeds.stop()
+    if feed.producer is not None:
+        await feed.producer.flush(10)
+    await asyncio.sleep(1.0)  # (through the broker, in distributed mode)
+    await serving.ingester.drain()
     await asyncio.sleep(1.0)  # the hub reads back the last candles
 
 
 @pytest.mark.slow
 async def test_the_stream_equals_the_warehouse_under_faults_and_resumes_without_a_gap(warehouse_url: str) -> None:
+    """Embedded: one process, every role."""
     settings = settings_for(warehouse_url, trades_per_second=25)
     platform = await started(settings)
-    base = f"http://127.0.0.1:{settings.api.port}"
-    url = f"ws://127.0.0.1:{settings.api.port}/v1/stream"
     try:
-        simulator = platform.simulator
-        assert simulator is not None
-        # Everything from the beginning (a cursor before the first trade, candles since 1970), then live.
-        full = Collector(await connect(url))
-        for exchange, symbols in MARKETS.items():
-            for symbol in symbols:
-                await full.send(op="subscribe", channel="trades", exchange=exchange, symbol=symbol,
-                                after=encode_cursor(exchange, symbol, 0, 0))
-                for timeframe in TIMEFRAMES:
-                    await full.send(op="subscribe", channel="candles", exchange=exchange, symbol=symbol,
-                                    timeframe=timeframe, since="1970-01-01T00:00:00Z")
-        # Every venue gets each fault of the mix once for sure, then the random mix on top.
-        for exchange, symbols in MARKETS.items():
-            simulator.skip_next(exchange, symbols[0], 7)  # the skipped trades stay on REST: a backfill
-            simulator.duplicate_next(exchange, 3)
-            simulator.reorder_next(exchange, 3)
-        await asyncio.sleep(3)
-        for exchange in MARKETS:
-            simulator.drop_connections(exchange)
-        simulator.chaos(seed=11, mean_interval_s=1.0)
-        await asyncio.sleep(22)
-        await simulator.stop_chaos()
-        simulator.clear_faults()
-        await asyncio.sleep(6)  # reconnects and the last backfills settle
-
-        # A client that drops and comes back with the last cursor it saw: nothing missed, nothing twice.
-        resumed = Collector(await connect(url))
-        await resumed.send(op="subscribe", channel="trades", exchange="binance", symbol="BTC/USDT")
-        await asyncio.sleep(3)
-        cursor = resumed.last_cursor("binance", "BTC/USDT")
-        first_part = resumed.trades("binance", "BTC/USDT")
-        await resumed.close()
-        await asyncio.sleep(2)  # the venue trades on meanwhile
-        resumed = Collector(await connect(url))
-        await resumed.send(op="subscribe", channel="trades", exchange="binance", symbol="BTC/USDT", after=cursor)
-        await asyncio.sleep(3)
-
-        await quiesce(platform)
-        async with httpx.AsyncClient(base_url=base, timeout=30) as api:
-            stored = {(ex, sym): await all_trades(api, ex, sym) for ex, syms in MARKETS.items() for sym in syms}
-            served = {(ex, sym, tf): (await api.get("/v1/ohlcv", params={
-                "exchange": ex, "symbol": sym, "timeframe": tf, "limit": 5000})).json()["candles"]
-                for ex, syms in MARKETS.items() for sym in syms for tf in TIMEFRAMES}
-        await full.close()
-        await resumed.close()
-        kinds = {event.fault for event in simulator.fault_log}
+        await stream_equals_warehouse(platform, platform, settings.api.port, provisional=True)
     finally:
         await platform.stop()
 
+
+@pytest.mark.slow
+async def test_the_stream_equals_the_warehouse_with_a_kafka_bus(warehouse_url: str, tmp_path: Path) -> None:
+    """Distributed: `ticklake feed` and `ticklake ingest --api` as two platforms around a real
+    Kafka-protocol broker; the stream is served where the warehouse is written."""
+    from tests.broker import Broker
+    from ticklake.bus.kafka import create_topics
+    from ticklake.settings import BusSettings, KafkaSettings
+
+    broker = Broker(tmp_path / "broker").start()
+    try:
+        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap, partitions=2, session_timeout_ms=6000,
+                              group_id="stream-test")
+        settings = settings_for(warehouse_url, trades_per_second=25).model_copy(
+            update={"bus": BusSettings(kind="kafka", kafka=kafka)})
+        create_topics(kafka, settings.venues.enabled(), kafka.retention_hours)
+        ingest = Platform(settings, roles=frozenset({"ingest", "api"}))
+        feed_settings = settings.model_copy(update={"api": ApiSettings(port=free_port())})
+        feed = Platform(feed_settings, simulate=True, roles=frozenset({"feed"}))
+        await feed.start()
+        try:
+            await ingest.start()
+            try:
+                await until_answering(settings.api.port)
+                await stream_equals_warehouse(feed, ingest, settings.api.port)
+            finally:
+                await ingest.stop()
+        finally:
+            await feed.stop()
+    finally:
+        broker.remove()
+
+
+async def stream_equals_warehouse(feed: Platform, serving: Platform, port: int, provisional: bool = False) -> None:
+    """Under the simulator's fault mix (``feed``'s venues), every trade and candle the stream of
+    ``serving`` pushes is what its warehouse serves (but for ``provisional`` open candles, pushed as
+    trades enter the bus where the feeds run in the same process, and always followed by the stored
+    candle); a resumed subscription misses and repeats nothing."""
+    base = f"http://127.0.0.1:{port}"
+    url = f"ws://127.0.0.1:{port}/v1/stream"
+    simulator = feed.simulator
+    assert simulator is not None
+    # Everything from the beginning (a cursor before the first trade, candles since 1970), then live.
+    full = Collector(await connect(url))
+    for exchange, symbols in MARKETS.items():
+        for symbol in symbols:
+            await full.send(op="subscribe", channel="trades", exchange=exchange, symbol=symbol,
+                            after=encode_cursor(exchange, symbol, 0, 0))
+            for timeframe in TIMEFRAMES:
+                await full.send(op="subscribe", channel="candles", exchange=exchange, symbol=symbol,
+                                timeframe=timeframe, since="1970-01-01T00:00:00Z")
+    # Every venue gets each fault of the mix once for sure, then the random mix on top.
+    for exchange, symbols in MARKETS.items():
+        simulator.skip_next(exchange, symbols[0], 7)  # the skipped trades stay on REST: a backfill
+        simulator.duplicate_next(exchange, 3)
+        simulator.reorder_next(exchange, 3)
+    await asyncio.sleep(3)
+    for exchange in MARKETS:
+        simulator.drop_connections(exchange)
+    simulator.chaos(seed=11, mean_interval_s=1.0)
+    await asyncio.sleep(22)
+    await simulator.stop_chaos()
+    simulator.clear_faults()
+    await asyncio.sleep(6)  # reconnects and the last backfills settle
+
+    # A client that drops and comes back with the last cursor it saw: nothing missed, nothing twice.
+    resumed = Collector(await connect(url))
+    await resumed.send(op="subscribe", channel="trades", exchange="binance", symbol="BTC/USDT")
+    await asyncio.sleep(3)
+    cursor = resumed.last_cursor("binance", "BTC/USDT")
+    first_part = resumed.trades("binance", "BTC/USDT")
+    await resumed.close()
+    await asyncio.sleep(2)  # the venue trades on meanwhile
+    resumed = Collector(await connect(url))
+    await resumed.send(op="subscribe", channel="trades", exchange="binance", symbol="BTC/USDT", after=cursor)
+    await asyncio.sleep(3)
+
+    await quiesce(feed, serving)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+        stored = {(ex, sym): await all_trades(api, ex, sym) for ex, syms in MARKETS.items() for sym in syms}
+        served = {(ex, sym, tf): (await api.get("/v1/ohlcv", params={
+            "exchange": ex, "symbol": sym, "timeframe": tf, "limit": 5000})).json()["candles"]
+            for ex, syms in MARKETS.items() for sym in syms for tf in TIMEFRAMES}
+    await full.close()
+    await resumed.close()
+    kinds = {event.fault for event in simulator.fault_log}
+
     assert {"skip_next", "drop_connections", "duplicate_next", "reorder_next"} <= kinds
     assert not [m for m in full.messages if m["type"] == "error"]
+    early = [m for m in full.messages if m.get("provisional")]
+    assert bool(early) == provisional
+    assert not [m for m in early if m["closed"]]
     late = 0
     for (exchange, symbol), rest in stored.items():
         pushed = full.trades(exchange, symbol)
@@ -224,8 +278,7 @@ async def test_the_stream_equals_the_warehouse_under_faults_and_resumes_without_
             expected = {c["time"]: c for c in served[(exchange, symbol, timeframe)]}
             assert {t: m["candle"] for t, m in last.items()} == expected, f"{exchange} {symbol} {timeframe}"
             for start, message in last.items():
-                ends_before_newest = _plus(start, seconds) <= newest_time
-                if ends_before_newest:
+                if _plus(start, seconds) <= newest_time:  # the market traded after its end
                     assert message["closed"], (exchange, symbol, timeframe, start)
     print(f"late trades pushed (backfills): {late}")
 

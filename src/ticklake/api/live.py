@@ -10,6 +10,10 @@ Why the stream cannot disagree with the warehouse: nothing is pushed before the 
   touched, so every candle pushed *is* the warehouse's. A bucket is ``closed`` once the market has a
   committed trade at or after its end (exchange time); a late trade into a closed bucket pushes the
   bucket again, ``corrected``.
+- **Before the commit**, the open bucket moves at once: a trade handed to the bus (``arrived``) is
+  folded into the last candle read from the warehouse and pushed as ``provisional`` (never closed), so
+  that a chart's latency does not wait for the writer's batching. The candle read after the commit
+  replaces it; a provisional candle is the only message that may differ from the warehouse, and says so.
 
 ``committed`` runs on the event loop (the ingester's ``on_batch``) and never waits: a subscriber
 whose bounded queue is full is dropped with the reason, so a client that stops reading slows nobody.
@@ -21,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +46,9 @@ MarketKey = tuple[str, str]  # exchange, canonical symbol
 # A bucket with no later trade is closed this long after its end by the clock: a trade made just
 # before the end may still be on its way.
 CLOSE_GRACE_S = 5.0
+PENDING_S = 5.0  # a trade handed to the bus is written within this, or never (a duplicate, a dead letter)
+RECENT_IDS = 20_000  # committed trade ids remembered per market, to know a venue's repeats
+KEPT_ROWS = 4  # candles read from the warehouse kept per channel: the base of provisional candles
 ChannelKind = Literal["trades", "candles"]
 
 
@@ -83,6 +90,7 @@ class Subscriber:
     channels: set[Channel] = field(default_factory=set)
     queue: asyncio.Queue[bytes] = field(init=False)
     dropped: str = ""  # why it was dropped ("" while it keeps up)
+    close_code: int = 1008  # the WebSocket close code that says it: 1008 too slow, 1001 going away
     # Channels catching up from the warehouse: live messages wait here meanwhile (stream.py).
     held: dict[Channel, list[tuple[dict[str, Any], bytes]]] = field(default_factory=dict)
 
@@ -103,10 +111,12 @@ class Subscriber:
         except asyncio.QueueFull:
             self.drop(f"too slow: {self.queue_size} messages were waiting to be read")
 
-    def drop(self, reason: str) -> None:
+    def drop(self, reason: str, code: int = 1008) -> None:
         if not self.dropped:
             self.dropped = reason
-            metrics.STREAM_DROPPED.inc()
+            self.close_code = code
+            if code == 1008:
+                metrics.STREAM_DROPPED.inc()
             # Wakes the sender, which closes the connection with the reason.
             while not self.queue.empty():
                 self.queue.get_nowait()
@@ -122,6 +132,16 @@ class LiveHub:
         self._subscribers: dict[Channel, set[Subscriber]] = defaultdict(set)
         self._newest: dict[MarketKey, tuple[int, int]] = {}  # newest (ts_us, trade_id) committed per market
         self._dirty: dict[Channel, dict[int, bool]] = defaultdict(dict)  # bucket start -> corrected
+        # The last candle read from the warehouse per bucket (the base of provisional candles), and the
+        # trades handed to the bus but not committed yet, per market (trade id -> trade, arrival time).
+        self._rows: dict[Channel, dict[int, CandleRow]] = defaultdict(dict)
+        self._pending: dict[MarketKey, dict[int, tuple[Trade, float]]] = defaultdict(dict)
+        # Trades committed since the last candle read of their market began: the read does not show them
+        # yet, a provisional candle must (with the number of the commit, to forget them after the read).
+        self._unread: dict[MarketKey, list[tuple[Trade, int]]] = defaultdict(list)
+        self._commits = 0
+        # Ids committed lately per market: a repeat of one (a venue's duplicate) is not pending.
+        self._recent: dict[MarketKey, OrderedDict[int, None]] = defaultdict(OrderedDict)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -150,12 +170,66 @@ class LiveHub:
     def newest(self, market: MarketKey) -> tuple[int, int] | None:
         return self._newest.get(market)
 
+    # -- the bus's side: provisional open candles ---------------------------------------------------
+    def arrived(self, trades: Iterable[Trade]) -> None:
+        """Trades handed to the bus, not yet written. On the event loop; never blocks."""
+        now = time.monotonic()
+        touched: set[MarketKey] = set()
+        for trade in trades:
+            market = (trade.exchange, trade.symbol)
+            if trade.trade_id in self._recent[market]:
+                continue
+            if any(Channel("candles", *market, tf) in self._subscribers for tf in TIMEFRAMES):
+                self._pending[market][trade.trade_id] = (trade, now)
+                touched.add(market)
+        for market in touched:
+            self._push_provisional(market)
+
+    def _push_provisional(self, market: MarketKey) -> None:
+        unread = [trade for trade, _commit in self._unread[market]]
+        pending = unread + [trade for trade, _at in self._pending[market].values()]
+        for timeframe, seconds in TIMEFRAMES.items():
+            channel = Channel("candles", *market, timeframe)
+            subscribers = self._subscribers.get(channel)
+            if not subscribers or not pending:
+                continue
+            bucket = max(t.ts_us for t in pending) // 1_000_000 // seconds * seconds
+            if self.is_closed(channel, bucket):
+                continue  # late trades into a closed bucket wait for the commit (a correction)
+            in_bucket = sorted((t for t in pending if t.ts_us // 1_000_000 // seconds * seconds == bucket),
+                               key=lambda t: (t.ts_us, t.trade_id))
+            row = _fold(self._rows[channel].get(bucket), bucket, in_bucket)
+            message = {"type": "candle", **channel.describe(), "candle": candle_json(row), "closed": False,
+                       "provisional": True}
+            encoded = orjson.dumps(message)
+            for subscriber in list(subscribers):
+                subscriber.offer(channel, message, encoded)
+            metrics.STREAM_MESSAGES.labels("candle").inc(len(subscribers))
+
     # -- the writer's side ------------------------------------------------------------------------
     def committed(self, trades: Sequence[Trade]) -> None:
         """A batch the warehouse now holds (its silver rows). On the event loop; never blocks."""
         by_market: dict[MarketKey, list[Trade]] = defaultdict(list)
         for trade in trades:
             by_market[(trade.exchange, trade.symbol)].append(trade)
+        self._commits += 1
+        for market, market_trades in by_market.items():
+            if market in self._pending:  # followed as candles: unread until the next read of the market
+                self._unread[market] += [(trade, self._commits) for trade in market_trades]
+        # What the warehouse holds is no longer pending; neither is what it never will (a duplicate the
+        # writer dropped, a dead letter): anything pending for longer than a batch can take.
+        expired = time.monotonic() - PENDING_S
+        for market, market_trades in by_market.items():
+            recent = self._recent[market]
+            for trade in market_trades:
+                recent[trade.trade_id] = None
+            while len(recent) > RECENT_IDS:
+                recent.popitem(last=False)
+        for market, pending in self._pending.items():
+            for trade in by_market.get(market, ()):
+                pending.pop(trade.trade_id, None)
+            for trade_id in [i for i, (_t, at) in pending.items() if at < expired]:
+                del pending[trade_id]
         for market, market_trades in by_market.items():
             market_trades.sort(key=lambda t: (t.ts_us, t.trade_id))
             before = self._newest.get(market)
@@ -214,13 +288,15 @@ class LiveHub:
             await asyncio.gather(self._task, return_exceptions=True)
         for subscribers in list(self._subscribers.values()):
             for subscriber in list(subscribers):
-                subscriber.drop("the server is stopping")
+                subscriber.drop("the server is stopping", 1001)
 
     async def _read_candles_forever(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             dirty, self._dirty = self._dirty, defaultdict(dict)
+            read_after = self._commits  # the reads below show every commit up to this one
+            read: set[MarketKey] = set()
             for channel, buckets in dirty.items():
                 if not buckets or channel not in self._subscribers:
                     continue
@@ -234,6 +310,10 @@ class LiveHub:
                     self._wake.set()
                     continue
                 self._push_candles(channel, rows, buckets)
+                read.add(channel.market)
+            for market in read:
+                unread = self._unread[market]
+                unread[:] = [(trade, commit) for trade, commit in unread if commit > read_after]
 
     def read_buckets(self, channel: Channel, buckets: Iterable[int]) -> list[CandleRow]:
         """The warehouse's candles for these bucket starts (blocking: on a thread)."""
@@ -254,6 +334,10 @@ class LiveHub:
             message["corrected"] = True
         return message
 
+    def remember(self, channel: Channel, row: CandleRow) -> None:
+        """A candle read from the warehouse (by a catch-up): the base of provisional candles."""
+        self._rows[channel][row[0]] = row
+
     def is_closed(self, channel: Channel, bucket: int) -> bool:
         """Closed: the market has a committed trade at or after the bucket's end (exchange time), or, for a
         market quiet since this process started, the bucket ended ``CLOSE_GRACE_S`` ago by the clock."""
@@ -267,9 +351,33 @@ class LiveHub:
         subscribers = self._subscribers.get(channel)
         if not subscribers:
             return
+        kept = self._rows[channel]
+        for bucket in sorted(kept)[:-KEPT_ROWS]:
+            del kept[bucket]
         for row in rows:
+            self._rows[channel][row[0]] = row
             message = self.candle_message(channel, row, buckets.get(row[0], False))
             encoded = orjson.dumps(message)
             for subscriber in list(subscribers):
                 subscriber.offer(channel, message, encoded)
             metrics.STREAM_MESSAGES.labels("candle").inc(len(subscribers))
+
+
+def _fold(base: CandleRow | None, bucket: int, trades: list[Trade]) -> CandleRow:
+    """The candle ``base`` (read from the warehouse; None: nothing stored yet) with ``trades`` (not yet
+    stored, in (exchange time, id) order) added. Provisional: a pending trade older than the base's
+    open would not become the open here; the commit's read puts that right."""
+    prices = [Decimal(t.price) for t in trades]
+    quantities = [Decimal(t.qty) for t in trades]
+    volume = sum(quantities, Decimal(0))
+    quote = sum((p * q for p, q in zip(prices, quantities, strict=True)), Decimal(0))
+    bought = sum((q for t, q in zip(trades, quantities, strict=True) if t.side == "buy"), Decimal(0))
+    if base is None:
+        open_, high, low = prices[0], max(prices), min(prices)
+        count, before = 0, (Decimal(0), Decimal(0), Decimal(0))
+    else:
+        open_, high, low = Decimal(base[1]), max(Decimal(base[2]), *prices), min(Decimal(base[3]), *prices)
+        count, before = base[8], (Decimal(base[5]), Decimal(base[6]), Decimal(base[7]))
+    return (bucket, decimal_text(open_), decimal_text(high), decimal_text(low), decimal_text(prices[-1]),
+            decimal_text(before[0] + volume), decimal_text(before[1] + quote), decimal_text(before[2] + bought),
+            count + len(trades))

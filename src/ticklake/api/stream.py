@@ -129,7 +129,7 @@ class StreamEndpoints:
         while True:
             message = await subscriber.queue.get()
             if not message and subscriber.dropped:
-                await websocket.close(code=1008, reason=subscriber.dropped[:120])
+                await websocket.close(code=subscriber.close_code, reason=subscriber.dropped[:120])
                 return
             await websocket.send_text(message.decode())
 
@@ -223,6 +223,7 @@ async def _catch_up_candles(hub: LiveHub, subscriber: Subscriber, channel: Chann
                                    since, None, 1 if since is None else MAX_CATCH_UP_CANDLES)
     sent = {}
     for number, row in enumerate(rows, 1):
+        hub.remember(channel, row)
         # A candle followed by another is closed: the market traded after its end.
         message = hub.candle_message(channel, row, closed=True if number < len(rows) else None)
         message["catch_up"] = True

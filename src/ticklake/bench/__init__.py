@@ -73,8 +73,11 @@ TARGETS = {
     "candles_while_ingesting_rps": 200.0,
     "readers_latency_ratio": 1.5,
     "readers_backlog_s": 1.0,
+    "stream_p50_ms": 50.0,
+    "stream_p99_ms": 150.0,
 }
-STAGES = ("normalize", "handlers", "ingest", "latency", "serving", "bus", "cold_tier", "completeness", "platform")
+STAGES = ("normalize", "handlers", "ingest", "latency", "serving", "bus", "cold_tier", "completeness", "platform",
+          "stream")
 LAKE_STAGES = "ticklake.bench.lake_stages"
 COMPLETENESS_STAGES = "ticklake.bench.completeness_stages"
 
@@ -354,6 +357,9 @@ def run_bench(settings: Settings, quick: bool = False, stages: frozenset[str] = 
               "platform_readers_s": 15.0, "platform_writes": 150} \
         if quick else {"platform_warmup_s": 30.0, "platform_window_s": 30.0, "platform_reads_s": 20.0,
                        "platform_readers_s": 60.0, "platform_writes": 600}
+    # The live stream: each latency window (1 client, then 100), the fan-out run.
+    sizes |= {"stream_window_s": 8.0, "stream_fanout_s": 4.0} if quick else {"stream_window_s": 20.0,
+                                                                             "stream_fanout_s": 10.0}
     unknown = stages - set(STAGES)
     if unknown:
         raise ValueError(f"unknown bench stages {sorted(unknown)}: choose from {', '.join(STAGES)}")
@@ -395,6 +401,10 @@ def _run_stage(stage: str, settings: Settings, workdir: Path, sizes: dict[str, A
     if stage == "completeness":
         return _stage("check", str(workdir / "completeness"), str(sizes["check_trades"]), str(sizes["check_markets"]),
                       str(sizes["check_days"]), module=COMPLETENESS_STAGES)
+    if stage == "stream":
+        from ticklake.bench.stream_stages import run_stream_stages
+
+        return run_stream_stages(workdir, sizes)
     from ticklake.bench.platform_stages import run_platform_stages
 
     return run_platform_stages(workdir, sizes)
@@ -410,7 +420,8 @@ def _print(report: dict[str, Any]) -> None:
     for stage, describe in (("normalize", _normalize_lines), ("handlers", _handler_lines),
                             ("ingest", _ingest_lines), ("latency", _latency_lines), ("serving", _serving_lines),
                             ("bus", _broker_lines), ("cold_tier", _cold_tier_lines),
-                            ("completeness", _completeness_lines), ("platform", _platform_lines)):
+                            ("completeness", _completeness_lines), ("platform", _platform_lines),
+                            ("stream", _stream_lines)):
         if stage in report:
             lines += describe(report)
     if "latency" in report and "serving" in report:
@@ -470,6 +481,24 @@ def _serving_lines(report: dict[str, Any]) -> list[str]:
     return ["", f"/v1/ohlcv, 500 one-minute candles over {s['trades']:,} stored trades, {s['requests']} requests:",
             f"  p50 {s['p50_ms']} ms | p99 {s['p99_ms']} ms "
             f"({_verdict(s['p99_ms'], TARGETS['ohlcv_p99_ms'], False)} ≤ 20) | {s['response_bytes']:,} bytes"]
+
+
+def _stream_lines(report: dict[str, Any]) -> list[str]:
+    s = report["stream"]
+    lines = ["", "the live stream (/v1/stream), `ticklake up` at 500 trades/s, clients subscribed to one market's "
+                 "trades and 1m candles: trade received -> candle update delivered"]
+    for key in ("one", "hundred"):
+        r = s["latency"][key]
+        verdict = (f" ({_verdict(r['p50_ms'] or 1e9, TARGETS['stream_p50_ms'], False)} ≤ 50, "
+                   f"{_verdict(r['p99_ms'] or 1e9, TARGETS['stream_p99_ms'], False)} ≤ 150)")
+        lines.append(f"  {r['clients']:>3} client{'s' if r['clients'] > 1 else ' '}: p50 {r['p50_ms']} ms, p99 "
+                     f"{r['p99_ms']} ms, max {r['max_ms']} ms ({r['samples']} candle updates){verdict} | read back "
+                     f"after the write: p50 {r['confirmed_p50_ms']} ms, p99 {r['confirmed_p99_ms']} ms")
+    f = s["fanout"]
+    lines.append(f"  fan-out to {f['clients']} clients, one process: {f['hub']['messages_per_s']:,} messages/s through "
+                 f"the hub ({f['hub']['server_cores']} cores) | the same bytes sent straight to the sockets: "
+                 f"{f['raw']['messages_per_s']:,} messages/s ({f['raw']['server_cores']} cores)")
+    return lines
 
 
 def _platform_lines(report: dict[str, Any]) -> list[str]:
