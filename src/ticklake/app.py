@@ -390,7 +390,7 @@ class Platform:
         if self.on_batch is not None:
             self.on_batch(plan)
         if self.live is not None:
-            self.live.committed(plan.silver)
+            self.live.committed(plan.silver, plan.committed_us)
 
     def _health_sources(self, memory_bus: MemoryBus | None) -> dict[str, Any]:
         def feeds() -> dict[str, object]:

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import orjson
 
-from ticklake.api.cursor import encode_cursor
+from ticklake.api.cursor import encode_cursor, encode_stream_cursor
 from ticklake.api.formats import decimal_text, epoch_text, trade_json, vwap
 from ticklake.model import Trade
 from ticklake.ops import metrics
@@ -207,8 +207,9 @@ class LiveHub:
             metrics.STREAM_MESSAGES.labels("candle").inc(len(subscribers))
 
     # -- the writer's side ------------------------------------------------------------------------
-    def committed(self, trades: Sequence[Trade]) -> None:
-        """A batch the warehouse now holds (its silver rows). On the event loop; never blocks."""
+    def committed(self, trades: Sequence[Trade], committed_us: int = 0) -> None:
+        """A batch the warehouse now holds (its silver rows, and their place in commit order: 0 where
+        the schema has none). On the event loop; never blocks."""
         by_market: dict[MarketKey, list[Trade]] = defaultdict(list)
         for trade in trades:
             by_market[(trade.exchange, trade.symbol)].append(trade)
@@ -236,12 +237,13 @@ class LiveHub:
             last = market_trades[-1]
             if before is None or (last.ts_us, last.trade_id) > before:
                 self._newest[market] = (last.ts_us, last.trade_id)
-            self._push_trades(market, market_trades, before)
+            self._push_trades(market, market_trades, before, committed_us)
             self._mark_candles(market, market_trades, before)
         if any(self._dirty.values()):
             self._wake.set()
 
-    def _push_trades(self, market: MarketKey, trades: list[Trade], before: tuple[int, int] | None) -> None:
+    def _push_trades(self, market: MarketKey, trades: list[Trade], before: tuple[int, int] | None,
+                     committed_us: int) -> None:
         channel = Channel("trades", *market)
         subscribers = self._subscribers.get(channel)
         if not subscribers:
@@ -253,8 +255,11 @@ class LiveHub:
                 row["late"] = True  # older than a trade already pushed: a backfill after a gap
             rows.append(row)
         last = trades[-1]
-        message = {"type": "trades", "exchange": market[0], "symbol": market[1], "trades": rows,
-                   "cursor": encode_cursor(market[0], market[1], last.ts_us, last.trade_id)}
+        # The cursor a client resumes from: its place in commit order, so that trades stored while it is
+        # away, late ones included, are all it gets (stream.py); by (time, id) without a commit order.
+        cursor = (encode_stream_cursor(market[0], market[1], committed_us, last.ts_us, last.trade_id)
+                  if committed_us else encode_cursor(market[0], market[1], last.ts_us, last.trade_id))
+        message = {"type": "trades", "exchange": market[0], "symbol": market[1], "trades": rows, "cursor": cursor}
         encoded = orjson.dumps(message)
         for subscriber in list(subscribers):
             subscriber.offer(channel, message, encoded)

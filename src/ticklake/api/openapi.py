@@ -190,8 +190,9 @@ def openapi_document(max_limit: int) -> dict[str, Any]:
                 "summary": "Live trades or candles as Server-Sent Events (the same path takes WebSocket "
                            "connections, with several subscriptions each: see the README)",
                 "description": "Events: subscribed, trades ({trades: [Trade], cursor}), candle ({candle: Candle, "
-                               "closed, corrected?}), error. Everything pushed is already stored: it equals what "
-                               "/v1/trades and /v1/ohlcv serve.",
+                               "closed, corrected?, provisional?}), error. Trades and every candle but a "
+                               "provisional one (an open candle moved before the write) are already stored: they "
+                               "equal what /v1/trades and /v1/ohlcv serve.",
                 "parameters": [p["channel"], p["exchange"], p["symbol"], p["timeframe"], p["after"], p["since"]],
                 "responses": {"200": {"description": "An event stream that stays open.",
                                       "content": {"text/event-stream": {"schema": {"type": "string"}}}},

@@ -26,12 +26,19 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ticklake.api.cursor import BadCursor, decode_cursor, encode_cursor
+from ticklake.api.cursor import (
+    BadCursor,
+    decode_cursor,
+    decode_stream_cursor,
+    encode_cursor,
+    encode_stream_cursor,
+    is_stream_cursor,
+)
 from ticklake.api.formats import stored_trade_json
 from ticklake.api.live import Channel, LiveHub, Subscriber
 from ticklake.api.params import market, moment, reject_unknown
 from ticklake.api.responses import ApiError, error_response
-from ticklake.warehouse.reader import TIMEFRAMES
+from ticklake.warehouse.reader import TIMEFRAMES, StoredTrade
 
 SUBSCRIPTION_KEYS = ("channel", "exchange", "symbol", "timeframe", "after", "since")
 CATCH_UP_PAGE = 5000
@@ -60,13 +67,17 @@ class Subscription:
         elif timeframe:
             raise ApiError(400, "timeframe is for the candles channel only", "timeframe")
         self.channel = Channel(kind, exchange, symbol, timeframe)  # type: ignore[arg-type]
-        self.after: tuple[int, int] | None = None
+        self.after: tuple[int, int] | None = None  # a /v1/trades cursor: (time, id)
+        self.after_commit: tuple[int, int, int] | None = None  # a stream cursor: (committed_us, time, id)
         self.since: datetime | None = None
         if "after" in params:
             if kind != "trades":
                 raise ApiError(400, "after (a trade cursor) is for the trades channel; candles take since", "after")
             try:
-                self.after = decode_cursor(exchange, symbol, params["after"])
+                if is_stream_cursor(params["after"]):
+                    self.after_commit = decode_stream_cursor(exchange, symbol, params["after"])
+                else:
+                    self.after = decode_cursor(exchange, symbol, params["after"])
             except BadCursor as exc:
                 raise ApiError(400, f"{exc}; pass the cursor of the last trades message unchanged", "after") from None
         if "since" in params:
@@ -173,8 +184,7 @@ async def catch_up_and_follow(hub: LiveHub, subscriber: Subscriber, subscription
     subscriber.put(orjson.dumps({"type": "subscribed", **channel.describe()}))
     try:
         if channel.kind == "trades":
-            sent_ids = await _catch_up_trades(hub, subscriber, channel, subscription.after)
-            skip = _trades_already_sent(sent_ids)
+            skip = _trades_already_sent(await _catch_up_trades(hub, subscriber, subscription))
         else:
             sent_counts = await _catch_up_candles(hub, subscriber, channel, subscription.since)
             skip = _candles_already_sent(sent_counts)
@@ -190,28 +200,53 @@ async def catch_up_and_follow(hub: LiveHub, subscriber: Subscriber, subscription
             subscriber.put(orjson.dumps(kept))
 
 
-async def _catch_up_trades(hub: LiveHub, subscriber: Subscriber, channel: Channel,
-                           after: tuple[int, int] | None) -> set[str]:
+async def _catch_up_trades(hub: LiveHub, subscriber: Subscriber, subscription: Subscription) -> set[str]:
+    """The stored trades after the subscription's cursor: with a stream cursor, those stored since, in
+    commit order, late ones included (migration 0006); with a /v1/trades cursor, those after it in
+    (time, id) order. Returns the ids sent."""
+    channel = subscription.channel
+    exchange, symbol = channel.market
+    reader = hub.reader
+    position: tuple[int, ...]
+    if subscription.after_commit is not None:
+        position = subscription.after_commit
+
+        def page_after(after: tuple[int, ...]) -> list[tuple[StoredTrade, int]]:
+            return reader.trades_committed_after(exchange, symbol, (after[0], after[1], after[2]), CATCH_UP_PAGE)
+
+        def cursor(trade: StoredTrade, committed_us: int) -> tuple[tuple[int, ...], str]:
+            at = (committed_us, trade.ts_us, trade.trade_id)
+            return at, encode_stream_cursor(exchange, symbol, *at)
+    elif subscription.after is not None:
+        position = subscription.after
+
+        def page_after(after: tuple[int, ...]) -> list[tuple[StoredTrade, int]]:
+            return [(t, 0) for t in reader.trades(exchange, symbol, None, None, CATCH_UP_PAGE, (after[0], after[1]))]
+
+        def cursor(trade: StoredTrade, committed_us: int) -> tuple[tuple[int, ...], str]:
+            return (trade.ts_us, trade.trade_id), encode_cursor(exchange, symbol, trade.ts_us, trade.trade_id)
+    else:
+        return set()
     sent: set[str] = set()
-    if after is None:
-        return sent
-    position = after
+    newest: tuple[int, int] | None = None
     while True:
-        page = await asyncio.to_thread(hub.reader.trades, channel.exchange, channel.symbol, None, None,
-                                       CATCH_UP_PAGE, position)
+        page = await asyncio.to_thread(page_after, position)
         if not page:
             return sent
         if len(sent) + len(page) > MAX_CATCH_UP_TRADES:
             raise ApiError(400, f"more than {MAX_CATCH_UP_TRADES} trades were stored after this cursor: page "
-                                "through them with /v1/trades (same cursor), then subscribe with its last cursor",
-                           "after")
-        last = page[-1]
-        position = (last.ts_us, last.trade_id)
-        rows = [stored_trade_json(t) for t in page]
+                                "through them with /v1/trades, then subscribe with the last trades cursor", "after")
+        rows = []
+        for trade, _committed in page:
+            row = stored_trade_json(trade)
+            if newest is not None and (trade.ts_us, trade.trade_id) < newest:
+                row["late"] = True  # stored after a newer trade: a backfill
+            newest = max(newest or (trade.ts_us, trade.trade_id), (trade.ts_us, trade.trade_id))
+            rows.append(row)
         sent.update(row["trade_id"] for row in rows)
-        subscriber.put(orjson.dumps({"type": "trades", "exchange": channel.exchange, "symbol": channel.symbol,
-                                     "trades": rows, "catch_up": True,
-                                     "cursor": encode_cursor(channel.exchange, channel.symbol, *position)}))
+        position, text = cursor(*page[-1])
+        subscriber.put(orjson.dumps({"type": "trades", "exchange": exchange, "symbol": symbol, "trades": rows,
+                                     "catch_up": True, "cursor": text}))
         if len(page) < CATCH_UP_PAGE:
             return sent
 

@@ -486,13 +486,13 @@ def _serving_lines(report: dict[str, Any]) -> list[str]:
 def _stream_lines(report: dict[str, Any]) -> list[str]:
     s = report["stream"]
     lines = ["", "the live stream (/v1/stream), `ticklake up` at 500 trades/s, clients subscribed to one market's "
-                 "trades and 1m candles: trade received -> candle update delivered"]
+                 "trades and 1m candles: trade received -> the first candle update counting it delivered"]
     for key in ("one", "hundred"):
         r = s["latency"][key]
         verdict = (f" ({_verdict(r['p50_ms'] or 1e9, TARGETS['stream_p50_ms'], False)} ≤ 50, "
                    f"{_verdict(r['p99_ms'] or 1e9, TARGETS['stream_p99_ms'], False)} ≤ 150)")
         lines.append(f"  {r['clients']:>3} client{'s' if r['clients'] > 1 else ' '}: p50 {r['p50_ms']} ms, p99 "
-                     f"{r['p99_ms']} ms, max {r['max_ms']} ms ({r['samples']} candle updates){verdict} | read back "
+                     f"{r['p99_ms']} ms, max {r['max_ms']} ms ({r['trades']} trades){verdict} | read back "
                      f"after the write: p50 {r['confirmed_p50_ms']} ms, p99 {r['confirmed_p99_ms']} ms")
     f = s["fanout"]
     lines.append(f"  fan-out to {f['clients']} clients, one process: {f['hub']['messages_per_s']:,} messages/s through "

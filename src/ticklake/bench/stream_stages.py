@@ -1,10 +1,10 @@
 """Bench stage 10: the live stream (issue 11).
 
 - **Latency**: ``ticklake up`` at 500 trades/s in a process of its own (as stage 9 runs it); clients
-  in the bench process subscribe to one market's trades and one-minute candles. For each candle update
-  delivered: its delivery time minus the receive time of the newest trade it counts (trade received by
-  the feed -> candle update delivered), over every update (provisional ones included) and over those
-  read back from the warehouse after the write. With 1 client, then with 100 (every tenth sampled).
+  in the bench process subscribe to one market's trades and one-minute candles. For each trade: from
+  its receipt by the feed to the delivery of the first candle update that counts it (provisional ones
+  included), and to the first one read back from the warehouse after the write. With 1 client, then
+  with 100 (every tenth sampled).
 - **Fan-out**: a process that runs only the stream (a hub fed as fast as it can take committed
   batches of one trade, no warehouse) to 100 clients in another process, on one core: messages/s
   delivered, next to the same process sending the same bytes to the same 100 sockets directly.
@@ -43,20 +43,22 @@ def _quantile(ordered: list[float], q: float) -> float | None:
 
 # --- latency ---------------------------------------------------------------------------------------
 async def _follow(url: str, clients: int, seconds: float) -> dict[str, Any]:
-    """Clients following the market; for the sampled ones, each candle update's latency: its delivery
-    time minus the newest receive time among the trades it counts (matched afterwards by count: the
-    bucket's first n stored trades in (time, id) order, read from /v1/trades)."""
+    """Clients following the market; for the sampled ones, each trade's latency to the first candle
+    update that counts it (a bucket's first n stored trades in (time, id) order, read from /v1/trades
+    afterwards, are those an update of n trades counts), and to the first read back after the write.
+    Trades received before the client subscribed are left out (no update can be later than them)."""
     from websockets.asyncio.client import connect
 
     received = [0]
-    sampled: list[tuple[dict[str, list[tuple[str, int, float]]], list[tuple[str, int, float, bool]]]] = []
+    sampled: list[tuple[list[float], list[tuple[str, int, float, bool]]]] = []
 
     async def one(sample: bool) -> None:
-        trades: dict[str, list[tuple[str, int, float]]] = {}  # bucket -> (time, id, received)
+        subscribed_at: list[float] = []
         updates: list[tuple[str, int, float, bool]] = []  # bucket, trades counted, delivered, provisional
         if sample:
-            sampled.append((trades, updates))
+            sampled.append((subscribed_at, updates))
         async with connect(url, max_size=None) as ws:
+            subscribed_at.append(time.time())
             await ws.send(json.dumps({"op": "subscribe", "channel": "trades", **MARKET}))
             await ws.send(json.dumps({"op": "subscribe", "channel": "candles", "timeframe": "1m", **MARKET}))
             deadline = time.monotonic() + seconds
@@ -71,11 +73,7 @@ async def _follow(url: str, clients: int, seconds: float) -> dict[str, Any]:
                 delivered = time.time()
                 received[0] += 1
                 message = orjson.loads(text)
-                if message["type"] == "trades" and sample:
-                    for trade in message["trades"]:
-                        trades.setdefault(trade["time"][:16] + ":00Z", []).append(
-                            (trade["time"], int(trade["trade_id"]), _micros(trade["received_at"])))
-                elif message["type"] == "candle" and sample and not message.get("catch_up"):
+                if message["type"] == "candle" and sample and not message.get("catch_up"):
                     candle = message["candle"]
                     updates.append((candle["time"], candle["trades"], delivered, bool(message.get("provisional"))))
 
@@ -84,17 +82,25 @@ async def _follow(url: str, clients: int, seconds: float) -> dict[str, Any]:
     stored = await asyncio.to_thread(_stored_trades, url.replace("ws://", "http://").removesuffix("/v1/stream"),
                                      min(buckets)) if buckets else {}
     every, confirmed = [], []
-    for _trades, updates in sampled:
-        for bucket, count, delivered, provisional in updates:
+    for subscribed_at, updates in sampled:
+        for bucket in {u[0] for u in updates}:
             members = stored.get(bucket, [])
-            if 0 < count <= len(members):
-                latency_ms = (delivered - max(r for _t, _i, r in members[:count])) * 1000
-                every.append(latency_ms)
-                if not provisional:
-                    confirmed.append(latency_ms)
+            mine = sorted((delivered, count, provisional)
+                          for b, count, delivered, provisional in updates if b == bucket)
+            # Each trade of the bucket: the first update that counts it, and the first read back after the
+            # write that does (a bucket's k-th trade in (time, id) order is counted once count >= k).
+            for k, (_time, _id, received_s) in enumerate(members, 1):
+                if received_s < subscribed_at[0] + 1.0:  # received before (or as) the client subscribed
+                    continue
+                first = next((d for d, c, _p in mine if c >= k), None)
+                stored_first = next((d for d, c, p in mine if c >= k and not p), None)
+                if first is not None and first >= received_s:
+                    every.append((first - received_s) * 1000)
+                if stored_first is not None and stored_first >= received_s:
+                    confirmed.append((stored_first - received_s) * 1000)
     every.sort()
     confirmed.sort()
-    return {"clients": clients, "seconds": seconds, "messages": received[0], "samples": len(every),
+    return {"clients": clients, "seconds": seconds, "messages": received[0], "trades": len(every),
             "p50_ms": _quantile(every, 0.5), "p99_ms": _quantile(every, 0.99),
             "max_ms": round(every[-1], 1) if every else None,
             "confirmed_p50_ms": _quantile(confirmed, 0.5), "confirmed_p99_ms": _quantile(confirmed, 0.99)}

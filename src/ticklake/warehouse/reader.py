@@ -144,6 +144,16 @@ class WarehouseReader:
         }).result_rows
         return [StoredTrade(int(r[0]), int(r[1]), r[2], r[3], r[4], int(r[5]), r[6]) for r in rows]
 
+    def trades_committed_after(self, exchange: str, symbol: str, after: tuple[int, int, int], limit: int
+                               ) -> list[tuple[StoredTrade, int]]:
+        """Trades committed after ``(committed_us, ts_us, trade_id)`` in commit order, each with its
+        ``committed_us`` (``queries/trades_committed_after.sql``; migration 0006)."""
+        committed, after_ts, after_id = after
+        rows = self.client.query(query("trades_committed_after"), parameters={
+            "exchange": exchange, "symbol": symbol, "after_commit": committed, "after_ts": _micros_text(after_ts),
+            "after_id": after_id, "limit": limit}).result_rows
+        return [(StoredTrade(int(r[0]), int(r[1]), r[2], r[3], r[4], int(r[5]), r[6]), int(r[7])) for r in rows]
+
     def trades_json(self, exchange: str, symbol: str, start: datetime | None, end: datetime | None, limit: int,
                     after: tuple[int, int] | None = None) -> list[bytes]:
         """The same trades as ``trades``, each as the API's JSON object (``queries/trades_json.sql``)."""

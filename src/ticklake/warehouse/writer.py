@@ -74,6 +74,7 @@ class Plan:
     rejects: list[tuple[Origin, BusReject]] = field(default_factory=list)
     positions: dict[tuple[str, int], int] = field(default_factory=dict)  # next offset per topic partition
     gold_check: list[Trade] = field(default_factory=list)  # replayed trades silver already held
+    committed_us: int = 0  # this batch's place in silver's commit order (migration 0006; 0 without it)
 
 
 def split_batch(trades: Iterable[Trade]) -> tuple[dict[MarketKey, list[Trade]], list[Trade], list[Trade]]:
@@ -113,6 +114,9 @@ class WarehouseWriter:
         self.changes = changes
         self.validator = Validator(validation)
         self._max_ids: dict[MarketKey, int] | None = None
+        # Silver's commit order (migration 0006), where the schema has it: increasing per batch.
+        self._commit_order = bool(self.client.query(query("has_commit_order")).result_rows[0][0])
+        self._last_commit_us = 0
 
     # -- plan ----------------------------------------------------------------------------------
     def _stored_max_ids(self) -> dict[MarketKey, int]:
@@ -305,10 +309,16 @@ class WarehouseWriter:
             plan.silver = list(trades)
             plan.tables["silver_trades"] = arrow.with_decimals(table, *decimals)
             self._dead_letters(plan, unstorable)
-            return
-        self._dead_letters(plan, [*trades, *unstorable])
-        if plan.silver:
-            plan.tables["silver_trades"] = arrow.silver(plan.silver)
+        else:
+            self._dead_letters(plan, [*trades, *unstorable])
+            if plan.silver:
+                plan.tables["silver_trades"] = arrow.silver(plan.silver)
+        silver = plan.tables.get("silver_trades")
+        if silver is not None and self._commit_order:
+            # Fixed in the plan, so that a retried commit stores the same value.
+            plan.committed_us = self._last_commit_us = max(time.time_ns() // 1000, self._last_commit_us + 1)
+            plan.tables["silver_trades"] = silver.append_column(
+                "committed_us", pa.array([plan.committed_us] * silver.num_rows, pa.uint64()))
 
     def _dead_letters(self, plan: Plan, trades: Sequence[Trade]) -> None:
         """Check ``trades`` one by one: valid ones join silver, the others become dead letters."""
