@@ -29,16 +29,13 @@ from typing import Any
 import orjson
 
 from ticklake.bench import _free_port
+from ticklake.bench.platform_stages import _quantile
 
 MARKET = {"exchange": "binance", "symbol": "BTC/USDT"}
 
 
 def _micros(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def _quantile(ordered: list[float], q: float) -> float | None:
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else None
 
 
 # --- latency ---------------------------------------------------------------------------------------
