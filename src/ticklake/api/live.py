@@ -167,8 +167,8 @@ class LiveHub:
         for channel in list(subscriber.channels):
             self.unsubscribe(subscriber, channel)
 
-    def newest(self, market: MarketKey) -> tuple[int, int] | None:
-        return self._newest.get(market)
+    def _follows_candles(self, market: MarketKey) -> bool:
+        return any(Channel("candles", *market, tf) in self._subscribers for tf in TIMEFRAMES)
 
     # -- the bus's side: provisional open candles ---------------------------------------------------
     def arrived(self, trades: Iterable[Trade]) -> None:
@@ -179,7 +179,7 @@ class LiveHub:
             market = (trade.exchange, trade.symbol)
             if trade.trade_id in self._recent[market]:
                 continue
-            if any(Channel("candles", *market, tf) in self._subscribers for tf in TIMEFRAMES):
+            if self._follows_candles(market):
                 self._pending[market][trade.trade_id] = (trade, now)
                 touched.add(market)
         for market in touched:
@@ -215,8 +215,11 @@ class LiveHub:
             by_market[(trade.exchange, trade.symbol)].append(trade)
         self._commits += 1
         for market, market_trades in by_market.items():
-            if market in self._pending:  # followed as candles: unread until the next read of the market
+            if self._follows_candles(market):  # unread until the next candle read of the market
                 self._unread[market] += [(trade, self._commits) for trade in market_trades]
+            else:  # nobody follows its candles (any more): nothing to keep for provisional ones
+                self._unread.pop(market, None)
+                self._pending.pop(market, None)
         # What the warehouse holds is no longer pending; neither is what it never will (a duplicate the
         # writer dropped, a dead letter): anything pending for longer than a batch can take.
         expired = time.monotonic() - PENDING_S
