@@ -382,6 +382,10 @@ async def test_bad_subscriptions_get_a_clear_error_and_the_connection_stays(ware
                 await ws.send(text)
                 reply = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
                 assert reply["type"] == "error" and expected in reply["error"], (text, reply)
+            for text, expected in [(b"\xff\xfe binary", "not JSON")]:  # a binary frame, not even UTF-8
+                await ws.send(text)
+                reply = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+                assert reply["type"] == "error" and expected in reply["error"], (text, reply)
             # Still connected and usable.
             await ws.send('{"op": "subscribe", "channel": "trades", "exchange": "binance", "symbol": "BTC/USDT"}')
             assert orjson.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "subscribed"

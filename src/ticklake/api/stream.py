@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -39,6 +40,8 @@ from ticklake.api.live import Channel, LiveHub, Subscriber
 from ticklake.api.params import market, moment, reject_unknown
 from ticklake.api.responses import ApiError, error_response
 from ticklake.warehouse.reader import TIMEFRAMES, StoredTrade
+
+log = logging.getLogger(__name__)
 
 SUBSCRIPTION_KEYS = ("channel", "exchange", "symbol", "timeframe", "after", "since")
 CATCH_UP_PAGE = 5000
@@ -104,7 +107,11 @@ class StreamEndpoints:
         sender = asyncio.create_task(self._send(websocket, subscriber))
         try:
             while True:
-                text = await websocket.receive_text()
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                # A binary frame is read as UTF-8 text: what it says is judged like any request.
+                text = message.get("text") or (message.get("bytes") or b"").decode("utf-8", "replace")
                 await self._handle(hub, subscriber, text)
         except (WebSocketDisconnect, RuntimeError):
             pass
@@ -191,6 +198,12 @@ async def catch_up_and_follow(hub: LiveHub, subscriber: Subscriber, subscription
     except ApiError as exc:
         hub.unsubscribe(subscriber, channel)
         subscriber.put(orjson.dumps({"type": "error", "error": exc.message, "parameter": exc.parameter}))
+        return
+    except Exception as exc:  # the warehouse is busy or away: say so, keep the connection
+        log.warning("catching up %s %s for a stream client failed: %s", channel.exchange, channel.symbol, exc)
+        hub.unsubscribe(subscriber, channel)
+        subscriber.put(orjson.dumps({"type": "error", "error": f"the stored data could not be read "
+                                     f"({type(exc).__name__}); subscribe again in a moment"}))
         return
     for message, encoded in subscriber.held.pop(channel, []):
         kept = skip(message)
