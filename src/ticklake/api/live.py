@@ -173,13 +173,14 @@ class LiveHub:
     # -- the bus's side: provisional open candles ---------------------------------------------------
     def arrived(self, trades: Iterable[Trade]) -> None:
         """Trades handed to the bus, not yet written. On the event loop; never blocks."""
+        followed = {channel.market for channel in self._subscribers if channel.kind == "candles"}
+        if not followed:  # the common case on the feeds' hot path: nothing to do per trade
+            return
         now = time.monotonic()
         touched: set[MarketKey] = set()
         for trade in trades:
             market = (trade.exchange, trade.symbol)
-            if trade.trade_id in self._recent[market]:
-                continue
-            if self._follows_candles(market):
+            if market in followed and trade.trade_id not in self._recent[market]:
                 self._pending[market][trade.trade_id] = (trade, now)
                 touched.add(market)
         for market in touched:
