@@ -218,18 +218,18 @@ class LiveHub:
         for market, market_trades in by_market.items():
             if self._follows_candles(market):  # unread until the next candle read of the market
                 self._unread[market] += [(trade, self._commits) for trade in market_trades]
+                recent = self._recent[market]
+                for trade in market_trades:
+                    recent[trade.trade_id] = None
+                while len(recent) > RECENT_IDS:
+                    recent.popitem(last=False)
             else:  # nobody follows its candles (any more): nothing to keep for provisional ones
                 self._unread.pop(market, None)
                 self._pending.pop(market, None)
+                self._recent.pop(market, None)
         # What the warehouse holds is no longer pending; neither is what it never will (a duplicate the
         # writer dropped, a dead letter): anything pending for longer than a batch can take.
         expired = time.monotonic() - PENDING_S
-        for market, market_trades in by_market.items():
-            recent = self._recent[market]
-            for trade in market_trades:
-                recent[trade.trade_id] = None
-            while len(recent) > RECENT_IDS:
-                recent.popitem(last=False)
         for market, pending in self._pending.items():
             for trade in by_market.get(market, ()):
                 pending.pop(trade.trade_id, None)
