@@ -40,7 +40,7 @@ METRICS = [
     "ticklake_completeness_checks_total", "ticklake_completeness_missing_trades",
     "ticklake_completeness_trades_filled_total", "ticklake_completeness_trades_unrecoverable_total",
     "ticklake_trade_to_candle_seconds", "ticklake_api_requests_total", "ticklake_api_request_seconds",
-    "ticklake_api_reads_refused_total", "ticklake_api_candle_cache_total",
+    "ticklake_api_reads_refused_total", "ticklake_api_candle_cache_total", "ticklake_api_auth_refused_total",
     "ticklake_lake_offloaded_rows_total", "ticklake_lake_offload_commits_total",
     "ticklake_lake_offload_failures_total", "ticklake_lake_offload_lag_seconds",
     "ticklake_lake_last_offload_timestamp_seconds", "ticklake_lake_offload_seconds",

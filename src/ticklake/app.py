@@ -24,6 +24,9 @@ import uvicorn
 from clickhouse_connect.driver.client import Client
 
 from ticklake.api.app import create_app
+from ticklake.api.auth import key_store_for
+from ticklake.api.cursor import load_cursor_secret
+from ticklake.api.http import BoundedH11Protocol
 from ticklake.api.live import LiveHub
 from ticklake.bus import MemoryBus
 from ticklake.bus.base import PartitionKey, Position
@@ -34,6 +37,7 @@ from ticklake.lake.read import ColdReader
 from ticklake.lake.service import Offloader
 from ticklake.model import Message, MessageSink, Trade
 from ticklake.ops import metrics
+from ticklake.ops.redact import mask_url
 from ticklake.settings import Settings
 from ticklake.simulator.server import Simulator
 from ticklake.symbols import to_native
@@ -140,6 +144,8 @@ class Platform:
         self.completeness: CompletenessCheck | None = None
         self.source: KafkaSource | None = None
         self.api_server: uvicorn.Server | None = None
+        # Checked before anything starts: an API beyond loopback without keys refuses to (api/auth.py).
+        self.api_keys = key_store_for(settings) if "api" in self.roles else None
         self.read_pool: ClientPool | None = None
         # The markets each stored batch touched: the API, in this process, keeps candles while true.
         self.changes = StoredChanges()
@@ -224,7 +230,7 @@ class Platform:
             venues = ", ".join(f"{name} ({len(v.symbols)} symbols)" for name, v in settings.venues.enabled().items())
             log.info("venues: %s", venues or "none enabled")
         if self.client is not None:
-            log.info("warehouse %s (database %s)", settings.resolved_warehouse_url, settings.database)
+            log.info("warehouse %s (database %s)", mask_url(settings.resolved_warehouse_url), settings.database)
         if "ingest" in roles and settings.completeness.enabled:
             self._start_completeness(memory_bus)
 
@@ -246,11 +252,14 @@ class Platform:
                              settings.warehouse_max_memory_bytes, limits)
             # (And one for the live stream's candle reads, where this process ingests: api/live.py.)
             live_reads = 1 if "ingest" in roles else 0
+            # (And one per export slot: an export reads chunk after chunk for minutes, api/export.py.)
             self.read_pool = await loop.run_in_executor(self._executor, partial(
-                ClientPool.open, api.max_concurrent_reads + 1 + live_reads, opener, api.read_nice))
+                ClientPool.open, api.max_concurrent_reads + 1 + live_reads + api.max_concurrent_exports, opener,
+                api.read_nice))
             reader = WarehouseReader(self.read_pool)
+            cursors = load_cursor_secret(api.cursor_secret.get_secret_value(), settings.data_dir)
             if live_reads:
-                self.live = LiveHub(reader, api.stream_queue_messages)
+                self.live = LiveHub(reader, api.stream_queue_messages, cursors)
                 self.live.start()
             markets = [(name, symbol) for name, venue in settings.venues.enabled().items() for symbol in venue.symbols]
             # Ranges older than warm retention are read from the cold tier; until something was
@@ -258,12 +267,14 @@ class Platform:
             cold = ColdReader.from_settings(settings.lake, settings.data_dir)
             app = create_app(reader, settings, health=self._health_sources(memory_bus), configured_markets=markets,
                              # Candles are kept while true only where this process is the one writer.
-                             cold=cold, changes=None if self.kafka else self.changes, live=self.live)
+                             cold=cold, changes=None if self.kafka else self.changes, live=self.live,
+                             cursors=cursors, keys=self.api_keys)
             config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_level="warning",
-                                    lifespan="off")
+                                    lifespan="off", http=BoundedH11Protocol)
             self.api_server = uvicorn.Server(config)
             self._tasks.append(asyncio.create_task(self.api_server.serve(), name="api"))
-            log.info("API on http://%s:%d (docs at /docs)", settings.api.host, settings.api.port)
+            log.info("API on http://%s:%d (docs at /docs; %s)", settings.api.host, settings.api.port,
+                     f"API keys from {self.api_keys.path}" if self.api_keys else "no API key needed")
         elif self.kafka or "ingest" not in roles:
             # A role without the API still shows its metrics.
             self._metrics_server, _thread = prometheus_client.start_http_server(

@@ -18,6 +18,8 @@
     ticklake simulate                          only the local exchange simulator
     ticklake bench [--quick] [--stages S,...]  the benchmark (prints figures)
     ticklake config                            the effective settings
+    ticklake keys create [--name N] [--rate R] [--burst B] | list | revoke ID
+                                               API keys (asked for beyond loopback: api.auth)
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ log = logging.getLogger("ticklake")
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # Both log every failed request to a server with a traceback, before ticklake says in one line what
+    # failed and what to check; their retries are not news.
+    for noisy in ("urllib3.connectionpool", "clickhouse_connect.driver._backend.http_sync"):
+        logging.getLogger(noisy).setLevel(max(logging.ERROR, logging.getLogger().level))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -116,6 +122,20 @@ def _parser() -> argparse.ArgumentParser:
                        "handlers, ingest, latency, serving, bus, cold_tier, completeness, platform")
 
     commands.add_parser("config", help="print the effective settings as JSON")
+
+    keys = commands.add_parser("keys", help="API keys: create (shown once), list, revoke",
+                               description="Keys are kept hashed in api.keys_file (default <data_dir>/api_keys.json); "
+                                           "a running API sees a new or revoked key within about a second.")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create a key and print it (once: only its hash is kept)")
+    create.add_argument("--name", default="", help="what the key is for, e.g. the client's name")
+    create.add_argument("--rate", type=float, default=None, metavar="R",
+                        help="requests per second, on average (default: api.rate_limit_per_s)")
+    create.add_argument("--burst", type=int, default=None, metavar="B",
+                        help="requests at once, beyond the rate (default: api.rate_limit_burst)")
+    key_commands.add_parser("list", help="every key: id, name, created, revoked, limits (never the key)")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by id: refused from then on")
+    revoke.add_argument("id")
     return parser
 
 
@@ -134,11 +154,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         from ticklake.app import WarehouseInUseError
+        from ticklake.warehouse.client import WarehouseUnreachableError
         from ticklake.warehouse.migrate import MigrationError
 
-        if isinstance(exc, WarehouseInUseError | MigrationError):
+        if isinstance(exc, WarehouseInUseError | MigrationError | WarehouseUnreachableError):
             print(f"ticklake: {exc}", file=sys.stderr)
             return 1
+        if isinstance(exc, ConfigError):  # e.g. an API beyond loopback without keys (api/auth.py)
+            print(f"ticklake: {exc}", file=sys.stderr)
+            return 2
         raise
 
 
@@ -201,8 +225,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                   file=sys.stderr)
             return 2
         return int(run_bench(settings, quick=args.quick, stages=chosen))
+    if command == "keys":
+        return _keys(settings, args)
     if command == "config":
-        print(settings.model_dump_json(indent=2))
+        from ticklake.ops.redact import masked
+
+        print(json.dumps(masked(settings.model_dump(mode="json")), indent=2))
         return 0
     raise AssertionError(command)
 
@@ -229,6 +257,39 @@ def _up(settings: Settings, simulate: bool, record_path: Path | None, roles: fro
                 recorder.close()
 
     return asyncio.run(run())
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    from ticklake.api.keys import KeyStore, UnknownKeyError, keys_path
+
+    store = KeyStore(keys_path(settings.api.keys_file, settings.data_dir))
+    if args.keys_command == "create":
+        rate = settings.api.rate_limit_per_s if args.rate is None else args.rate
+        burst = settings.api.rate_limit_burst if args.burst is None else args.burst
+        if rate <= 0 or burst < 1:
+            print("ticklake: --rate must be above 0 and --burst at least 1", file=sys.stderr)
+            return 2
+        key, stored = store.create(args.name, rate, burst)
+        print(key)
+        print(f"id {stored.id}, {rate:g} requests/s, bursts of {burst}, in {store.path}.\nThis key is not "
+              "stored and cannot be shown again: keep it now. Revoke it with `ticklake keys revoke "
+              f"{stored.id}`.", file=sys.stderr)
+        return 0
+    if args.keys_command == "list":
+        keys = store.keys()
+        if not keys:
+            print(f"no API keys in {store.path} (create one with `ticklake keys create`)", file=sys.stderr)
+        for k in keys:
+            state = f"revoked {k.revoked_at}" if k.revoked_at else "active"
+            print(f"{k.id}  {k.name or '-'}  created {k.created_at}  {state}  {k.rate_per_s:g}/s burst {k.burst}")
+        return 0
+    try:
+        revoked = store.revoke(args.id)
+    except UnknownKeyError:
+        print(f"ticklake: no API key with id {args.id!r} in {store.path} (see `ticklake keys list`)", file=sys.stderr)
+        return 1
+    print(f"revoked {revoked.id} ({revoked.name or 'no name'}) at {revoked.revoked_at}")
+    return 0
 
 
 def _topics(settings: Settings) -> int:

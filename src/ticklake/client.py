@@ -4,6 +4,10 @@ Prices and volumes arrive as exact decimal text and become ``decimal.Decimal`` o
 column), so nothing is rounded; ``as_float=True`` gives float64 columns for speed instead. Needs the
 ``client`` extra: ``pip install 'ticklake[client]'`` (httpx and pandas).
 
+Large ranges: ``trades(..., format="arrow")`` (or ``"parquet"``, and ``ohlcv`` likewise) fetches the
+range as one file export instead of paging through JSON, and returns the same frame (~12 times faster
+for a million trades, bench).
+
 A frame's ``attrs["tier"]`` says where the server read it: ``"warm"`` (ClickHouse), ``"cold"``
 (the Iceberg lake, for times older than ClickHouse's retention) or ``"warm+cold"``.
 
@@ -26,7 +30,11 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 try:
     import httpx
@@ -35,6 +43,10 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 if TYPE_CHECKING:
     import pandas as pd
+
+FileFormat = Literal["json", "parquet", "arrow"]
+"""How ``trades`` and ``ohlcv`` fetch: JSON pages, or one Parquet file or Arrow IPC stream of the range."""
+_TIME_UNIT = "us"  # what pandas parses RFC 3339 text with microseconds to
 
 TimeArg = datetime | str | int | None
 """A datetime (naive means UTC), RFC 3339 / ISO 8601 text, or epoch milliseconds."""
@@ -46,6 +58,7 @@ TRADE_COLUMNS = ("time", "trade_id", "price", "qty", "side", "received_at")
 DEFAULT_PAGE_SIZE = 1000  # the server's default page size; at most its api.max_limit (5000 by default)
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_VARIABLE = "TICKLAKE_URL"  # the base URL when none is given
+KEY_VARIABLE = "TICKLAKE_API_KEY"  # the API key when none is given
 
 
 class TicklakeAPIError(Exception):
@@ -86,6 +99,12 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def _waits(status: int) -> bool:
+    """An answer to ask again after its Retry-After: the server is busy (503), or the key is over its
+    rate limit (429)."""
+    return status in (429, 503)
+
+
 def _time_param(value: TimeArg) -> str | None:
     if value is None:
         return None
@@ -97,15 +116,64 @@ def _time_param(value: TimeArg) -> str | None:
     return str(value)
 
 
+def _decimal_column(pd: ModuleType, column: pa.ChunkedArray, as_float: bool) -> Any:
+    """An exported decimal column as the JSON path builds it: the same exact ``Decimal`` objects (parsed
+    from the same shortest text), or float64 parsed from that text (Arrow's own decimal-to-float cast
+    may differ from Python's correctly rounded ``float(text)`` in the last bit)."""
+    texts = column.cast(pa.string())  # "64123.100000000000000000", or "1.50000E-7" below 1e-6
+    if as_float:
+        return pd.array(texts.cast(pa.float64()).to_numpy(), dtype="float64")
+    plain = pc.replace_substring_regex(texts, r"\.?0+$", "").to_pylist()
+    for i in pc.indices_nonzero(pc.match_substring(texts, "E")).to_pylist():  # rare: redo exactly
+        text = format(Decimal(texts[i].as_py()), "f")
+        plain[i] = text.rstrip("0").rstrip(".") if "." in text else text
+    return pd.array([Decimal(text) for text in plain], dtype=object)
+
+
+def _times(pd: ModuleType, column: pa.ChunkedArray) -> Any:
+    # The JSON path parses RFC 3339 text: the same instants at the same resolution.
+    return pd.to_datetime(column.to_pandas(), utc=True).array.as_unit(_TIME_UNIT)
+
+
+def _trade_frame(table: pa.Table, as_float: bool, tier: str | None) -> pd.DataFrame:
+    pd = _pandas()
+    columns: dict[str, Any] = {
+        "time": _times(pd, table["time"]),
+        "trade_id": pd.array(table["trade_id"].to_numpy(), dtype="uint64"),
+        **{name: _decimal_column(pd, table[name], as_float) for name in TRADE_DECIMALS},
+        "side": table["side"].to_pylist(),
+        "received_at": _times(pd, table["received_at"]),
+    }
+    frame = pd.DataFrame(columns, columns=list(TRADE_COLUMNS))
+    frame.attrs["tier"] = tier
+    return frame
+
+
+def _candle_frame(table: pa.Table, as_float: bool, tier: str | None) -> pd.DataFrame:
+    pd = _pandas()
+    index = pd.DatetimeIndex(_times(pd, table["time"]), name="time")
+    columns: dict[str, Any] = {name: _decimal_column(pd, table[name], as_float) for name in CANDLE_DECIMALS}
+    columns["trades"] = pd.array(table["trades"].to_numpy(), dtype="int64")
+    frame = pd.DataFrame(columns, index=index, columns=list(CANDLE_COLUMNS))
+    frame.attrs["tier"] = tier
+    return frame
+
+
 class TicklakeClient:
     """``base_url``: the API's address (default: the ``TICKLAKE_URL`` environment variable, else
     http://127.0.0.1:8000). ``busy_retries``: how many times a request the server is too busy for (503
-    with Retry-After) is asked again after the wait it names, before ``TicklakeAPIError`` is raised."""
+    with Retry-After, or 429 when the API key is over its rate limit) is asked again after the wait it
+    names, before ``TicklakeAPIError`` is raised. ``api_key``: sent with every request (default: the
+    ``TICKLAKE_API_KEY`` environment variable; an API bound to loopback needs none)."""
 
     def __init__(self, base_url: str | None = None, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None, busy_retries: int = 3) -> None:
+                 transport: httpx.BaseTransport | None = None, busy_retries: int = 3,
+                 api_key: str | None = None) -> None:
         self.base_url = (base_url or os.environ.get(URL_VARIABLE) or DEFAULT_URL).rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        api_key = api_key or os.environ.get(KEY_VARIABLE) or None
+        self._auth_headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
+                                  headers=self._auth_headers)
         self.busy_retries = busy_retries
 
     def close(self) -> None:
@@ -120,13 +188,23 @@ class TicklakeClient:
 
     # -- endpoints ---------------------------------------------------------------------------------
     def ohlcv(self, exchange: str, symbol: str, timeframe: str = "1m", start: TimeArg = None,
-              end: TimeArg = None, limit: int | None = None, *, as_float: bool = False) -> pd.DataFrame:
+              end: TimeArg = None, limit: int | None = None, *, as_float: bool = False,
+              format: FileFormat = "json") -> pd.DataFrame:
         """Candles in [start, end), indexed by their start (tz-aware UTC), oldest first.
 
         With ``start``, the first ``limit`` candles from it; without, the newest ``limit`` before ``end``
         (the server's default limit applies when ``limit`` is None). ``attrs["tier"]``: the tier that
         served it ("warm", "cold" or "warm+cold").
+
+        ``format="parquet"`` or ``"arrow"`` fetches one file of the range instead (the server's
+        default limit does not apply to it: without ``limit``, every candle from ``start``, or from the
+        first stored one); the frame is the same as JSON's for the same candles.
         """
+        if format != "json":
+            table, tier = self._file("/v1/ohlcv", {
+                "exchange": exchange, "symbol": symbol, "timeframe": timeframe, "start": _time_param(start),
+                "end": _time_param(end), "limit": limit}, format)
+            return _candle_frame(table, as_float, tier)
         body = self._get("/v1/ohlcv", {"exchange": exchange, "symbol": symbol, "timeframe": timeframe,
                                        "start": _time_param(start), "end": _time_param(end), "limit": limit})
         pd = _pandas()
@@ -140,16 +218,26 @@ class TicklakeClient:
         return frame
 
     def trades(self, exchange: str, symbol: str, start: TimeArg = None, end: TimeArg = None,
-               limit: int | None = None, max_rows: int | None = None, *, as_float: bool = False) -> pd.DataFrame:
+               limit: int | None = None, max_rows: int | None = None, *, as_float: bool = False,
+               format: FileFormat = "json") -> pd.DataFrame:
         """Trades in [start, end) in (exchange time, trade id) order, following ``next_cursor`` until the
         last page or ``max_rows`` rows. ``limit`` is the page size (server default when None).
 
         Columns: time and received_at (tz-aware UTC), trade_id (uint64), price and qty (Decimal, or
         float64 with ``as_float``), side. ``attrs["tier"]``: the tiers that served its pages ("warm",
         "cold" or "warm+cold").
+
+        ``format="parquet"`` or ``"arrow"`` fetches the range as one file (at most ``max_rows`` rows;
+        ``limit``, a page size, does not apply) instead of paging through JSON: the same frame, faster
+        for large ranges (the Arrow stream costs the server least).
         """
         if max_rows is not None and max_rows < 1:
             raise ValueError("max_rows must be at least 1")
+        if format != "json":
+            table, tier = self._file("/v1/trades", {"exchange": exchange, "symbol": symbol,
+                                                    "start": _time_param(start), "end": _time_param(end),
+                                                    "limit": max_rows}, format)
+            return _trade_frame(table, as_float, tier)
         rows: list[dict[str, Any]] = []
         tiers = []
         for page, tier in self._trade_pages(exchange, symbol, start, end, limit, max_rows):
@@ -225,7 +313,7 @@ class TicklakeClient:
         ``TicklakeAPIError`` (status 400).
         """
         from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed, InvalidHandshake
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
         url = "ws" + self.base_url.removeprefix("http") + "/v1/stream"
         request: dict[str, Any] = {"op": "subscribe", "channel": channel, "exchange": exchange, "symbol": symbol}
@@ -237,7 +325,9 @@ class TicklakeClient:
             request["since"] = _time_param(since)
         while True:
             try:
-                async with connect(url) as connection:
+                # The key as a header (a URL may end up in a proxy's log); browsers, which cannot set
+                # one on a WebSocket, use the api_key query parameter instead.
+                async with connect(url, additional_headers=self._auth_headers) as connection:
                     await connection.send(json.dumps(request))
                     async for text in connection:
                         message = json.loads(text)
@@ -251,6 +341,20 @@ class TicklakeClient:
                         else:
                             continue
                         yield message
+            except InvalidStatus as exc:  # refused before the stream opened
+                refused = exc.response
+                if refused.status_code in (401, 403):  # no key, a wrong or revoked one: retrying will not help
+                    try:
+                        reason = str(json.loads(refused.body or b"")["error"]["message"])
+                    except (ValueError, KeyError, TypeError):
+                        reason = refused.reason_phrase
+                    raise TicklakeAPIError(refused.status_code, None, reason) from None
+                if _waits(refused.status_code):
+                    try:
+                        await asyncio.sleep(min(60.0, float(refused.headers["Retry-After"])))
+                        continue
+                    except (KeyError, ValueError):
+                        pass
             except (ConnectionClosed, InvalidHandshake, OSError):
                 pass
             await asyncio.sleep(reconnect_delay_s)
@@ -262,12 +366,32 @@ class TicklakeClient:
             return pd.array([float(t) for t in texts], dtype="float64")
         return pd.array([Decimal(t) for t in texts], dtype=object)
 
+    def _file(self, path: str, params: Mapping[str, Any], format: FileFormat) -> tuple[pa.Table, str | None]:
+        """One file export of ``path`` read into an Arrow table, and the tier that served it."""
+        if format not in ("parquet", "arrow"):
+            raise ValueError(f"format must be json, parquet or arrow, not {format!r}")
+        query = {**{k: v for k, v in params.items() if v is not None}, "format": format}
+        response = self._http.get(path, params=query)
+        for _ in range(self.busy_retries):
+            wait = _retry_after(response) if _waits(response.status_code) else None
+            if wait is None:
+                break
+            time.sleep(wait)
+            response = self._http.get(path, params=query)
+        if response.status_code != 200:
+            self._raise(response)
+        # (httpx raises on a body cut short by a failure on the server: no partial frame is returned.)
+        data = pa.py_buffer(response.content)
+        table = pq.read_table(pa.BufferReader(data)) if format == "parquet" else pa.ipc.open_stream(data).read_all()
+        return table, response.headers.get("X-Ticklake-Tier")
+
     def _get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
         query = {k: v for k, v in params.items() if v is not None}
         response = self._http.get(path, params=query)
         for _ in range(self.busy_retries):
-            # A busy server answers 503 with Retry-After before reading anything: wait as told, ask again.
-            wait = _retry_after(response) if response.status_code == 503 else None
+            # A busy server answers 503 with Retry-After before reading anything, and a key over its rate
+            # 429: wait as told, ask again.
+            wait = _retry_after(response) if _waits(response.status_code) else None
             if wait is None:
                 break
             time.sleep(wait)

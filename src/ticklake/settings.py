@@ -187,6 +187,26 @@ class ApiSettings(BaseModel):
     read_duty_cycle: float = Field(0.5, gt=0, le=1)
     # A live-stream client this many messages behind is dropped, told why (api/live.py).
     stream_queue_messages: int = Field(1000, ge=10, le=1_000_000)
+    # File exports (CSV, Parquet, Arrow of /v1/trades and /v1/ohlcv) at once, each on a connection of
+    # its own beside the read slots (api/export.py); one more waits read_wait_ms, then gets 503.
+    max_concurrent_exports: int = Field(1, ge=1, le=16)
+    # The key that seals cursors (api/cursor.py). "" = one made on first start in <data_dir>/api_cursor_secret.
+    # Give every API process of a fleet the same one (from the environment: TICKLAKE_API__CURSOR_SECRET).
+    cursor_secret: SecretStr = SecretStr("")
+    # Who may call /v1/* (api/auth.py). "auto": an API key is required when host is not a loopback
+    # address (127.0.0.0/8, ::1, localhost); "keys": always (e.g. behind a reverse proxy on the same
+    # host, where loopback does not mean private); "none": open to anyone who can reach it (a warning
+    # is logged when bound beyond loopback).
+    auth: Literal["auto", "keys", "none"] = "auto"
+    # The key store (`ticklake keys`): "" = <data_dir>/api_keys.json. Several API processes may share
+    # one file; each notices new and revoked keys within about a second.
+    keys_file: str = ""
+    # The token bucket given to a new key (each key has its own; `ticklake keys create --rate --burst`).
+    rate_limit_per_s: float = Field(20.0, gt=0, le=1_000_000)
+    rate_limit_burst: int = Field(40, ge=1, le=1_000_000)
+    # Origins a browser page may call the API from (CORS), e.g. ["https://dash.example.com"]; none by
+    # default. "*" allows any origin.
+    cors_origins: list[str] = Field(default_factory=list)
 
 
 class SimulatorSettings(BaseModel):

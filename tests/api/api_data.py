@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from ticklake.api.cursor import CursorSeal
 from ticklake.model import Side, Trade
 from ticklake.settings import ApiSettings, Settings
 
@@ -132,6 +133,10 @@ def build_dataset() -> Dataset:
     trades = [*_btc_usdt(rng, start_us), *_eth_usdt(rng, start_us), *_kraken_btc_usd(rng, start_us)]
     rng.shuffle(trades)  # insertion order must not matter
     return Dataset(tuple(trades))
+
+
+# The installation key of the apps under test, so that tests can compare and make cursors.
+CURSORS = CursorSeal(b"ticklake-tests-cursor-key")
 
 
 def api_settings(max_limit: int = MAX_LIMIT) -> Settings:

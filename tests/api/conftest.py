@@ -9,7 +9,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from starlette.applications import Starlette
 
-from tests.api.api_data import CONFIGURED, Dataset, api_settings, build_dataset
+from tests.api.api_data import CONFIGURED, CURSORS, Dataset, api_settings, build_dataset
 from ticklake.api import create_app
 from ticklake.settings import ValidationSettings
 from ticklake.warehouse.reader import WarehouseReader
@@ -31,7 +31,7 @@ def loaded(warehouse: Client, dataset: Dataset) -> Dataset:
 
 @pytest.fixture
 def app(warehouse: Client) -> Starlette:
-    return create_app(WarehouseReader(warehouse), api_settings(), configured_markets=CONFIGURED)
+    return create_app(WarehouseReader(warehouse), api_settings(), configured_markets=CONFIGURED, cursors=CURSORS)
 
 
 @pytest.fixture

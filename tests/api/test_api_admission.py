@@ -16,6 +16,7 @@ from clickhouse_connect.driver.client import Client
 from starlette.applications import Starlette
 
 from tests.api.api_data import CONFIGURED, Dataset, api_settings
+from tests.api.server import serve
 from ticklake.api import create_app
 from ticklake.ops import metrics
 from ticklake.warehouse.client import open_client
@@ -156,29 +157,6 @@ def test_a_read_runs_beside_a_long_one_instead_of_behind_it(pool: ClientPool) ->
     assert pool.query("SELECT 1").result_rows == [(1,)]
     assert not done.is_set()  # answered while the long read still ran
     done.wait(5)
-
-
-def serve(app: Starlette) -> tuple[str, Callable[[], None]]:
-    """``app`` on a real uvicorn on 127.0.0.1 (ephemeral port): its URL and how to stop it."""
-    import socket
-
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
-
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", stop
 
 
 def test_the_python_client_waits_as_told_by_a_busy_server_then_gets_its_answer(

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from tests.api.api_data import MAX_LIMIT, Dataset, api_settings, assert_error
 from ticklake.api import create_app
+from ticklake.api.export import MAX_FILE_ROWS
 from ticklake.api.params import OHLCV_PARAMETERS, TRADES_PARAMETERS
 from ticklake.model import EXCHANGES
 from ticklake.ops.metrics import REGISTRY
@@ -164,7 +165,9 @@ async def test_openapi_document_lists_every_route_and_parameter(api: httpx.Async
     assert ohlcv["exchange"]["required"] and ohlcv["symbol"]["required"]
     assert ohlcv["exchange"]["schema"]["enum"] == list(EXCHANGES)
     assert ohlcv["timeframe"]["schema"] == {"type": "string", "enum": list(TIMEFRAMES), "default": "1m"}
-    assert ohlcv["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 500}
+    # (The maximum is a file's: a JSON page's, api.max_limit, is in the description; api/export.py.)
+    assert ohlcv["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": MAX_FILE_ROWS, "default": 500}
+    assert str(MAX_LIMIT) in ohlcv["limit"]["description"] and str(MAX_LIMIT) in trades["limit"]["description"]
     assert trades["limit"]["schema"]["default"] == 1000
     assert {o["format"] for o in ohlcv["start"]["schema"]["oneOf"] if "format" in o} == {"date-time"}
     for path, operations in document["paths"].items():

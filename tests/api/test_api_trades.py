@@ -7,8 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.api_data import Dataset, assert_error, iso_micros
-from ticklake.api.cursor import encode_cursor
+from tests.api.api_data import CURSORS, Dataset, assert_error, iso_micros
 
 BTC = {"exchange": "binance", "symbol": "BTC/USDT"}
 ETH = {"exchange": "binance", "symbol": "ETH/USDT"}
@@ -38,7 +37,7 @@ async def test_one_page_holds_exact_records(api: httpx.AsyncClient, loaded: Data
         last = loaded.market(exchange, symbol)[-1]
         assert response.json() == {"exchange": exchange, "symbol": symbol, "tier": "warm",
                                    "trades": loaded.trade_records(exchange, symbol), "next_cursor": None,
-                                   "tail_cursor": encode_cursor(exchange, symbol, last.ts_us, last.trade_id)}
+                                   "tail_cursor": CURSORS.encode(exchange, symbol, last.ts_us, last.trade_id)}
 
 
 async def test_trade_ids_beyond_float_precision_survive(api: httpx.AsyncClient, loaded: Dataset) -> None:

@@ -8,6 +8,7 @@ A screenshot is saved (to ``TICKLAKE_SCREENSHOT`` when set: the README's picture
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -169,4 +170,37 @@ def test_the_page_shows_the_warehouse_candles_live(tmp_path: Path, browser: Any)
         assert shot.stat().st_size > 20_000
         if os.environ.get("TICKLAKE_SCREENSHOT"):
             shutil.copy(shot, os.environ["TICKLAKE_SCREENSHOT"])
+        process.terminate()
+
+
+def test_the_page_asks_for_a_key_when_the_api_needs_one_then_shows_the_chart(tmp_path: Path, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    from ticklake.api.keys import KeyStore
+
+    data_dir = tmp_path / "data"
+    key, _ = KeyStore(data_dir / "api_keys.json").create("page", 50, 100)
+    env = env_for(data_dir, TICKLAKE_API__AUTH="keys", TICKLAKE_VENUES__BINANCE__SYMBOLS='["BTC/USDT"]',
+                  TICKLAKE_VENUES__KRAKEN__ENABLED="false", TICKLAKE_VENUES__COINBASE__ENABLED="false",
+                  TICKLAKE_SIMULATOR__TRADES_PER_SECOND="20")
+    with running("up", "--simulate", env=env) as (process, base):
+        def candles_stored() -> bool:
+            with contextlib.suppress(httpx.TransportError):
+                answer = httpx.get(f"{base}/v1/ohlcv", params={"exchange": "binance", "symbol": "BTC/USDT"},
+                                   headers={"X-API-Key": key}, timeout=5)
+                return answer.status_code == 200 and len(answer.json()["candles"]) > 0
+            return False
+
+        until("stored candles", candles_stored, 60)
+        browser.get(f"{base}/?exchange=binance&symbol=BTC/USDT&timeframe=1m")
+        field = until("the key field", lambda: (lambda f: f if f.is_displayed() else None)(
+            browser.find_element(By.ID, "apikey")), 30)
+        assert "API key" in browser.find_element(By.ID, "detail").text
+        field.send_keys(key)
+        browser.find_element(By.CSS_SELECTOR, "#keyform button").click()
+        # The chart's history (with the key as a header) and the live stream (with it as a parameter).
+        until("the page to go live", lambda: browser.execute_script("return window.ticklake.status()") == "live"
+              and held(browser), 30)
+        assert not browser.find_element(By.ID, "apikey").is_displayed()
+        assert browser.execute_script("return localStorage.getItem('ticklake.apiKey')") == key
         process.terminate()

@@ -22,7 +22,6 @@ from websockets.uri import parse_uri
 
 from tests.factories import trade
 from tests.test_cli import free_port
-from ticklake.api.cursor import encode_cursor
 from ticklake.app import Platform
 from ticklake.ops import metrics
 from ticklake.settings import ApiSettings, FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
@@ -203,6 +202,8 @@ async def stream_equals_warehouse(feed: Platform, serving: Platform, port: int, 
     candle); a resumed subscription misses and repeats nothing."""
     base = f"http://127.0.0.1:{port}"
     url = f"ws://127.0.0.1:{port}/v1/stream"
+    assert serving.live is not None
+    encode_cursor = serving.live.cursors.encode  # the installation's key seals every cursor
     simulator = feed.simulator
     assert simulator is not None
     # Everything from the beginning (a cursor before the first trade, candles since 1970), then live.
@@ -326,7 +327,8 @@ async def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(warehouse
         for exchange, symbols in MARKETS.items():
             await asyncio.to_thread(stalled.send, {"op": "subscribe", "channel": "trades", "exchange": exchange,
                                                    "symbol": symbols[0],
-                                                   "after": encode_cursor(exchange, symbols[0], 0, 0)})
+                                                   "after": platform.live.cursors.encode(exchange, symbols[0],
+                                                                                         0, 0)})
             for timeframe in TIMEFRAMES:
                 await asyncio.to_thread(stalled.send, {"op": "subscribe", "channel": "candles", "exchange": exchange,
                                                        "symbol": symbols[0], "timeframe": timeframe})
@@ -433,6 +435,8 @@ async def test_the_python_client_follows_a_market_and_resumes_after_a_drop(
 
     settings = settings_for(warehouse_url, trades_per_second=30)
     platform = await started(settings)
+    assert platform.live is not None
+    cursors = platform.live.cursors
     base = f"http://127.0.0.1:{settings.api.port}"
     monkeypatch.setenv("TICKLAKE_URL", base)
     received: list[dict[str, Any]] = []
@@ -442,7 +446,7 @@ async def test_the_python_client_follows_a_market_and_resumes_after_a_drop(
 
         async def follow() -> None:
             async for message in client.stream("trades", "binance", "BTC/USDT", reconnect_delay_s=0.2,
-                                               after=encode_cursor("binance", "BTC/USDT", 0, 0)):
+                                               after=cursors.encode("binance", "BTC/USDT", 0, 0)):
                 received.extend(message["trades"])
 
         task = asyncio.create_task(follow())

@@ -8,6 +8,8 @@ every row here, so the warm-only answer is the truth): whole bodies, bar the ``t
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 import socket
 import threading
@@ -22,6 +24,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import uvicorn
 from clickhouse_connect.driver.client import Client
@@ -30,7 +33,8 @@ from starlette.applications import Starlette
 
 from tests.conftest import empty_layers
 from tests.factories import frame
-from ticklake.api import create_app
+from ticklake.api import create_app, export
+from ticklake.api.cursor import CursorSeal
 from ticklake.api.tiers import TIER_HEADER, TierBoundary
 from ticklake.client import TicklakeClient
 from ticklake.lake.catalog import open_catalog
@@ -51,6 +55,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RETENTION = RetentionSettings(silver_days=3, gold_days=3, gold_1d_days=5)
 SERVED_TIMEFRAMES = ("1m", "1h", "1d")
 MARKETS = (("binance", "BTC/USDT", "BTCUSDT"), ("kraken", "ETH/USD", "ETH/USD"))
+
+# One installation key for every app here, so that their cursors compare equal.
+CURSORS = CursorSeal(b"ticklake-serving-tests-key")
 
 
 def settings() -> Settings:
@@ -75,10 +82,11 @@ class Lake:
         return ColdReader.from_settings(LakeSettings(), self.data_dir, refresh_s=refresh_s)
 
     def tiered_app(self) -> Starlette:
-        return create_app(WarehouseReader(self.warehouse), settings(), cold=self.cold(), boundary=self.boundary)
+        return create_app(WarehouseReader(self.warehouse), settings(), cold=self.cold(), boundary=self.boundary,
+                          cursors=CURSORS)
 
     def warm_app(self) -> Starlette:
-        return create_app(WarehouseReader(self.warehouse), settings())
+        return create_app(WarehouseReader(self.warehouse), settings(), cursors=CURSORS)
 
 
 def old_trades(now: datetime) -> list[Trade]:
@@ -310,7 +318,7 @@ async def test_an_unreachable_cold_tier_is_a_503_and_warm_ranges_still_answer(la
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there
     cold = ColdReader.from_settings(LakeSettings(catalog="rest", uri=f"http://127.0.0.1:{port}"), lake.data_dir)
-    app = create_app(WarehouseReader(lake.warehouse), settings(), cold=cold, boundary=lake.boundary)
+    app = create_app(WarehouseReader(lake.warehouse), settings(), cold=cold, boundary=lake.boundary, cursors=CURSORS)
     b = lake.boundary.trades()
     async with make_client(app) as api:
         for path, extra in (("/v1/trades", {"end": iso(b)}), ("/v1/trades", {}),
@@ -375,6 +383,62 @@ def test_client_frames_are_the_same_and_carry_the_tier(lake: Lake, served: tuple
         assert candles_tiered.attrs["tier"] == "warm+cold" and candles_warm.attrs["tier"] == "warm"
 
 
+# -- file exports (api/export.py) -------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+async def test_files_across_the_boundary_hold_the_warm_only_rows(
+        lake: Lake, tiered: httpx.AsyncClient, warm_only: httpx.AsyncClient, fmt: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export, "TRADE_CHUNK_ROWS", 300)  # many chunks, in both pieces
+    monkeypatch.setattr(export, "CANDLE_CHUNK_ROWS", 40)
+
+    def rows(response: httpx.Response) -> list[dict[str, Any]]:
+        assert response.status_code == 200, response.text
+        if fmt == "csv":
+            return list(csv.DictReader(io.StringIO(response.text)))
+        table = pq.read_table(io.BytesIO(response.content))
+        assert table.schema.field("time").type == pa.timestamp("us", tz="UTC")
+        result: list[dict[str, Any]] = table.to_pylist()
+        return result
+
+    long_ago = iso(lake.now - timedelta(days=13))
+    for exchange, symbol, _native in MARKETS:
+        market = {"exchange": exchange, "symbol": symbol, "format": fmt}
+        cold_and_warm = await tiered.get("/v1/trades", params={**market, "start": long_ago})
+        warm = await warm_only.get("/v1/trades", params={**market, "start": long_ago})
+        assert cold_and_warm.headers[TIER_HEADER] == "warm+cold" and warm.headers[TIER_HEADER] == "warm"
+        assert rows(cold_and_warm) == rows(warm)
+        expected = (await warm_only.get("/v1/trades", params={"exchange": exchange, "symbol": symbol,
+                                                               "start": long_ago, "limit": MAX_LIMIT})).json()
+        assert len(rows(cold_and_warm)) == len(expected["trades"]) == sum(1 for t in lake.trades
+                                                                         if t.exchange == exchange)
+        if fmt == "csv":  # the JSON answer's very text, the cold rows' included
+            assert rows(cold_and_warm) == expected["trades"]
+        # A cursor before the boundary: the file continues from it, through both tiers.
+        page = (await tiered.get("/v1/trades", params={"exchange": exchange, "symbol": symbol, "limit": 700})).json()
+        rest = await tiered.get("/v1/trades", params={**market, "cursor": page["next_cursor"], "limit": 2000})
+        assert rows(rest) == rows(warm)[700:2700]
+        # Before B alone: cold; candles across B: the same candles as warm-only.
+        b = lake.boundary.trades()
+        assert (await tiered.get("/v1/trades", params={**market, "end": iso(b)})).headers[TIER_HEADER] == "cold"
+        candles = {**market, "timeframe": "1h", "start": long_ago}
+        cold_candles = await tiered.get("/v1/ohlcv", params=candles)
+        assert cold_candles.headers[TIER_HEADER] == "warm+cold"
+        assert rows(cold_candles) == rows(await warm_only.get("/v1/ohlcv", params=candles))
+
+
+def test_client_frames_from_files_across_the_boundary(lake: Lake, served: tuple[str, str]) -> None:
+    tiered_url, warm_url = served
+    b = lake.boundary.trades()
+    with TicklakeClient(tiered_url) as tiered, TicklakeClient(warm_url) as warm:
+        start, end = b - timedelta(hours=30), b + timedelta(hours=30)
+        for fmt in ("parquet", "arrow"):
+            from_file = tiered.trades("binance", "BTC/USDT", start, end, format=fmt)  # type: ignore[arg-type]
+            pd.testing.assert_frame_equal(from_file, warm.trades("binance", "BTC/USDT", start, end))
+            assert from_file.attrs["tier"] == "warm+cold" and len(from_file) > 100
+            candles = tiered.ohlcv("binance", "BTC/USDT", "1h", start, end, format=fmt)  # type: ignore[arg-type]
+            pd.testing.assert_frame_equal(candles, warm.ohlcv("binance", "BTC/USDT", "1h", start, end, 5000))
+
+
 # -- tests with a warehouse of their own (the `warehouse` fixture empties it: these come last) ----------
 async def test_old_ranges_come_from_cold_after_the_warm_rows_expired(warehouse: Client, tmp_path: Path) -> None:
     lake = build_lake(warehouse, tmp_path)
@@ -423,7 +487,7 @@ async def test_without_any_offload_the_warm_tier_serves_everything(warehouse: Cl
     trades = old_trades(now)[:500]
     WarehouseWriter(warehouse, ValidationSettings()).write([frame("{}", trade_count=len(trades))], trades)
     cold = ColdReader.from_settings(LakeSettings(), tmp_path)  # a lake never written to
-    app = create_app(WarehouseReader(warehouse), settings(), cold=cold)
+    app = create_app(WarehouseReader(warehouse), settings(), cold=cold, cursors=CURSORS)
     async with make_client(app) as api:
         response = await api.get("/v1/trades", params={"exchange": "binance", "symbol": "BTC/USDT", "limit": "5000"})
         assert response.status_code == 200 and response.json()["tier"] == "warm"

@@ -43,27 +43,26 @@ class ReadAdmission:
         self.wait_s = wait_s
         self.retry_after = {"Retry-After": str(retry_after_s)}
         self._semaphore = anyio.Semaphore(slots)
+        self.kind = "warehouse read"  # what a slot is, as a 503 names it
 
     @classmethod
     def from_settings(cls, api: ApiSettings) -> ReadAdmission:
         return cls(api.max_concurrent_reads, api.read_wait_ms / 1000, api.retry_after_s, api.read_duty_cycle)
 
+    @classmethod
+    def for_exports(cls, api: ApiSettings) -> ReadAdmission:
+        """File exports (api/export.py): ``api.max_concurrent_exports`` slots of their own, so that an
+        export of minutes never holds one of the read slots (other readers would get 503 meanwhile)."""
+        exports = cls(api.max_concurrent_exports, api.read_wait_ms / 1000, api.retry_after_s)
+        exports.kind = "export"
+        return exports
+
     async def run(self, read: Callable[[], T]) -> T:
         """``read()`` on the thread pool once a slot is free (503 when none frees in time)."""
-        try:
-            self._semaphore.acquire_nowait()
-        except anyio.WouldBlock:
-            with anyio.move_on_after(self.wait_s) as waiting:
-                await self._semaphore.acquire()
-            if waiting.cancelled_caught:
-                self._refuse()
+        await self.acquire()
         started = time.monotonic()
         try:
-            return await run_in_threadpool(read)
-        except QueryLimitError as exc:
-            API_READS_REFUSED.labels(exc.limit).inc()
-            raise ApiError(503, f"the query was stopped: {_LIMIT_HINTS.get(exc.limit, exc.limit)}; ask for a "
-                                "shorter range or fewer rows, or retry later", headers=self.retry_after) from None
+            return await self.run_held(read)
         finally:
             if self.rest_per_read_s and self._semaphore.statistics().tasks_waiting:
                 # Others queue for the slot: it rests while this answer is on its way, so that readers,
@@ -74,7 +73,31 @@ class ReadAdmission:
             else:
                 self._semaphore.release()
 
+    async def acquire(self) -> None:
+        """Take a slot, waiting at most ``wait_s`` on the event loop; 503 when none frees in time.
+        Whoever acquires calls ``release`` (``run`` does both)."""
+        try:
+            self._semaphore.acquire_nowait()
+        except anyio.WouldBlock:
+            with anyio.move_on_after(self.wait_s) as waiting:
+                await self._semaphore.acquire()
+            if waiting.cancelled_caught:
+                self._refuse()
+
+    def release(self) -> None:
+        self._semaphore.release()
+
+    async def run_held(self, read: Callable[[], T]) -> T:
+        """``read()`` on the thread pool, under a slot already held; a query stopped by its per-query
+        limit is answered 503 naming the limit."""
+        try:
+            return await run_in_threadpool(read)
+        except QueryLimitError as exc:
+            API_READS_REFUSED.labels(exc.limit).inc()
+            raise ApiError(503, f"the query was stopped: {_LIMIT_HINTS.get(exc.limit, exc.limit)}; ask for a "
+                                "shorter range or fewer rows, or retry later", headers=self.retry_after) from None
+
     def _refuse(self) -> None:
         API_READS_REFUSED.labels("saturated").inc()
-        raise ApiError(503, "the API is busy: every warehouse read slot is taken; retry after the time in "
+        raise ApiError(503, f"the API is busy: every {self.kind} slot is taken; retry after the time in "
                             "Retry-After", headers=self.retry_after)

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import orjson
 
-from ticklake.api.cursor import encode_cursor, encode_stream_cursor
+from ticklake.api.cursor import CursorSeal
 from ticklake.api.formats import decimal_text, epoch_text, trade_json, vwap
 from ticklake.model import Trade
 from ticklake.ops import metrics
@@ -126,8 +126,9 @@ class Subscriber:
 class LiveHub:
     """Subscriptions, and the committed batches fanned out to them (see the module docstring)."""
 
-    def __init__(self, reader: WarehouseReader, queue_size: int = 1000) -> None:
+    def __init__(self, reader: WarehouseReader, queue_size: int = 1000, cursors: CursorSeal | None = None) -> None:
         self.reader = reader
+        self.cursors = cursors or CursorSeal.random()  # the installation's, to hand out resumable cursors
         self.queue_size = queue_size
         self._subscribers: dict[Channel, set[Subscriber]] = defaultdict(set)
         self._newest: dict[MarketKey, tuple[int, int]] = {}  # newest (ts_us, trade_id) committed per market
@@ -261,8 +262,8 @@ class LiveHub:
         last = trades[-1]
         # The cursor a client resumes from: its place in commit order, so that trades stored while it is
         # away, late ones included, are all it gets (stream.py); by (time, id) without a commit order.
-        cursor = (encode_stream_cursor(market[0], market[1], committed_us, last.ts_us, last.trade_id)
-                  if committed_us else encode_cursor(market[0], market[1], last.ts_us, last.trade_id))
+        cursor = (self.cursors.encode_stream(market[0], market[1], committed_us, last.ts_us, last.trade_id)
+                  if committed_us else self.cursors.encode(market[0], market[1], last.ts_us, last.trade_id))
         message = {"type": "trades", "exchange": market[0], "symbol": market[1], "trades": rows, "cursor": cursor}
         encoded = orjson.dumps(message)
         for subscriber in list(subscribers):

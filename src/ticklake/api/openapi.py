@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from ticklake.api.docs_page import render_docs
+from ticklake.api.export import FORMATS, MAX_FILE_ROWS
 from ticklake.api.params import (
     DEFAULT_CANDLE_LIMIT,
     DEFAULT_TIMEFRAME,
@@ -48,6 +49,19 @@ def _tiered(response: dict[str, Any]) -> dict[str, Any]:
     return {**response, "headers": {"X-Ticklake-Tier": {"description": TIER_DESCRIPTION, "schema": _TIER}}}
 
 
+def _files(response: dict[str, Any]) -> dict[str, Any]:
+    """A 200 answer that may also be a file export (api/export.py): CSV, Parquet, Arrow IPC stream."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {**response,
+            "content": {**response["content"], "text/csv": {"schema": {"type": "string"}},
+                        "application/vnd.apache.parquet": binary, "application/vnd.apache.arrow.stream": binary},
+            "headers": {**response["headers"], "Content-Disposition": {
+                "description": "Files only: attachment; filename=\"<exchange>_<BASE-QUOTE>_<trades or timeframe>_"
+                               "<start>_<end>.<csv|parquet|arrows>\". A file cut short by a failure after its first "
+                               "byte ends without the last chunk of its chunked body (an incomplete transfer).",
+                "schema": {"type": "string"}}}}
+
+
 def _query(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
 
@@ -67,11 +81,14 @@ def _parameters(max_limit: int) -> dict[str, Any]:
         "start": _query("start", f"Inclusive lower bound. {TIME_FORMATS}.", time_schema),
         "end": _query("end", f"Exclusive upper bound. {TIME_FORMATS}. Must be after start.", time_schema),
         "candle_limit": _query("limit", "Most candles returned: the first ones from start when start is "
-                                        "given, else the newest ones before end.",
-                               {"type": "integer", "minimum": 1, "maximum": max_limit,
+                                        f"given, else the newest ones before end. JSON: at most {max_limit}. A "
+                                        "file (format) has no default: every candle unless limit is given (with "
+                                        f"no start, at most {max_limit}).",
+                               {"type": "integer", "minimum": 1, "maximum": MAX_FILE_ROWS,
                                 "default": min(DEFAULT_CANDLE_LIMIT, max_limit)}),
-        "trade_limit": _query("limit", "Page size.",
-                              {"type": "integer", "minimum": 1, "maximum": max_limit,
+        "trade_limit": _query("limit", f"Page size, at most {max_limit}. A file (format) has no default: every "
+                                       "trade of the range unless limit is given.",
+                              {"type": "integer", "minimum": 1, "maximum": MAX_FILE_ROWS,
                                "default": min(DEFAULT_TRADE_LIMIT, max_limit)}),
         "channel": _query("channel", "What to follow: trades, or candles (with timeframe).",
                           {"type": "string", "enum": ["trades", "candles"]}, required=True),
@@ -80,6 +97,13 @@ def _parameters(max_limit: int) -> dict[str, Any]:
                         {"type": "string", "pattern": "^[A-Za-z0-9_-]{32}$"}),
         "since": _query("since", f"Candles only: the stored candles from this time come first. {TIME_FORMATS}.",
                         time_schema),
+        "format": _query("format", "json: the answer above, in pages. csv, parquet, arrow (an Arrow IPC "
+                                   "stream): a file of the whole range [start, end), streamed, oldest first; limit, "
+                                   "when given, caps its rows (no default cap; candles with a limit and no start: "
+                                   "the newest limit, as JSON). Wins over the Accept header (text/csv, "
+                                   "application/vnd.apache.parquet, application/vnd.apache.arrow.stream, "
+                                   "application/json).",
+                         {"type": "string", "enum": list(FORMATS), "default": "json"}),
         "cursor": _query("cursor", "The next_cursor of the previous page, unchanged, with the same exchange "
                                    "and symbol (and normally the same start and end).",
                          {"type": "string", "pattern": "^[A-Za-z0-9_-]{32}$"}),
@@ -175,14 +199,16 @@ def openapi_document(max_limit: int) -> dict[str, Any]:
             "/v1/ohlcv": {"get": {
                 "operationId": "ohlcv", "summary": "OHLCV candles of one market, oldest first",
                 "parameters": [p["exchange"], p["symbol"], p["timeframe"], p["start"], p["end"],
-                               p["candle_limit"]],
-                "responses": {"200": _tiered(_json("OhlcvResponse", "Candles in [start, end).")), **errors,
+                               p["candle_limit"], p["format"]],
+                "responses": {"200": _files(_tiered(_json("OhlcvResponse", "Candles in [start, end)."))), **errors,
                               "503": _ref("responses", "ColdTierUnavailable")},
             }},
             "/v1/trades": {"get": {
                 "operationId": "trades", "summary": "Trades of one market, paginated by cursor",
-                "parameters": [p["exchange"], p["symbol"], p["start"], p["end"], p["trade_limit"], p["cursor"]],
-                "responses": {"200": _tiered(_json("TradesResponse", "One page of trades in [start, end).")),
+                "parameters": [p["exchange"], p["symbol"], p["start"], p["end"], p["trade_limit"], p["cursor"],
+                               p["format"]],
+                "responses": {"200": _files(_tiered(_json("TradesResponse",
+                                                          "One page of trades in [start, end), or a file."))),
                               **errors, "503": _ref("responses", "ColdTierUnavailable")},
             }},
             "/v1/stream": {"get": {
@@ -256,9 +282,47 @@ def openapi_document(max_limit: int) -> dict[str, Any]:
     }
 
 
+KEY_SCHEMES = ("bearer", "api_key_header")
+
+
+def with_api_keys(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` for an API that asks for keys (api/auth.py): the security schemes, and the 401 and
+    429 answers of every path that needs one (/v1/*; the stream also takes the key as ``api_key``)."""
+    components = document["components"]
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (`ticklake keys create`)."},
+        "api_key_header": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                           "description": "The same key as a header of its own."},
+        "api_key_query": {"type": "apiKey", "in": "query", "name": "api_key",
+                          "description": "/v1/stream only: browsers set no header on a WebSocket or an "
+                                         "EventSource."},
+    }
+    retry_after = {"description": "Whole seconds until the key may be used again.",
+                   "schema": {"type": "integer", "minimum": 1}}
+    components["responses"]["Unauthorized"] = {
+        **_json("Error", "No API key, an unknown or wrong one, or a revoked one."),
+        "headers": {"WWW-Authenticate": {"description": "Bearer.", "schema": {"type": "string"}}}}
+    components["responses"]["RateLimited"] = {
+        **_json("Error", "This key's rate limit is reached (each key has its own); retry after Retry-After."),
+        "headers": {"Retry-After": retry_after}}
+    for path, operations in document["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        schemes = (*KEY_SCHEMES, "api_key_query") if path == "/v1/stream" else KEY_SCHEMES
+        for operation in operations.values():
+            operation["security"] = [{scheme: []} for scheme in schemes]
+            operation["responses"]["401"] = _ref("responses", "Unauthorized")
+            operation["responses"]["429"] = _ref("responses", "RateLimited")
+    document["info"]["description"] += (" Every /v1 path needs an API key: Authorization: Bearer <key>, or "
+                                        "X-API-Key: <key>.")
+    return document
+
+
 class OpenApiEndpoints:
-    def __init__(self, max_limit: int) -> None:
+    def __init__(self, max_limit: int, api_keys: bool = False) -> None:
         document = openapi_document(max_limit)
+        if api_keys:
+            document = with_api_keys(document)
         self.document_bytes = orjson.dumps(document)
         self.docs_html = render_docs(document)
 

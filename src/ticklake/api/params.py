@@ -14,8 +14,8 @@ from urllib.parse import unquote
 
 from starlette.datastructures import QueryParams
 
-from ticklake.api.cursor import BadCursor, decode_cursor
-from ticklake.api.responses import ApiError
+from ticklake.api.cursor import BadCursor, CursorSeal
+from ticklake.api.responses import ECHO_LIMIT, ApiError, shown
 from ticklake.model import EXCHANGES
 from ticklake.symbols import canonical, split_canonical
 from ticklake.warehouse.reader import EPOCH, FAR_FUTURE, TIMEFRAMES
@@ -24,13 +24,15 @@ DEFAULT_TIMEFRAME = "1m"
 DEFAULT_CANDLE_LIMIT = 500
 DEFAULT_TRADE_LIMIT = 1000
 
-OHLCV_PARAMETERS = ("exchange", "symbol", "timeframe", "start", "end", "limit")
-TRADES_PARAMETERS = ("exchange", "symbol", "start", "end", "limit", "cursor")
+# format: json (pages), or a file of the whole range: csv, parquet, arrow (api/export.py).
+OHLCV_PARAMETERS = ("exchange", "symbol", "timeframe", "start", "end", "limit", "format")
+TRADES_PARAMETERS = ("exchange", "symbol", "start", "end", "limit", "cursor", "format")
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _EPOCH_MILLIS = re.compile(r"-?[0-9]{1,19}")
 # A "+" sent unencoded in a query string arrives as a space: "...T10:00:00 02:00" meant "+02:00".
 _SPACE_FOR_PLUS = re.compile(r"(.*:.*\d) (\d{2}(?::?\d{2})?)")
+_YEAR_2000_MS = 946_684_800_000
 TIME_FORMATS = ("RFC 3339 / ISO 8601 such as 2026-01-02T03:04:05Z or 2026-01-02T05:04:05+02:00 "
                 "(no zone means UTC), or integer epoch milliseconds such as 1767323045000")
 
@@ -60,12 +62,13 @@ def parse_ohlcv(query: QueryParams, max_limit: int) -> OhlcvQuery:
     exchange, symbol = market(query)
     timeframe = _single(query, "timeframe") or DEFAULT_TIMEFRAME
     if timeframe not in TIMEFRAMES:
-        raise ApiError(400, f"unknown timeframe {timeframe!r}; accepted: {', '.join(TIMEFRAMES)}", "timeframe")
+        raise ApiError(400, f"unknown timeframe {shown(timeframe)}; accepted: {', '.join(TIMEFRAMES)}",
+                       "timeframe")
     start, end = time_range(query)
     return OhlcvQuery(exchange, symbol, timeframe, start, end, limit(query, DEFAULT_CANDLE_LIMIT, max_limit))
 
 
-def parse_trades(query: QueryParams, max_limit: int) -> TradesQuery:
+def parse_trades(query: QueryParams, max_limit: int, cursors: CursorSeal) -> TradesQuery:
     reject_unknown(query, TRADES_PARAMETERS)
     exchange, symbol = market(query)
     start, end = time_range(query)
@@ -74,7 +77,7 @@ def parse_trades(query: QueryParams, max_limit: int) -> TradesQuery:
     after = None
     if cursor is not None:
         try:
-            after = decode_cursor(exchange, symbol, cursor)
+            after = cursors.decode(exchange, symbol, cursor)
         except BadCursor as exc:
             raise ApiError(400, f"{exc}; pass the next_cursor of the previous page unchanged, with the "
                                 "same exchange and symbol", "cursor") from None
@@ -84,9 +87,9 @@ def parse_trades(query: QueryParams, max_limit: int) -> TradesQuery:
 def reject_unknown(query: QueryParams, accepted: Collection[str]) -> None:
     unknown = sorted({name for name in query if name not in accepted})
     if unknown:
-        raise ApiError(400, f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
-                            f"{', '.join(map(repr, unknown))}; accepted: {', '.join(accepted) or 'none'}",
-                       unknown[0])
+        named = ", ".join(map(shown, unknown[:5])) + (" …" if len(unknown) > 5 else "")
+        raise ApiError(400, f"unknown query parameter{'s' if len(unknown) > 1 else ''} {named}; "
+                            f"accepted: {', '.join(accepted) or 'none'}", unknown[0][:ECHO_LIMIT])
 
 
 def _single(query: QueryParams, name: str) -> str | None:
@@ -108,7 +111,7 @@ def market(query: QueryParams) -> tuple[str, str]:
         raise ApiError(400, f"exchange is required; one of: {', '.join(EXCHANGES)}", "exchange")
     exchange = exchange.lower()
     if exchange not in EXCHANGES:
-        raise ApiError(400, f"unknown exchange {exchange!r}; one of: {', '.join(EXCHANGES)}", "exchange")
+        raise ApiError(400, f"unknown exchange {shown(exchange)}; one of: {', '.join(EXCHANGES)}", "exchange")
     return exchange, symbol(_single(query, "symbol"))
 
 
@@ -121,7 +124,7 @@ def symbol(value: str | None) -> str:
     try:
         return canonical(*split_canonical(value))
     except ValueError:
-        raise ApiError(400, f"symbol {value!r} is not {expected}; see /v1/symbols", "symbol") from None
+        raise ApiError(400, f"symbol {shown(value)} is not {expected}; see /v1/symbols", "symbol") from None
 
 
 def time_range(query: QueryParams) -> tuple[datetime | None, datetime | None]:
@@ -139,16 +142,20 @@ def moment(query: QueryParams, name: str) -> datetime | None:
     if text is None:
         return None
     if _EPOCH_MILLIS.fullmatch(text):
+        if 0 <= int(text) < _YEAR_2000_MS:  # surely seconds (or a typo): as milliseconds it falls in 1970
+            example = int(text) * 1000 if len(text) == 10 else 1767323045000
+            raise ApiError(400, f"{name} {shown(text)} read as epoch milliseconds is before 2000: milliseconds "
+                                f"are expected (seconds times 1000, such as {example}), or RFC 3339 text", name)
         value = _from_millis(int(text))
     else:
         spaced = _SPACE_FOR_PLUS.fullmatch(text)
         try:
             parsed = datetime.fromisoformat(f"{spaced[1]}+{spaced[2]}" if spaced else text)
         except ValueError:
-            raise ApiError(400, f"{name} {text!r} is not a time; accepted: {TIME_FORMATS}", name) from None
+            raise ApiError(400, f"{name} {shown(text)} is not a time; accepted: {TIME_FORMATS}", name) from None
         value = _as_utc(parsed)
     if value is None or not EPOCH <= value <= FAR_FUTURE:
-        raise ApiError(400, f"{name} {text!r} is outside the stored range {EPOCH:%Y-%m-%d} to "
+        raise ApiError(400, f"{name} {shown(text)} is outside the stored range {EPOCH:%Y-%m-%d} to "
                             f"{FAR_FUTURE:%Y-%m-%d}", name)
     return value
 
@@ -176,6 +183,6 @@ def limit(query: QueryParams, default: int, maximum: int) -> int:
     if text is None:
         return min(default, maximum)
     if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= maximum:
-        raise ApiError(400, f"limit {text!r} must be an integer from 1 to {maximum} (default {default})",
+        raise ApiError(400, f"limit {shown(text)} must be an integer from 1 to {maximum} (default {default})",
                        "limit")
     return int(text)

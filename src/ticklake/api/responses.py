@@ -38,6 +38,18 @@ class ApiError(Exception):
         self.headers = headers
 
 
+ECHO_LIMIT = 64  # characters of a client's input an error message repeats
+
+
+def shown(value: object) -> str:
+    """``value`` as an error message quotes it: repr, cut to ECHO_LIMIT characters. A client's 60 kB
+    symbol is not sent back whole (it would multiply what a hostile client costs, and fill logs)."""
+    text = repr(value)
+    if len(text) <= ECHO_LIMIT:
+        return text
+    return f"{text[:ECHO_LIMIT]}… ({len(str(value))} characters)"
+
+
 def error_body(message: str, parameter: str | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"message": message} if parameter is None else {"parameter": parameter,
                                                                              "message": message}

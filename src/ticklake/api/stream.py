@@ -27,18 +27,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ticklake.api.cursor import (
-    BadCursor,
-    decode_cursor,
-    decode_stream_cursor,
-    encode_cursor,
-    encode_stream_cursor,
-    is_stream_cursor,
-)
+from ticklake.api.auth import KEY_PARAMETER
+from ticklake.api.cursor import BadCursor, CursorSeal, is_stream_cursor
 from ticklake.api.formats import stored_trade_json
 from ticklake.api.live import Channel, LiveHub, Subscriber
 from ticklake.api.params import market, moment, reject_unknown
-from ticklake.api.responses import ApiError, error_response
+from ticklake.api.responses import ApiError, error_response, shown
 from ticklake.warehouse.reader import TIMEFRAMES, StoredTrade
 
 log = logging.getLogger(__name__)
@@ -56,17 +50,18 @@ NO_HUB = ("the live stream is served by a process that ingests (`ticklake up`, o
 class Subscription:
     """A parsed subscribe (or unsubscribe) request; ApiError names what is wrong."""
 
-    def __init__(self, fields: Mapping[str, Any]) -> None:
+    def __init__(self, fields: Mapping[str, Any], cursors: CursorSeal) -> None:
         params = QueryParams({k: str(v) for k, v in fields.items() if k in SUBSCRIPTION_KEYS and v is not None})
         reject_unknown(QueryParams({k: "" for k in fields if k != "op"}), SUBSCRIPTION_KEYS)
         kind = params.get("channel")
         if kind not in ("trades", "candles"):
-            raise ApiError(400, f"channel {kind!r} is not one of: trades, candles", "channel")
+            raise ApiError(400, f"channel {shown(kind)} is not one of: trades, candles", "channel")
         exchange, symbol = market(params)
         timeframe = params.get("timeframe", "")
         if kind == "candles":
             if timeframe not in TIMEFRAMES:
-                raise ApiError(400, f"timeframe {timeframe!r} is not one of: {', '.join(TIMEFRAMES)}", "timeframe")
+                raise ApiError(400, f"timeframe {shown(timeframe)} is not one of: {', '.join(TIMEFRAMES)}",
+                               "timeframe")
         elif timeframe:
             raise ApiError(400, "timeframe is for the candles channel only", "timeframe")
         self.channel = Channel(kind, exchange, symbol, timeframe)  # type: ignore[arg-type]
@@ -78,9 +73,9 @@ class Subscription:
                 raise ApiError(400, "after (a trade cursor) is for the trades channel; candles take since", "after")
             try:
                 if is_stream_cursor(params["after"]):
-                    self.after_commit = decode_stream_cursor(exchange, symbol, params["after"])
+                    self.after_commit = cursors.decode_stream(exchange, symbol, params["after"])
                 else:
-                    self.after = decode_cursor(exchange, symbol, params["after"])
+                    self.after = cursors.decode(exchange, symbol, params["after"])
             except BadCursor as exc:
                 raise ApiError(400, f"{exc}; pass the cursor of the last trades message unchanged", "after") from None
         if "since" in params:
@@ -128,8 +123,8 @@ class StreamEndpoints:
                                     '"exchange": "binance", "symbol": "BTC/USDT"}')
             op = request.get("op")
             if op not in ("subscribe", "unsubscribe"):
-                raise ApiError(400, f"op {op!r} is not one of: subscribe, unsubscribe", "op")
-            subscription = Subscription(request)
+                raise ApiError(400, f"op {shown(op)} is not one of: subscribe, unsubscribe", "op")
+            subscription = Subscription(request, hub.cursors)
         except orjson.JSONDecodeError:
             subscriber.put(orjson.dumps({"type": "error", "error": "not JSON"}))
             return
@@ -155,7 +150,9 @@ class StreamEndpoints:
     async def events(self, request: Request) -> Response:
         if self.hub is None:
             return error_response(503, NO_HUB)
-        subscription = Subscription(dict(request.query_params))
+        # The API key (api/auth.py) may come as a query parameter here: it is not part of the subscription.
+        subscription = Subscription({k: v for k, v in request.query_params.items() if k != KEY_PARAMETER},
+                                    self.hub.cursors)
         hub = self.hub
         subscriber = hub.subscriber()
         await catch_up_and_follow(hub, subscriber, subscription)
@@ -229,7 +226,7 @@ async def _catch_up_trades(hub: LiveHub, subscriber: Subscriber, subscription: S
 
         def cursor(trade: StoredTrade, committed_us: int) -> tuple[tuple[int, ...], str]:
             at = (committed_us, trade.ts_us, trade.trade_id)
-            return at, encode_stream_cursor(exchange, symbol, *at)
+            return at, hub.cursors.encode_stream(exchange, symbol, *at)
     elif subscription.after is not None:
         position = subscription.after
 
@@ -237,7 +234,7 @@ async def _catch_up_trades(hub: LiveHub, subscriber: Subscriber, subscription: S
             return [(t, 0) for t in reader.trades(exchange, symbol, None, None, CATCH_UP_PAGE, (after[0], after[1]))]
 
         def cursor(trade: StoredTrade, committed_us: int) -> tuple[tuple[int, ...], str]:
-            return (trade.ts_us, trade.trade_id), encode_cursor(exchange, symbol, trade.ts_us, trade.trade_id)
+            return (trade.ts_us, trade.trade_id), hub.cursors.encode(exchange, symbol, trade.ts_us, trade.trade_id)
     else:
         return set()
     sent: set[str] = set()

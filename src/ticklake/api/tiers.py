@@ -115,6 +115,26 @@ class TieredReader:
         resumes_warm = after is not None and after[0] >= _micros(boundary)
         return cold is None or resumes_warm or (start is not None and start >= boundary) or not cold.holds_trades()
 
+    def trade_pieces(self, start: datetime | None, end: datetime | None, after: tuple[int, int] | None
+                     ) -> list[tuple[Literal["warm", "cold"], datetime | None, datetime | None]]:
+        """The pieces a whole range is read in, oldest first: (tier, start, end). A file export reads
+        them one after the other; the cursor ``after`` applies to the first (every warm row of [B, end)
+        comes after a cursor before B). Asks the cold tier what it holds."""
+        if self.trades_are_warm(start, after):
+            return [("warm", start, end)]
+        boundary = self.boundary.trades()
+        if end is not None and end <= boundary:
+            return [("cold", start, end)]
+        return [("cold", start, boundary), ("warm", boundary, end)]
+
+    def candle_tier(self, timeframe: str, start: datetime | None, end: datetime | None) -> Tier:
+        """The tiers a whole range of candles from ``start`` (oldest first) is read from."""
+        cold = self.cold
+        boundary = self.boundary.candles(timeframe)
+        if cold is None or (start is not None and start >= boundary) or not cold.holds_candles(timeframe):
+            return "warm"
+        return "cold" if end is not None and end <= boundary else "warm+cold"
+
     def trades(self, exchange: str, symbol: str, start: datetime | None, end: datetime | None, limit: int,
                after: tuple[int, int] | None = None) -> tuple[list[StoredTrade], Tier]:
         """As ``WarehouseReader.trades``: (exchange time, trade id) order, after the cursor."""

@@ -12,14 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import cast
 
 import orjson
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ticklake.api.admission import ReadAdmission
 from ticklake.api.candle_cache import CandleCache
-from ticklake.api.cursor import encode_cursor
+from ticklake.api.cursor import CursorSeal
+from ticklake.api.export import MEDIA_TYPES, Exporter, FileFormat, negotiate
 from ticklake.api.formats import day_text, decimal_text, epoch_text, stored_trade_json, time_text, vwap
 from ticklake.api.params import OhlcvQuery, TradesQuery, parse_ohlcv, parse_trades, reject_unknown
 from ticklake.api.responses import ApiError, JSONBytes
@@ -46,14 +49,19 @@ def normalize_markets(markets: Iterable[tuple[str, str]]) -> frozenset[MarketKey
 class MarketDataEndpoints:
     def __init__(self, reader: WarehouseReader, max_limit: int, configured: frozenset[MarketKey],
                  tiers: TieredReader | None = None, admission: ReadAdmission | None = None,
-                 cache: CandleCache | None = None) -> None:
+                 cache: CandleCache | None = None, cursors: CursorSeal | None = None,
+                 exports: ReadAdmission | None = None) -> None:
         self.reader = reader
+        self.cursors = cursors or CursorSeal.random()
         self.cache = cache
         self.admission = admission or ReadAdmission.from_settings(ApiSettings())
         self.max_limit = max_limit
         self.configured = configured
         # Without a cold tier every range is read warm (tier "warm"), as before the lake.
         self.tiers = tiers or TieredReader(reader, None, TierBoundary.from_retention(RetentionSettings()))
+        # Files (CSV, Parquet, Arrow) of whole ranges, streamed under slots of their own (export.py).
+        self.exporter = Exporter(reader, self.tiers, exports or ReadAdmission.for_exports(ApiSettings()), max_limit,
+                                 self.cursors, self._require_known_market)
 
     def routes(self) -> list[Route]:
         return [
@@ -62,7 +70,12 @@ class MarketDataEndpoints:
             Route("/v1/symbols", self.symbols, methods=["GET"]),
         ]
 
-    async def ohlcv(self, request: Request) -> JSONBytes:
+    async def ohlcv(self, request: Request) -> Response:
+        fmt = negotiate(request)
+        if request.method == "HEAD":
+            return await self._head(request, fmt, "ohlcv")
+        if fmt != "json":
+            return await self.exporter.ohlcv(request, cast(FileFormat, fmt))
         query = parse_ohlcv(request.query_params, self.max_limit)
         if self.cache is None:
             body, tier = await self.admission.run(lambda: self._ohlcv_body(query))
@@ -78,10 +91,33 @@ class MarketDataEndpoints:
             self.cache.put(key, version, body)
         return JSONBytes(body, headers={TIER_HEADER: tier})
 
-    async def trades(self, request: Request) -> JSONBytes:
-        query = parse_trades(request.query_params, self.max_limit)
+    async def trades(self, request: Request) -> Response:
+        fmt = negotiate(request)
+        if request.method == "HEAD":
+            return await self._head(request, fmt, "trades")
+        if fmt != "json":
+            return await self.exporter.trades(request, cast(FileFormat, fmt))
+        query = parse_trades(request.query_params, self.max_limit, self.cursors)
         body, tier = await self.admission.run(lambda: self._trades_body(query))
         return JSONBytes(body, headers={TIER_HEADER: tier})
+
+    async def _head(self, request: Request, fmt: str, kind: str) -> Response:
+        """HEAD: the status and headers a GET would get, as far as they are known without reading any data
+        (a bad parameter is a 400, an unknown market a 404; no body, no tier header)."""
+        headers: dict[str, str] = {}
+        query: OhlcvQuery | TradesQuery
+        if fmt == "json":
+            query = (parse_ohlcv(request.query_params, self.max_limit) if kind == "ohlcv"
+                     else parse_trades(request.query_params, self.max_limit, self.cursors))
+        else:
+            file_format = cast(FileFormat, fmt)
+            query, name = (self.exporter.ohlcv_query(request, file_format) if kind == "ohlcv"
+                           else self.exporter.trades_query(request, file_format))
+            headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        if (query.exchange, query.symbol) not in self.configured:
+            await self.admission.run(lambda: self._require_known_market(query.exchange, query.symbol))
+        media_type = "application/json" if fmt == "json" else MEDIA_TYPES[cast(FileFormat, fmt)]
+        return Response(media_type=media_type, headers=headers)
 
     async def symbols(self, request: Request) -> JSONBytes:
         reject_unknown(request.query_params, ())
@@ -132,7 +168,7 @@ class MarketDataEndpoints:
             self._require_known_market(query.exchange, query.symbol)
         page = rows[: query.limit]
         tail = (page[-1].ts_us, page[-1].trade_id) if page else query.after
-        tail_cursor = encode_cursor(query.exchange, query.symbol, *tail) if tail else None
+        tail_cursor = self.cursors.encode(query.exchange, query.symbol, *tail) if tail else None
         return orjson.dumps({
             "exchange": query.exchange,
             "symbol": query.symbol,
@@ -153,7 +189,7 @@ class MarketDataEndpoints:
         if page:
             last = orjson.loads(page[-1])
             tail = ((datetime.fromisoformat(last["time"]) - EPOCH) // timedelta(microseconds=1), int(last["trade_id"]))
-        tail_cursor = encode_cursor(query.exchange, query.symbol, *tail) if tail else None
+        tail_cursor = self.cursors.encode(query.exchange, query.symbol, *tail) if tail else None
         next_cursor = tail_cursor if len(rows) > query.limit else None
         head = orjson.dumps({"exchange": query.exchange, "symbol": query.symbol, "tier": "warm"})
         return b"".join((head[:-1], b',"trades":[', b",".join(page), b'],"next_cursor":', orjson.dumps(next_cursor),

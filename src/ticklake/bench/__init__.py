@@ -75,9 +75,11 @@ TARGETS = {
     "readers_backlog_s": 1.0,
     "stream_p50_ms": 50.0,
     "stream_p99_ms": 150.0,
+    "export_vs_direct": 0.50,
+    "export_rss_mb": 300.0,
 }
 STAGES = ("normalize", "handlers", "ingest", "latency", "serving", "bus", "cold_tier", "completeness", "platform",
-          "stream")
+          "stream", "export")
 LAKE_STAGES = "ticklake.bench.lake_stages"
 COMPLETENESS_STAGES = "ticklake.bench.completeness_stages"
 
@@ -360,6 +362,8 @@ def run_bench(settings: Settings, quick: bool = False, stages: frozenset[str] = 
     # The live stream: each latency window (1 client, then 100), the fan-out run.
     sizes |= {"stream_window_s": 8.0, "stream_fanout_s": 4.0} if quick else {"stream_window_s": 20.0,
                                                                              "stream_fanout_s": 10.0}
+    # File exports: trades of one market.
+    sizes |= {"export_trades": 1_000_000} if quick else {"export_trades": 10_000_000}
     unknown = stages - set(STAGES)
     if unknown:
         raise ValueError(f"unknown bench stages {sorted(unknown)}: choose from {', '.join(STAGES)}")
@@ -405,6 +409,10 @@ def _run_stage(stage: str, settings: Settings, workdir: Path, sizes: dict[str, A
         from ticklake.bench.stream_stages import run_stream_stages
 
         return run_stream_stages(workdir, sizes)
+    if stage == "export":
+        from ticklake.bench.export_stages import run_export_stages
+
+        return run_export_stages(workdir, sizes)
     from ticklake.bench.platform_stages import run_platform_stages
 
     return run_platform_stages(workdir, sizes)
@@ -421,7 +429,7 @@ def _print(report: dict[str, Any]) -> None:
                             ("ingest", _ingest_lines), ("latency", _latency_lines), ("serving", _serving_lines),
                             ("bus", _broker_lines), ("cold_tier", _cold_tier_lines),
                             ("completeness", _completeness_lines), ("platform", _platform_lines),
-                            ("stream", _stream_lines)):
+                            ("stream", _stream_lines), ("export", _export_lines)):
         if stage in report:
             lines += describe(report)
     if "latency" in report and "serving" in report:
@@ -498,6 +506,26 @@ def _stream_lines(report: dict[str, Any]) -> list[str]:
     lines.append(f"  fan-out to {f['clients']} clients, one process: {f['hub']['messages_per_s']:,} messages/s through "
                  f"the hub ({f['hub']['server_cores']} cores) | the same bytes sent straight to the sockets: "
                  f"{f['raw']['messages_per_s']:,} messages/s ({f['raw']['server_cores']} cores)")
+    return lines
+
+
+def _export_lines(report: dict[str, Any]) -> list[str]:
+    e = report["export"]
+    before = e["rss_before_mb"]
+    lines = ["", f"file exports of {e['trades']:,} trades of one market over HTTP (`ticklake api` in a process of its "
+                 f"own; RSS before {before['rss']} MB: anon {before.get('anon')}, file {before.get('file')}), next to "
+                 "the same rows read straight out of ClickHouse in that format, same run:"]
+    for fmt in ("csv", "parquet", "arrow"):
+        r = e[fmt]
+        lines.append(f"  {fmt:8s} {r['api_rows_per_s']:>10,} rows/s {r['api_mb_per_s']:>7} MB/s ({r['rows']:,} "
+                     f"rows) | direct {r['direct_rows_per_s']:>10,} rows/s {r['direct_mb_per_s']:>7} MB/s | ratio "
+                     f"{r['ratio']:.2f} "
+                     f"({_verdict(r['ratio'], TARGETS['export_vs_direct'], True)} ≥ 0.50) | API peak RSS "
+                     f"{r['peak_rss_mb']} MB ({_verdict(r['peak_rss_mb'], TARGETS['export_rss_mb'], False)} < 300)")
+    c = e["client"]
+    lines.append(f"  Python client, DataFrame of {c['rows']:,} trades (float64 columns): from an Arrow export "
+                 f"{c['arrow_rows_per_s']:,} rows/s, Parquet {c['parquet_rows_per_s']:,} rows/s | JSON pages of 5,000 "
+                 f"{c['json_rows_per_s']:,} rows/s; the same frames: {c['same_frames']}")
     return lines
 
 

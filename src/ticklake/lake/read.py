@@ -148,25 +148,7 @@ class ColdReader:
                after: tuple[int, int] | None = None) -> list[StoredTrade]:
         """Silver trades in [start, end) in (exchange time, trade id) order, after the cursor
         ``(ts_us, trade_id)``: ``WarehouseReader.trades`` on the cold tier."""
-        loaded = self._loaded(SILVER_TRADES.name, "ts")
-        lower_us = _micros(start) if start else 0
-        if after is not None:
-            lower_us = max(lower_us, after[0])
-        upper_us = _micros(end) if end else _micros(FAR_FUTURE)
-        if loaded.table is None or lower_us >= upper_us:
-            return []
-
-        def after_cursor(rows: pa.Table) -> pa.Table:
-            if after is None:
-                return rows
-            ts = rows.column("ts").cast(pa.int64())
-            later = pc.or_(pc.greater(ts, after[0]),
-                           pc.and_(pc.equal(ts, after[0]), pc.greater(rows.column("trade_id"), after[1])))
-            return rows.filter(later)
-
-        rows = self._guarded(lambda: self._read_ordered(
-            loaded, exchange, symbol, lower_us, upper_us, _TRADE_COLUMNS,
-            [("ts", "ascending"), ("trade_id", "ascending")], limit, newest_first=False, keep=after_cursor))
+        rows = self.trades_table(exchange, symbol, start, end, limit, after)
         ts = rows.column("ts").cast(pa.int64()).to_pylist()
         received = rows.column("received_at").cast(pa.int64()).to_pylist()
         return [
@@ -176,6 +158,31 @@ class ColdReader:
                 rows.column("qty").to_pylist(), rows.column("side").to_pylist(), received,
                 rows.column("native_symbol").to_pylist(), strict=True)
         ]
+
+    def trades_table(self, exchange: str, symbol: str, start: datetime | None, end: datetime | None, limit: int,
+                     after: tuple[int, int] | None = None) -> pa.Table:
+        """The rows of ``trades`` as an Arrow table (columns trade_id, ts, price, qty, side, received_at,
+        native_symbol as the cold table types them): a chunk of a file export (api/export.py)."""
+        loaded = self._loaded(SILVER_TRADES.name, "ts")
+        lower_us = _micros(start) if start else 0
+        if after is not None:
+            lower_us = max(lower_us, after[0])
+        upper_us = _micros(end) if end else _micros(FAR_FUTURE)
+        if loaded.table is None or lower_us >= upper_us:
+            schema = SILVER_TRADES.arrow_schema
+            return pa.table({name: pa.array([], schema.field(name).type) for name in _TRADE_COLUMNS})
+
+        def after_cursor(rows: pa.Table) -> pa.Table:
+            if after is None:
+                return rows
+            ts = rows.column("ts").cast(pa.int64())
+            later = pc.or_(pc.greater(ts, after[0]),
+                           pc.and_(pc.equal(ts, after[0]), pc.greater(rows.column("trade_id"), after[1])))
+            return rows.filter(later)
+
+        return self._guarded(lambda: self._read_ordered(
+            loaded, exchange, symbol, lower_us, upper_us, _TRADE_COLUMNS,
+            [("ts", "ascending"), ("trade_id", "ascending")], limit, newest_first=False, keep=after_cursor))
 
     def ohlcv_rows(self, exchange: str, symbol: str, timeframe: str, start: datetime | None,
                    end: datetime | None, limit: int, *, newest_first: bool | None = None) -> list[CandleRow]:

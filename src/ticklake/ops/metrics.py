@@ -170,6 +170,9 @@ API_CACHE = Counter("ticklake_api_candle_cache", "/v1/ohlcv answers found in (hi
 API_REQUESTS = Counter("ticklake_api_requests", "HTTP requests", ["route", "status"], registry=REGISTRY)
 API_LATENCY = Histogram("ticklake_api_request_seconds", "HTTP request latency", ["route"],
                         buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+API_AUTH_REFUSED = Counter("ticklake_api_auth_refused", "Requests and stream connections refused by the API key "
+                           "check: no key (missing), an unknown or wrong key (invalid), a revoked key, or over the "
+                           "key's rate limit (rate_limited)", ["reason"], registry=REGISTRY)
 
 # --- the live stream (api/live.py) ---------------------------------------------------------------
 STREAM_SUBSCRIPTIONS = Gauge("ticklake_stream_subscriptions", "Live subscriptions open (WebSocket and "

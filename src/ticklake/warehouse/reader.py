@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import cast
 
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from ticklake.exchanges.gaps import Resume, resume_from
@@ -144,6 +145,22 @@ class WarehouseReader:
         }).result_rows
         return [StoredTrade(int(r[0]), int(r[1]), r[2], r[3], r[4], int(r[5]), r[6]) for r in rows]
 
+    def trades_arrow(self, exchange: str, symbol: str, start: datetime | None, end: datetime | None, limit: int,
+                     after: tuple[int, int] | None = None, *, text: bool = False) -> pa.Table:
+        """One chunk of a file export: the same trades as ``trades``, as an Arrow table in the API's
+        column order (``queries/trades_export.sql``: exact decimals, times in microseconds), or with
+        ``text`` as the JSON answer's text (``queries/trades_export_text.sql``, for CSV)."""
+        after_ts, after_id = after or (-1, 0)
+        # The chunk's lower bound is the cursor's time when later than start: the primary key
+        # (exchange, symbol, ts, trade_id) then skips what earlier chunks read.
+        lower = max(_micros_of(start) if start else 0, after_ts)
+        body = self.client.raw_query(query("trades_export_text" if text else "trades_export"), parameters={
+            "exchange": exchange, "symbol": symbol, "start": _micros_text(lower),
+            "end": _micros_text(_micros_of(end or FAR_FUTURE)), "after_ts": _micros_text(after_ts),
+            "after_id": after_id, "limit": limit,
+        }, fmt="ArrowStream")
+        return pa.ipc.open_stream(body).read_all()
+
     def trades_committed_after(self, exchange: str, symbol: str, after: tuple[int, int, int], limit: int
                                ) -> list[tuple[StoredTrade, int]]:
         """Trades committed after ``(committed_us, ts_us, trade_id)`` in commit order, each with its
@@ -190,6 +207,10 @@ def _second_ceiling(value: datetime) -> datetime:
     # up keeps both ``bucket >= start`` and ``bucket < end`` exact.
     value = _utc(value)
     return value.replace(microsecond=0) + timedelta(seconds=1) if value.microsecond else value
+
+
+def _micros_of(moment: datetime) -> int:
+    return (_utc(moment) - EPOCH) // timedelta(microseconds=1)
 
 
 def _micros_text(ts_us: int) -> str:

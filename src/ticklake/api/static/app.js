@@ -27,11 +27,41 @@ window.ticklake = {
   selection: () => ({ exchange: state.exchange, symbol: state.symbol, timeframe: state.timeframe }),
 };
 
+// An API that asks for keys (beyond loopback) answers 401: the page then asks for one, keeps it in
+// this browser (localStorage), and sends it as X-API-Key (on the stream, which takes no header from a
+// browser, as the api_key parameter).
+const KEY_ITEM = "ticklake.apiKey";
+
 async function getJSON(url) {
-  const response = await fetch(url);
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
-  return body;
+  for (;;) {
+    const key = localStorage.getItem(KEY_ITEM);
+    const response = await fetch(url, key ? { headers: { "X-API-Key": key } } : {});
+    const body = await response.json();
+    if (response.status === 401) {
+      await askForKey(body.error ? body.error.message : "this API needs a key");
+      continue;
+    }
+    if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
+    return body;
+  }
+}
+
+function askForKey(reason) {
+  const form = document.getElementById("keyform");
+  const input = document.getElementById("apikey");
+  form.hidden = false;
+  setStatus("behind", reason);
+  input.focus();
+  return new Promise((resolve) => {
+    form.onsubmit = (event) => {
+      event.preventDefault();
+      if (!input.value.trim()) return;
+      localStorage.setItem(KEY_ITEM, input.value.trim());
+      input.value = "";
+      form.hidden = true;
+      resolve();
+    };
+  });
 }
 
 function sorted() {
@@ -116,7 +146,9 @@ async function loadOlder() {
 }
 
 function connect(generation) {
-  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/stream`);
+  const key = localStorage.getItem(KEY_ITEM);
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/stream`
+                           + (key ? `?api_key=${encodeURIComponent(key)}` : ""));
   state.ws = ws;
   ws.onopen = () => {
     const newest = sorted().pop();
