@@ -9,9 +9,11 @@ WebSocket v2 (``wss://ws.kraken.com/v2``, JSON objects, the current API)::
 ``side`` is the taker's side, ``trade_id`` is Kraken's per-book sequence (the same id the REST
 ``Trades`` rows carry), and ``price``/``qty`` are JSON *numbers*. They are decoded as
 ``msgspec.Raw``, i.e. the exact characters the venue sent (``64123.1`` stays ``"64123.1"``), never
-through a float. Only a number in exponent notation (or sent as a string) takes the slower exact
-route: ``Decimal`` then ``format(d, "f")``. The raw text is also ~2x cheaper than a ``Decimal`` per
-value (measured: 0.31 vs 0.56 µs to decode a one-trade frame, plus 0.3 µs to format two Decimals).
+through a float. Only a number in exponent notation takes the slower exact route: ``Decimal`` then
+``format(d, "f")``. A price or quantity sent as a JSON *string* is not Kraken's grammar and fails the
+frame (``Decimal`` would read ``"1_0"`` as 10, and takes ``" 1"``, ``"+1"``, ``"1."``, ``".5"``).
+The raw text is also ~2x cheaper than a ``Decimal`` per value (measured: 0.31 vs 0.56 µs to decode a
+one-trade frame, plus 0.3 µs to format two Decimals).
 
 WebSocket v1 (``wss://ws.kraken.com``, arrays; the 2021 recordings)::
 
@@ -103,6 +105,7 @@ _decode_peek: Final = msgspec.json.Decoder(_Peek).decode
 # and of a one-trade frame, "price qty timestamp" in one call.
 _match_numbers: Final = re.compile(r"[-0-9.]++").fullmatch
 _match_row: Final = re.compile(f"[-0-9.]++ [-0-9.]++ {UTC_TIME_RE}").fullmatch
+_NUMBER_STARTS: Final = frozenset("-0123456789")  # how a JSON number begins (never a string's '"')
 _V2_PARSED: Final = frozenset({"trade", "heartbeat"})
 _HEARTBEAT: Final = ParsedFrame("heartbeat")  # frozen, so one instance serves every heartbeat
 _V1_SIDES: Final[dict[str, Side]] = {"b": "buy", "s": "sell"}
@@ -228,13 +231,17 @@ def _v2_trades_checked(message: _V2Trade, received_us: int, conn_id: str, frame_
 def _number_text(raw: msgspec.Raw, field: str) -> str:
     """Exact plain text of a JSON number: its own characters when plain, else via ``Decimal``.
 
-    The ``Decimal`` route takes exponent notation (``1E-8`` -> ``"0.00000001"``) and numbers sent
-    as strings; it rejects NaN and infinities.
+    The ``Decimal`` route takes exponent notation (``1E-8`` -> ``"0.00000001"``); it rejects NaN and
+    infinities. Only JSON numbers are taken: msgspec has checked that ``raw`` is one valid JSON value,
+    and one that starts with ``-`` or a digit is a number. A string (``"1.5"``, ``"1_0"``) is refused
+    before ``Decimal``, whose grammar is far wider than JSON's.
     """
     try:
         text = str(raw, "ascii")
         if match_decimal(text) is not None:
             return text
+        if not text or text[0] not in _NUMBER_STARTS:
+            raise ValueError(text)
         return decimal_number_text(_decode_decimal(raw))
     except ValueError:  # msgspec.DecodeError included
         raise BadField(f"bad {field}={show(bytes(raw).decode('utf-8', 'replace'))}") from None

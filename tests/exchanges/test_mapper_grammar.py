@@ -1,0 +1,40 @@
+"""Issue 13: every mapper accepts exactly its venue's grammar and nothing else (regressions).
+
+Each case below was found by probing the mappers with input the venue never sends.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ticklake.exchanges.mappers import kraken
+
+KR = ('{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"buy","price":%s,"qty":%s,'
+      '"ord_type":"market","trade_id":1,"timestamp":"2026-11-26T02:00:00Z"}]}')
+
+
+# --- Kraken v2: price and qty are JSON numbers, never strings -----------------------------------------
+
+
+@pytest.mark.parametrize("text", ['"1_0"', '" 1"', '"+1"', '"1."', '".5"', '"1.5"', '"10"', '"1e5"', '"-1"'])
+@pytest.mark.parametrize("field", ["price", "qty"])
+def test_kraken_v2_amounts_sent_as_strings_fail_the_frame(text: str, field: str) -> None:
+    """``Decimal`` read ``"1_0"`` as 10 (stored as price 10) and took ``" 1"``, ``"+1"``, ``"1."``, ``".5"``.
+    Kraken v2 sends JSON numbers; a string is not its grammar."""
+    frame = KR % ((text, "2") if field == "price" else ("1.5", text))
+    for payload in (frame, frame.encode()):
+        result = kraken.parse_frame(payload, 1)
+        assert result.kind == "error" and result.trades == (), (payload, result)
+        assert f"bad {field}=" in result.error
+    row = KR[KR.index("[") + 1:KR.rindex("]")]
+    bad = row % ((text, "1") if field == "price" else ("1", text))
+    several = '{"channel":"trade","type":"update","data":[' + ",".join([row % ("1", "1")] * 2 + [bad]) + "]}"
+    assert kraken.parse_frame(several, 1).kind == "error"  # the multi-trade hot path too
+
+
+@pytest.mark.parametrize(("number", "text"), [("10", "10"), ("1.5", "1.5"), ("1E-8", "0.00000001"),
+                                              ("2.8015E+3", "2801.5"), ("-0", "-0")])
+def test_kraken_v2_json_numbers_still_read_exactly(number: str, text: str) -> None:
+    result = kraken.parse_frame(KR % (number, number), 1)
+    assert result.kind == "trades"
+    assert (result.trades[0].price, result.trades[0].qty) == (text, text)
