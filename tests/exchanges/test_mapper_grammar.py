@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ticklake.exchanges.mappers import kraken
+from ticklake.exchanges.mappers import coinbase, kraken
 
 KR = ('{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"buy","price":%s,"qty":%s,'
       '"ord_type":"market","trade_id":1,"timestamp":"2026-11-26T02:00:00Z"}]}')
@@ -38,3 +38,32 @@ def test_kraken_v2_json_numbers_still_read_exactly(number: str, text: str) -> No
     result = kraken.parse_frame(KR % (number, number), 1)
     assert result.kind == "trades"
     assert (result.trades[0].price, result.trades[0].qty) == (text, text)
+
+
+# --- Coinbase Advanced Trade: sequence_num is a uint64 counter ---------------------------------------
+
+CB_TRADES = ('{"channel":"market_trades","client_id":"","timestamp":"2026-11-26T02:00:00Z","sequence_num":%s,'
+             '"events":[{"type":"update","trades":[{"trade_id":"1","product_id":"BTC-USD","price":"1","size":"1",'
+             '"side":"BUY","time":"2026-11-26T02:00:00Z"}]}]}')
+CB_OTHERS = ['{"channel":"heartbeats","client_id":"","sequence_num":%s,"events":[]}',
+             '{"channel":"subscriptions","client_id":"","sequence_num":%s,"events":[]}',
+             '{"channel":"l2_data","client_id":"","sequence_num":%s,"events":[]}']
+
+
+@pytest.mark.parametrize("sequence", ["-5", "-1", "1" + "0" * 39, str(2**64), "1.5", "1e3", "true", '"5"', "[]"])
+@pytest.mark.parametrize("template", [CB_TRADES, *CB_OTHERS], ids=["market_trades", "heartbeats", "subscriptions",
+                                                                   "l2_data"])
+def test_coinbase_sequence_num_outside_uint64_fails_the_frame(template: str, sequence: str) -> None:
+    """-5 and a 40-digit sequence_num were taken as the connection's counter (and faked or hid a gap)."""
+    for payload in (template % sequence, (template % sequence).encode()):
+        result = coinbase.parse_frame(payload, 1)
+        assert (result.kind, result.trades, result.sequence) == ("error", (), None), result
+        assert "sequence_num" in result.error
+
+
+@pytest.mark.parametrize("sequence", ["0", "7", str(2**63), str(2**64 - 1)])
+@pytest.mark.parametrize("template", [CB_TRADES, *CB_OTHERS])
+def test_coinbase_sequence_num_within_uint64_is_taken(template: str, sequence: str) -> None:
+    result = coinbase.parse_frame(template % sequence, 1)
+    assert result.kind != "error" and result.sequence == int(sequence), result
+    assert coinbase.parse_frame(template.replace(',"sequence_num":%s', ""), 1).sequence is None

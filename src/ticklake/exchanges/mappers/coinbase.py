@@ -9,6 +9,8 @@ Advanced Trade (``wss://advanced-trade-ws.coinbase.com``, the current feed)::
 
 ``sequence_num`` goes into ``ParsedFrame.sequence`` for every Advanced Trade frame (heartbeats
 and subscriptions included): it is the connection's message counter, so a gap means lost messages.
+It must be a non-negative integer within uint64; any other value (-5, 40 digits, "5") makes the
+frame an error naming ``sequence_num``: a counter that cannot be one would fake or hide a gap.
 
 Exchange feed (``wss://ws-feed.exchange.coinbase.com``, formerly ``ws-feed.pro``; the 2021 recording)::
 
@@ -77,6 +79,10 @@ trade_id, as the decision record describes, and flip this one constant if the ta
 """
 
 _TradeId = Annotated[int, msgspec.Meta(ge=0, le=MAX_TRADE_ID)]
+MAX_SEQUENCE: Final = 2**64 - 1  # sequence_num: the connection's message counter, a uint64 at most
+# msgspec checks the lower bound while decoding; it cannot hold an upper bound beyond int64, so the
+# frames that carry a sequence compare it with MAX_SEQUENCE after decoding (one comparison a frame).
+_Sequence = Annotated[int, msgspec.Meta(ge=0)]
 _INVERT: Final[dict[str, Side]] = {"buy": "sell", "sell": "buy", "BUY": "sell", "SELL": "buy"}
 _AS_IS: Final[dict[str, Side]] = {"BUY": "buy", "SELL": "sell"}
 _MARKET_TRADES_TAKER: Final = _INVERT if MARKET_TRADES_SIDE_IS_MAKER else _AS_IS
@@ -101,15 +107,15 @@ class _MarketTradesEvent(msgspec.Struct, gc=False):
 
 class _MarketTrades(msgspec.Struct, tag_field="channel", tag="market_trades", gc=False):
     events: list[_MarketTradesEvent]
-    sequence_num: int | None = None
+    sequence_num: _Sequence | None = None
 
 
 class _Heartbeats(msgspec.Struct, tag_field="channel", tag="heartbeats", gc=False):
-    sequence_num: int | None = None
+    sequence_num: _Sequence | None = None
 
 
 class _Subscriptions(msgspec.Struct, tag_field="channel", tag="subscriptions", gc=False):
-    sequence_num: int | None = None
+    sequence_num: _Sequence | None = None
 
 
 # --- Exchange feed -------------------------------------------------------------------------------
@@ -149,7 +155,7 @@ class _Peek(msgspec.Struct, gc=False):
 
     channel: str | None = None
     type: str | None = None
-    sequence_num: int | None = None
+    sequence_num: _Sequence | None = None
 
 
 _decode_peek: Final = msgspec.json.Decoder(_Peek).decode
@@ -186,6 +192,9 @@ def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame
             return _parse_slow(payload, received_us, conn_id, frame_seq)
     except (ValueError, TypeError, IndexError, RecursionError):  # msgspec errors are ValueErrors
         return _parse_slow(payload, received_us, conn_id, frame_seq)
+    sequence = message.sequence_num
+    if sequence is not None and sequence > MAX_SEQUENCE:
+        return _parse_slow(payload, received_us, conn_id, frame_seq)  # words the error
     if isinstance(message, _MarketTrades):
         return _market_trades(message, received_us, conn_id, frame_seq)
     if isinstance(message, _Heartbeats):
@@ -322,7 +331,8 @@ def _parse_slow(payload: bytes | str, received_us: int, conn_id: str, frame_seq:
     else:
         # Book and ticker frames can be most of a connection's traffic (and kilobytes each): classify
         # them from the routing fields alone instead of building their dicts.
-        if peek.channel is not None and peek.channel not in _ADVANCED_PARSED and peek.type != "error":
+        if (peek.channel is not None and peek.channel not in _ADVANCED_PARSED and peek.type != "error"
+                and (peek.sequence_num is None or peek.sequence_num <= MAX_SEQUENCE)):
             return ParsedFrame("other", sequence=peek.sequence_num)
         if peek.channel is None and peek.type in _EXCHANGE_OTHER_TYPES:
             return _OTHER
@@ -341,8 +351,8 @@ def _parse_slow(payload: bytes | str, received_us: int, conn_id: str, frame_seq:
         return ParsedFrame("error", error=f"{EXCHANGE} error: {venue_message(reason)}")
     if channel is not None:
         sequence = message.get("sequence_num")
-        if not isinstance(sequence, int) or isinstance(sequence, bool):
-            sequence = None
+        if sequence is not None and (type(sequence) is not int or not 0 <= sequence <= MAX_SEQUENCE):
+            return ParsedFrame("error", error=f"{EXCHANGE} {show(channel)}: bad sequence_num={show(sequence)}")
         if channel in ("market_trades", "heartbeats", "subscriptions"):
             try:
                 typed = msgspec.convert(message, _MarketTrades | _Heartbeats | _Subscriptions)
