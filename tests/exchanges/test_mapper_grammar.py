@@ -8,6 +8,10 @@ from __future__ import annotations
 import pytest
 
 from ticklake.exchanges.mappers import coinbase, kraken
+from ticklake.settings import ValidationSettings
+from ticklake.warehouse.validation import Validator
+
+VALIDATOR = Validator(ValidationSettings())
 
 KR = ('{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"buy","price":%s,"qty":%s,'
       '"ord_type":"market","trade_id":1,"timestamp":"2026-11-26T02:00:00Z"}]}')
@@ -67,3 +71,17 @@ def test_coinbase_sequence_num_within_uint64_is_taken(template: str, sequence: s
     result = coinbase.parse_frame(template % sequence, 1)
     assert result.kind != "error" and result.sequence == int(sequence), result
     assert coinbase.parse_frame(template.replace(',"sequence_num":%s', ""), 1).sequence is None
+
+
+# --- Kraken v1: an absurd time is dead-lettered as a time, not as the id derived from it ---------------
+
+
+@pytest.mark.parametrize("when", ["10000000000000", "10000000000000.5", "4102444800.000000"])
+def test_kraken_v1_absurd_time_is_dead_lettered_as_bad_timestamp(when: str) -> None:
+    """v1 derives trade_id = ts_us * 1000 + index, so time "10000000000000" made an id beyond UInt64 and
+    the dead letter said ``bad_trade_id``; the fault is the time."""
+    frame = f'[1,[["1.5","2","{when}","b","l",""]],"trade","XBT/USD"]'
+    result = kraken.parse_frame(frame, 1_795_658_400_000_000)
+    assert result.kind == "trades", result
+    violation = VALIDATOR.check(result.trades[0])
+    assert violation is not None and violation.rule == "bad_timestamp", violation

@@ -87,7 +87,7 @@ def test_invalid_trades_go_to_dead_letters_with_rule_and_frame(warehouse: Client
         trade(7, ts_us=now + 3_600_000_000, received_us=now),
         trade(8, ts_us=now - 40 * 86_400_000_000, received_us=now),
         trade(9, "1.0000000000000000001"),
-        trade(2**64, "1"),
+        trade(2**64, "1", ts_us=now, received_us=now),  # the factory's time from this id would be absurd too
     ]
     good = trade(10, "101.25")
     writer = WarehouseWriter(warehouse, ValidationSettings())

@@ -74,10 +74,12 @@ class Validator:
 
     def check(self, trade: Trade) -> Violation | None:
         """The first rule ``trade`` breaks, or None when it may enter silver."""
-        if not 0 <= trade.trade_id <= UINT64_MAX:
-            return Violation("bad_trade_id", f"trade id {trade.trade_id} is outside 0..2^64-1")
+        # Times first: a venue without ids (Kraken v1) derives the id from the time, so an absurd time
+        # also makes an absurd id, and the fault is the time.
         if not (0 <= trade.ts_us < MAX_TIMESTAMP_US and 0 <= trade.received_us < MAX_TIMESTAMP_US):
             return Violation("bad_timestamp", f"exchange time {trade.ts_us} us is outside 1970..2100")
+        if not 0 <= trade.trade_id <= UINT64_MAX:
+            return Violation("bad_trade_id", f"trade id {trade.trade_id} is outside 0..2^64-1")
         if not trade.symbol:
             return Violation("unknown_symbol", f"cannot map native symbol {trade.native_symbol!r}")
         for field, text, limit in (("price", trade.price, self.max_price), ("qty", trade.qty, self.max_qty)):
