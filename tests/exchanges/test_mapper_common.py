@@ -155,9 +155,11 @@ def test_decimal_number_text_rejects(value: Decimal) -> None:
 
 def test_symbol_memo_matches_from_native_and_stays_bounded() -> None:
     memo = SymbolMemo("binance")
-    for native in ("BTCUSDT", "ETHBTC", "FOOBAR", "", "btcusdt"):
+    for native in ("BTCUSDT", "ETHBTC", "FOOBAR", ""):
         assert memo[native] == from_native("binance", native)
         assert memo[native] == from_native("binance", native)  # the memoized answer
+    for native in ("btcusdt", "BTC/USDT", "BTCUSDT\x00"):  # not the venue's form: no market (issue 13)
+        assert memo[native] == "" and memo[native] == ""
     for index in range(SymbolMemo.MAX_ENTRIES + 10):
         memo[f"X{index}USDT"]
     assert len(memo) <= SymbolMemo.MAX_ENTRIES

@@ -177,3 +177,25 @@ def test_a_backfilled_trade_completes_one_that_bronze_holds_and_silver_lacks(war
     [(volume, count)] = warehouse.query(
         "SELECT sumMerge(volume), countMerge(trades) FROM gold_ohlcv WHERE timeframe = 86400").result_rows
     assert (Decimal(volume), count) == (Decimal("0.25") * 5, 5)
+
+
+def test_trades_of_unsubscribed_or_malformed_markets_are_dead_letters_not_markets(warehouse: Client) -> None:
+    """Issue 13: Kraken FOO/BAR (not subscribed) was stored as a new market with candles, and
+    "BTC/USD\\u0000" as one the API cannot query; both now go to dead letters with their reason."""
+    from ticklake.exchanges.mappers import kraken
+
+    row = ('{"symbol":"%s","side":"buy","price":1.5,"qty":2,"ord_type":"market","trade_id":%d,'
+           '"timestamp":"2026-11-26T02:00:00Z"}')
+    payload = ('{"channel":"trade","type":"update","data":[' + ",".join(
+        row % (symbol, i + 1) for i, symbol in enumerate(["BTC/USD", "FOO/BAR", "BTC/USD\\u0000"])) + "]}")
+    received = 1_795_658_400_000_000
+    parsed = kraken.parse_frame(payload, received, "c1", 1, subscribed=frozenset({"BTC/USD"}))
+    raw = RawFrame("kraken", "c1", 1, received, payload, trade_count=len(parsed.trades))
+    plan = WarehouseWriter(warehouse, ValidationSettings()).write([raw], list(parsed.trades))
+    assert [(t.symbol, t.trade_id) for t in plan.silver] == [("BTC/USD", 1)]
+    rows = warehouse.query("SELECT trade_id, rule, raw_frame FROM dead_letters ORDER BY trade_id").result_rows
+    assert [(r[0], r[1]) for r in rows] == [(2, "unsubscribed_market"), (3, "bad_symbol")]
+    assert all(r[2] == payload for r in rows)
+    reader = WarehouseReader(warehouse)
+    assert reader.ohlcv("kraken", "FOO/BAR", "1m", None, None, 10) == []
+    assert sum(c.trades for c in reader.ohlcv("kraken", "BTC/USD", "1m", None, None, 10)) == 1

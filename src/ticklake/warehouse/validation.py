@@ -12,8 +12,10 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ticklake.exchanges.mappers.common import AGG_TRADE_SUFFIX, is_native_symbol, show
 from ticklake.model import Trade
 from ticklake.settings import ValidationSettings
+from ticklake.symbols import from_native
 
 SIDES = pa.array(["buy", "sell", "unknown"])
 
@@ -81,7 +83,7 @@ class Validator:
         if not 0 <= trade.trade_id <= UINT64_MAX:
             return Violation("bad_trade_id", f"trade id {trade.trade_id} is outside 0..2^64-1")
         if not trade.symbol:
-            return Violation("unknown_symbol", f"cannot map native symbol {trade.native_symbol!r}")
+            return _symbol_violation(trade)
         for field, text, limit in (("price", trade.price, self.max_price), ("qty", trade.qty, self.max_qty)):
             violation = _check_amount(field, text, limit)
             if violation is not None:
@@ -95,6 +97,18 @@ class Validator:
             behind = (trade.received_us - trade.ts_us) / 86_400e6
             return Violation("stale_timestamp", f"exchange time is {behind:.1f} days before receive time")
         return None
+
+
+def _symbol_violation(trade: Trade) -> Violation:
+    """Why a trade has no canonical symbol. The mapper leaves it out for a native symbol not in the
+    venue's form and for a market the connection did not subscribe to (mappers/common.py); a native
+    symbol in form that names a market is therefore one that was not subscribed."""
+    exchange, native = trade.exchange, trade.native_symbol
+    if not is_native_symbol(exchange, native):
+        return Violation("bad_symbol", f"native symbol {show(native)} is not in {show(exchange)}'s form")
+    if from_native(exchange, native.removesuffix(AGG_TRADE_SUFFIX)):
+        return Violation("unsubscribed_market", f"{show(native)} is not a market the connection subscribed to")
+    return Violation("unknown_symbol", f"cannot map native symbol {native!r}")
 
 
 def _check_amount(field: str, text: str, limit: Decimal) -> Violation | None:

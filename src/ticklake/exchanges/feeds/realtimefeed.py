@@ -340,6 +340,7 @@ class _Connection:
         self.feed = feed
         self.index = index
         self.natives = natives
+        self.subscribed = frozenset(natives)  # the mapper blanks the symbol of a trade of any other market
         self.url = feed.connect_url(feed.base_url, natives)
         settings = feed.settings
         self.backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, settings.stable_after_s,
@@ -585,7 +586,7 @@ class _Connection:
         feed = self.feed
         frame_seq, received_us, data = item
         try:
-            parsed = feed.parser(data, received_us, session.conn_id, frame_seq)
+            parsed = feed.parser(data, received_us, session.conn_id, frame_seq, subscribed=self.subscribed)
         except Exception as exc:  # mappers should never raise; if one does, the frame is still kept
             parsed = ParsedFrame("error", error=f"{feed.exchange} parser raised {type(exc).__name__}: {exc}")
         try:

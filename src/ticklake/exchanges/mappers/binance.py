@@ -15,11 +15,13 @@ Pure: no I/O, no clock. The only state is the symbol memo in ``common``.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Annotated, Any, Final
 
 import msgspec
 
 from ticklake.exchanges.mappers.common import (
+    AGG_TRADE_SUFFIX,
     MAX_TRADE_ID,
     BadField,
     MalformedResponse,
@@ -27,12 +29,13 @@ from ticklake.exchanges.mappers.common import (
     error_reason,
     match_decimal,
     match_decimal_pair,
+    only_subscribed,
     show,
     venue_message,
 )
 from ticklake.model import ParsedFrame, Side, Trade
 
-__all__ = ["EXCHANGE", "parse_frame", "parse_rest_trades"]
+__all__ = ["AGG_TRADE_SUFFIX", "EXCHANGE", "parse_frame", "parse_rest_trades"]
 
 EXCHANGE: Final = "binance"
 
@@ -67,8 +70,7 @@ class _AggTrade(msgspec.Struct, tag_field="e", tag="aggTrade", gc=False):
 _TradeEvent = _Trade | _AggTrade
 
 # Aggregate trade ids (`a`) and trade ids (`t`) are two id spaces of one market: an aggTrade's native
-# symbol carries this suffix, so the two never meet in deduplication or gap tracking.
-AGG_TRADE_SUFFIX: Final = "@aggTrade"
+# symbol carries AGG_TRADE_SUFFIX (common), so the two never meet in deduplication or gap tracking.
 
 
 class _Combined(msgspec.Struct, gc=False):
@@ -117,12 +119,16 @@ def _trade(event: _Trade | _AggTrade, received_us: int, conn_id: str, frame_seq:
                  _side(event.m), _ts_us(event.T), received_us, conn_id, frame_seq)
 
 
-def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame_seq: int = 0) -> ParsedFrame:
+def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame_seq: int = 0, *,
+                subscribed: AbstractSet[str] | None = None) -> ParsedFrame:
     """One Binance WebSocket frame -> ``ParsedFrame``; never raises.
 
     Trade and aggTrade events give ``kind="trades"`` with one trade; ``{"result": null, "id": N}``
     gives "subscribed"; ``serverShutdown`` gives "shutdown"; error replies give "error" with the
-    venue's message; any other event (depth, bookTicker, kline, ...) gives "other".
+    venue's message; any other event (depth, bookTicker, kline, ...) gives "other". A trade whose
+    ``s`` is not one of ``subscribed`` (the connection's native symbols; None checks nothing), or not
+    in the venue's form (``BTC/USDT``, ``btcusdt``), keeps ``symbol=""`` for the warehouse to
+    dead-letter (``common.only_subscribed``, ``common.is_native_symbol``).
     """
     try:
         # '{"stream":...' (combined) vs '{"e":...' (raw): one character picks the typed decoder. A
@@ -130,16 +136,18 @@ def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame
         mark = payload[2]  # 115 == ord("s"), for bytes payloads
         event = _decode_combined(payload).data if mark == 115 or mark == "s" else _decode_raw(payload)
     except (ValueError, TypeError, IndexError, RecursionError):  # msgspec errors are ValueErrors
-        return _parse_slow(payload, received_us, conn_id, frame_seq)
+        return only_subscribed(_parse_slow(payload, received_us, conn_id, frame_seq), subscribed)
     # This is _trade() inlined: it runs once per trade on the feed's hot path.
     price = event.p
     qty = event.q
     if match_decimal_pair(f"{price} {qty}") is None:
-        return _trade_frame(event, received_us, conn_id, frame_seq)  # words the error
+        # words the error
+        return only_subscribed(_trade_frame(event, received_us, conn_id, frame_seq), subscribed)
     ts = event.T
     native = event.s
     return ParsedFrame("trades", (Trade(
-        EXCHANGE, _symbols[native], native + AGG_TRADE_SUFFIX if type(event) is _AggTrade else native, event.t,
+        EXCHANGE, _symbols[native] if subscribed is None or native in subscribed else "",
+        native + AGG_TRADE_SUFFIX if type(event) is _AggTrade else native, event.t,
         price, qty,
         "sell" if event.m else "buy", ts * 1000 if ts < _MICROS_THRESHOLD else ts,
         received_us, conn_id, frame_seq),))

@@ -33,6 +33,7 @@ Pure: no I/O, no clock. The only state is the symbol and seconds memos in ``comm
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -49,6 +50,7 @@ from ticklake.exchanges.mappers.common import (
     match_decimal_pair,
     match_decimals,
     match_utc_times,
+    only_subscribed,
     rfc3339_to_us,
     show,
     venue_message,
@@ -173,7 +175,8 @@ _EXCHANGE_OTHER_TYPES: Final = frozenset({"ticker", "l2update", "snapshot", "rec
                                           "change", "activate", "status", "auction"})
 
 
-def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame_seq: int = 0) -> ParsedFrame:
+def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame_seq: int = 0, *,
+                subscribed: AbstractSet[str] | None = None) -> ParsedFrame:
     """One Coinbase WebSocket frame (Advanced Trade or Exchange feed) -> ``ParsedFrame``; never raises.
 
     Advanced Trade: ``market_trades`` -> "trades" (snapshot and update events alike), ``heartbeats``
@@ -181,22 +184,27 @@ def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame
     channels -> "other". Exchange feed: ``match``/``last_match`` -> "trades", ``heartbeat`` ->
     "heartbeat", ``subscriptions`` -> "subscribed", ticker/l2update/snapshot/... -> "other".
     ``{"type": "error", ...}`` from either -> "error" with the venue's message.
+
+    A trade whose ``product_id`` is not one of ``subscribed`` (the connection's native symbols, e.g.
+    ``BTC-USD``; None checks nothing), or not in the venue's form (``btc-usd``, ``BTC/USD``), keeps
+    ``symbol=""`` for the warehouse to dead-letter (``common.only_subscribed``, ``common.is_native_symbol``).
     """
     try:
         mark = payload[2]
         if mark == 99 or mark == "c":  # '{"channel":' (Advanced Trade); 99 == ord("c")
             message = _decode_advanced(payload)
         elif mark == 116 or mark == "t":  # '{"type":' (Exchange feed); 116 == ord("t")
-            return _match_frame(_decode_exchange(payload), received_us, conn_id, frame_seq)
+            return only_subscribed(_match_frame(_decode_exchange(payload), received_us, conn_id, frame_seq),
+                                   subscribed)
         else:
-            return _parse_slow(payload, received_us, conn_id, frame_seq)
+            return only_subscribed(_parse_slow(payload, received_us, conn_id, frame_seq), subscribed)
     except (ValueError, TypeError, IndexError, RecursionError):  # msgspec errors are ValueErrors
-        return _parse_slow(payload, received_us, conn_id, frame_seq)
+        return only_subscribed(_parse_slow(payload, received_us, conn_id, frame_seq), subscribed)
     sequence = message.sequence_num
     if sequence is not None and sequence > MAX_SEQUENCE:
         return _parse_slow(payload, received_us, conn_id, frame_seq)  # words the error
     if isinstance(message, _MarketTrades):
-        return _market_trades(message, received_us, conn_id, frame_seq)
+        return only_subscribed(_market_trades(message, received_us, conn_id, frame_seq), subscribed)
     if isinstance(message, _Heartbeats):
         return ParsedFrame("heartbeat", sequence=message.sequence_num)
     return ParsedFrame("subscribed", sequence=message.sequence_num)

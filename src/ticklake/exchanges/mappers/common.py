@@ -1,4 +1,4 @@
-"""Helpers shared by the venue mappers: exact timestamps, exact decimal text, symbol lookup.
+"""Helpers shared by the venue mappers: exact timestamps, exact decimal text, symbol lookup and form.
 
 Everything here is pure and exact: no floats touch a timestamp or a price. The functions raise
 ``ValueError`` (never anything else) on malformed input; the mappers catch it and turn it into a
@@ -8,13 +8,18 @@ Everything here is pure and exact: no floats touch a timestamp or a price. The f
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
 
+import msgspec
+
+from ticklake.model import ParsedFrame
 from ticklake.symbols import from_native
 
 __all__ = [
+    "AGG_TRADE_SUFFIX",
     "EPOCH",
     "FROMISOFORMAT",
     "MAX_TRADE_ID",
@@ -28,6 +33,7 @@ __all__ = [
     "epoch_seconds_text_to_us",
     "error_reason",
     "is_decimal_text",
+    "is_native_symbol",
     "match_decimal",
     "match_decimal_pair",
     "match_decimals",
@@ -36,6 +42,7 @@ __all__ = [
     "match_rfc3339",
     "match_utc_time",
     "match_utc_times",
+    "only_subscribed",
     "price_qty_times_valid",
     "rfc3339_to_us",
     "show",
@@ -287,9 +294,63 @@ def epoch_seconds_text_to_us(text: str) -> int:
 
 # --- symbols -------------------------------------------------------------------------------------
 
+# Binance aggregate trade ids are another id space of a market: its aggTrade trades carry this suffix
+# on their native symbol (see the binance mapper), which is not part of the venue's symbol.
+AGG_TRADE_SUFFIX: Final = "@aggTrade"
+# How each venue joins base and quote in its native symbols ("" for Binance: BTCUSDT).
+_SEPARATORS: Final = {"binance": "", "kraken": "/", "coinbase": "-"}
+
+
+def is_native_symbol(exchange: str, native: str) -> bool:
+    """True when ``native`` is spelled as ``exchange`` spells a market (Binance ``BTCUSDT``, Kraken
+    ``BTC/USD``, Coinbase ``BTC-USD``): base and quote upper-case letters and digits, joined by the
+    venue's separator. That is every spelling ``ticklake.symbols.to_native`` can produce for a
+    configured market, and nothing with a control character, a space, a lower-case letter (stored
+    under another native symbol than the market's), or another separator (Binance ``BTC/USDT``
+    would be read as ``BTC//USDT``). A Binance aggTrade trade's ``AGG_TRADE_SUFFIX`` is allowed.
+    """
+    separator = _SEPARATORS.get(exchange)
+    if separator is None or type(native) is not str:
+        return False
+    if separator:
+        base, sep, quote = native.partition(separator)
+        return bool(sep) and _is_asset(base) and _is_asset(quote)
+    return _is_asset(native.removesuffix(AGG_TRADE_SUFFIX))
+
+
+def _is_asset(text: str) -> bool:
+    # isalnum(): no control characters, spaces or punctuation (and False for ""); upper(): no lower case.
+    return text.isalnum() and text == text.upper()
+
+
+def only_subscribed(parsed: ParsedFrame, subscribed: AbstractSet[str] | None) -> ParsedFrame:
+    """``parsed`` with the canonical symbol blanked on every trade whose market is not in ``subscribed``.
+
+    ``subscribed`` holds the native symbols the connection subscribed to (the feed passes them; None,
+    e.g. when raw frames are parsed again, checks nothing). A trade of another market must not become
+    a new market with candles: with ``symbol=""`` the warehouse dead-letters it as
+    ``unsubscribed_market`` (``warehouse/validation.py``), and bronze still keeps it as the venue sent it.
+    """
+    trades = parsed.trades
+    if subscribed is None or not trades:
+        return parsed
+    for trade in trades:
+        if not _subscribed(trade.native_symbol, subscribed):
+            break
+    else:
+        return parsed  # the usual case: every trade's market was subscribed
+    kept = tuple(trade if _subscribed(trade.native_symbol, subscribed) else msgspec.structs.replace(trade, symbol="")
+                 for trade in trades)
+    return ParsedFrame(parsed.kind, kept, parsed.error, parsed.sequence)
+
+
+def _subscribed(native: str, subscribed: AbstractSet[str]) -> bool:
+    return native in subscribed or native.removesuffix(AGG_TRADE_SUFFIX) in subscribed
+
 
 class SymbolMemo(dict[str, str]):
-    """Native symbol -> canonical symbol for one venue: ``ticklake.symbols.from_native``, memoized.
+    """Native symbol -> canonical symbol for one venue: ``ticklake.symbols.from_native``, memoized;
+    ``""`` for a symbol not in the venue's form (``is_native_symbol``).
 
     ``from_native`` costs about as much as decoding a whole trade frame (it tries every Binance
     quote suffix), and a feed sees the same few symbols millions of times; a hit here is one dict
@@ -306,7 +367,8 @@ class SymbolMemo(dict[str, str]):
         self.exchange = exchange
 
     def __missing__(self, native: str) -> str:
-        symbol = from_native(self.exchange, native)
+        # A native symbol not in the venue's form maps to nothing ("" -> dead letter ``bad_symbol``).
+        symbol = from_native(self.exchange, native) if is_native_symbol(self.exchange, native) else ""
         if len(self) >= self.MAX_ENTRIES:
             self.clear()
         self[native] = symbol

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import re
 from codecs import ascii_decode
+from collections.abc import Set as AbstractSet
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
@@ -54,6 +55,7 @@ from ticklake.exchanges.mappers.common import (
     error_reason,
     match_decimal,
     match_utc_times,
+    only_subscribed,
     rfc3339_to_us,
     show,
     texts_valid,
@@ -122,27 +124,34 @@ class KrakenTradesPage(msgspec.Struct, frozen=True):
     last: str
 
 
-def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame_seq: int = 0) -> ParsedFrame:
+def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame_seq: int = 0, *,
+                subscribed: AbstractSet[str] | None = None) -> ParsedFrame:
     """One Kraken WebSocket frame (v2 or v1) -> ``ParsedFrame``; never raises.
 
     v2: ``trade`` -> "trades"; ``heartbeat`` -> "heartbeat"; a subscribe ack -> "subscribed" (or
     "error" when ``success`` is false); ``status``, ``pong`` and other channels -> "other".
     v1: trade arrays -> "trades"; ``heartbeat`` -> "heartbeat"; ``subscriptionStatus`` subscribed ->
     "subscribed" (status error -> "error"); ``systemStatus``, book/ticker arrays -> "other".
+
+    A trade whose symbol is not one of ``subscribed`` (the connection's native symbols, e.g.
+    ``BTC/USD``; None checks nothing), or not in the venue's form (``btc/usd``, ``BTC/USD\x00``),
+    keeps ``symbol=""`` for the warehouse to dead-letter (``common.only_subscribed``,
+    ``common.is_native_symbol``). v1 names pairs ``XBT/USD``: compared with v2 spellings, it is not
+    subscribed (the feed speaks v2 only; v1 is read from recordings, without ``subscribed``).
     """
     try:
         first = payload[0]
         if first == 123 or first == "{":  # 123 == ord("{"), for bytes payloads
             message = _decode_v2(payload)
         elif first == 91 or first == "[":
-            return _v1_trades(_decode_v1(payload), received_us, conn_id, frame_seq)
+            return only_subscribed(_v1_trades(_decode_v1(payload), received_us, conn_id, frame_seq), subscribed)
         else:
-            return _parse_slow(payload, received_us, conn_id, frame_seq)
+            return only_subscribed(_parse_slow(payload, received_us, conn_id, frame_seq), subscribed)
     except (ValueError, TypeError, IndexError, RecursionError):  # msgspec errors are ValueErrors
-        return _parse_slow(payload, received_us, conn_id, frame_seq)
+        return only_subscribed(_parse_slow(payload, received_us, conn_id, frame_seq), subscribed)
     if isinstance(message, _V2Heartbeat):
         return _HEARTBEAT
-    return _v2_trades(message, received_us, conn_id, frame_seq)
+    return only_subscribed(_v2_trades(message, received_us, conn_id, frame_seq), subscribed)
 
 
 def _v2_trades(message: _V2Trade, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
