@@ -107,6 +107,12 @@ class RolesError(ValueError):
     """Roles that cannot run as asked (the message says what to change)."""
 
 
+def subscribed_natives(settings: Settings) -> dict[str, frozenset[str]]:
+    """Per enabled venue, the native symbols its feed subscribes to (what a re-parsed frame may hold)."""
+    return {name: frozenset(to_native(name, symbol) for symbol in venue.symbols)
+            for name, venue in settings.venues.enabled().items()}
+
+
 def check_roles(settings: Settings, roles: frozenset[str]) -> None:
     unknown = roles - set(ROLES)
     if unknown or not roles:
@@ -177,7 +183,7 @@ class Platform:
                 # With a Kafka bus, an interrupted batch is completed from the bus instead (positions.py):
                 # a global repair could race other ingesters writing the same warehouse.
                 lookback = timedelta(minutes=settings.ingest.repair_lookback_minutes)
-                await loop.run_in_executor(self._executor, repair, writer, lookback)
+                await loop.run_in_executor(self._executor, repair, writer, lookback, subscribed_natives(settings))
 
         if self.simulate and "feed" in roles:
             self.simulator = Simulator.from_settings(settings)

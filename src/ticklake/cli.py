@@ -417,14 +417,15 @@ def _audit(settings: Settings, names: list[str] | None) -> int:
 
 
 def _repair(settings: Settings, lookback_minutes: int | None) -> int:
-    from ticklake.app import open_warehouse
+    from ticklake.app import open_warehouse, subscribed_natives
     from ticklake.warehouse.repair import repair
     from ticklake.warehouse.writer import WarehouseWriter
 
     client = open_warehouse(settings)
     try:
         minutes = lookback_minutes or settings.ingest.repair_lookback_minutes
-        report = repair(WarehouseWriter(client, settings.validation), timedelta(minutes=minutes))
+        report = repair(WarehouseWriter(client, settings.validation), timedelta(minutes=minutes),
+                        subscribed_natives(settings))
         print(json.dumps(report))
     finally:
         client.close()

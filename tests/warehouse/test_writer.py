@@ -199,3 +199,23 @@ def test_trades_of_unsubscribed_or_malformed_markets_are_dead_letters_not_market
     reader = WarehouseReader(warehouse)
     assert reader.ohlcv("kraken", "FOO/BAR", "1m", None, None, 10) == []
     assert sum(c.trades for c in reader.ohlcv("kraken", "BTC/USD", "1m", None, None, 10)) == 1
+
+
+def test_repair_keeps_a_re_parsed_frames_unsubscribed_market_out_as_the_live_feed_does(warehouse: Client) -> None:
+    """A frame stored raw only (killed before bronze) and re-parsed at start must reach the same verdict as
+    live: the trade of a market the feed did not subscribe to is a dead letter, not a new market."""
+    from datetime import timedelta
+
+    from ticklake.warehouse.repair import repair
+
+    row = ('{"symbol":"%s","side":"buy","price":1.5,"qty":2,"ord_type":"market","trade_id":%d,'
+           '"timestamp":"2026-11-26T02:00:00Z"}')
+    payload = ('{"channel":"trade","type":"update","data":[' + ",".join(
+        row % (symbol, i + 1) for i, symbol in enumerate(["BTC/USD", "FOO/BAR"])) + "]}")
+    writer = WarehouseWriter(warehouse, ValidationSettings())
+    writer.write([RawFrame("kraken", "c1", 1, 1_795_658_400_000_000, payload, trade_count=2)], [])  # raw only
+    report = repair(writer, timedelta(hours=1), {"kraken": frozenset({"BTC/USD"})})
+    assert report["frames"] == 1
+    stored = warehouse.query("SELECT symbol, trade_id FROM silver_trades ORDER BY trade_id").result_rows
+    assert stored == [("BTC/USD", 1)]
+    assert warehouse.query("SELECT trade_id, rule FROM dead_letters").result_rows == [(2, "unsubscribed_market")]

@@ -17,6 +17,7 @@ nothing else writes (before ingestion starts).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from ticklake.exchanges.mappers import parser_for, rest_trades
@@ -28,15 +29,21 @@ from ticklake.warehouse.writer import WarehouseWriter
 
 log = logging.getLogger(__name__)
 
-def repair(writer: WarehouseWriter, lookback: timedelta) -> dict[str, int]:
-    """Re-derive whatever is missing; returns how many frames, trades and windows were repaired."""
+def repair(writer: WarehouseWriter, lookback: timedelta,
+           subscribed: Mapping[str, frozenset[str]] | None = None) -> dict[str, int]:
+    """Re-derive whatever is missing; returns how many frames, trades and windows were repaired.
+
+    ``subscribed`` (exchange -> configured native symbols) is what the feeds subscribed to: a frame's
+    trade of any other market is kept out of silver on the way, as the live feed keeps it (the mapper
+    blanks its symbol); without it, re-parsed frames are checked for the symbols' form only.
+    """
     client = writer.client
     newest = client.query(query("newest_receive")).result_rows[0][0]
     if newest is None or gold.as_utc(newest).year < 1971:
         return {"frames": 0, "silver": 0, "gold_windows": 0}
     since = gold.as_utc(newest) - lookback
     report = {
-        "frames": _frames_to_bronze(writer, since),
+        "frames": _frames_to_bronze(writer, since, subscribed or {}),
         "silver": _bronze_to_silver(writer, since),
         "gold_windows": _silver_to_gold(writer, since),
     }
@@ -47,7 +54,7 @@ def repair(writer: WarehouseWriter, lookback: timedelta) -> dict[str, int]:
     return report
 
 
-def _frames_to_bronze(writer: WarehouseWriter, since: datetime) -> int:
+def _frames_to_bronze(writer: WarehouseWriter, since: datetime, subscribed: Mapping[str, frozenset[str]]) -> int:
     rows = writer.client.query(query("frames_without_trades"), parameters={"since": since}).result_rows
     trades: list[Trade] = []
     for exchange, conn_id, frame_seq, received_us, payload, source, native_symbol in rows:
@@ -58,7 +65,8 @@ def _frames_to_bronze(writer: WarehouseWriter, since: datetime) -> int:
             except ValueError as exc:
                 log.error("cannot re-derive REST page %s/%s: %s", conn_id, frame_seq, exc)
             continue
-        parsed = parser_for(exchange)(payload, int(received_us), conn_id, int(frame_seq))
+        parsed = parser_for(exchange)(payload, int(received_us), conn_id, int(frame_seq),
+                                      subscribed=subscribed.get(exchange))
         trades.extend(parsed.trades)
     if trades:
         plan = writer.plan([], trades)
