@@ -59,7 +59,7 @@ from picows import WSCloseCode, WSFrame, WSHandshakeError, WSListener, WSMsgType
 from ticklake.exchanges.backfill import Backfill
 from ticklake.exchanges.gaps import Gap, GapTracker, SequenceTracker
 from ticklake.exchanges.mappers import FrameParser, parser_for
-from ticklake.exchanges.rest import DEFAULT_URLS, RestClient, TradeFetcher, fetcher_for
+from ticklake.exchanges.rest import RestClient, TradeFetcher, default_url, fetcher_for
 from ticklake.model import Message, MessageSink, ParsedFrame, RawFrame, ResumePoint, Trade, raw_topic, trades_topic
 from ticklake.ops.metrics import (
     FEED_CONNECTED,
@@ -72,7 +72,7 @@ from ticklake.ops.metrics import (
     FEED_TRADES,
 )
 from ticklake.settings import FeedSettings
-from ticklake.symbols import to_native
+from ticklake.venues import to_native
 
 log = logging.getLogger("ticklake.feeds")
 # picows logs every connection at INFO; our own lines already say connected/ended and why.
@@ -641,7 +641,7 @@ def rest_base_url(exchange: str, default_ws_url: str, ws_url: str, rest_url: str
     if rest_url:
         return rest_url.rstrip("/")
     if not ws_url or ws_url.rstrip("/") == default_ws_url.rstrip("/"):
-        return DEFAULT_URLS.get(exchange, "")
+        return default_url(exchange)
     return ""
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
 
-from ticklake.symbols import from_native
+from ticklake.venues import from_native
 
 __all__ = [
     "EPOCH",
@@ -289,7 +289,7 @@ def epoch_seconds_text_to_us(text: str) -> int:
 
 
 class SymbolMemo(dict[str, str]):
-    """Native symbol -> canonical symbol for one venue: ``ticklake.symbols.from_native``, memoized.
+    """Native symbol -> canonical symbol for one venue: ``ticklake.venues.from_native``, memoized.
 
     ``from_native`` costs about as much as decoding a whole trade frame (it tries every Binance
     quote suffix), and a feed sees the same few symbols millions of times; a hit here is one dict
