@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ticklake.exchanges.feeds.realtimefeed import _Session
+from ticklake.exchanges.feeds.session import Session as _Session
 from ticklake.venues.binance.feed import BinanceFeed
 from ticklake.venues.coinbase.feed import CoinbaseFeed
 from ticklake.venues.kraken.feed import KrakenFeed

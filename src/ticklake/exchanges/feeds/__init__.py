@@ -17,16 +17,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ticklake.exchanges import registry
-from ticklake.exchanges.feeds.realtimefeed import (
-    Backoff,
-    FeedState,
-    FeedStatus,
-    FrameRecorder,
-    RealtimeFeed,
-    SessionRecorder,
-    backoff_delay,
-    rest_base_url,
-)
+from ticklake.exchanges.feeds.backfilling import rest_base_url
+from ticklake.exchanges.feeds.backoff import Backoff, backoff_delay
+from ticklake.exchanges.feeds.realtimefeed import FeedState, FeedStatus, RealtimeFeed
+from ticklake.exchanges.feeds.recordbuffer import FrameRecorder, SessionRecorder
 from ticklake.exchanges.gaps import Gap
 from ticklake.exchanges.rest import RestClient
 from ticklake.model import MessageSink, ResumePoint
