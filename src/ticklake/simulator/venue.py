@@ -1,6 +1,6 @@
 """What every simulated venue shares: a picows server, its connections, the tapes, the clocks.
 
-A venue module (binance.py, kraken.py, coinbase.py) only says how its protocol looks: which paths it
+A venue's ``simulated.py`` (in ``ticklake/venues/<name>/``) only says how its protocol looks: which paths it
 serves, what it answers to a client message, what a trade frame looks like, what it sends on a
 timer. Everything here is venue-neutral.
 
