@@ -17,7 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
+from ticklake.venues import NAMES
+
 REPO = Path(__file__).resolve().parents[1]
+
+UPPER_NAMES = tuple(name.upper() for name in NAMES)  # as environment variables spell them
 
 
 def free_port() -> int:
@@ -86,7 +90,7 @@ def test_up_simulate_serves_candles_stops_cleanly_and_keeps_data(tmp_path: Path)
     with running("up", "--simulate", env=env) as (process, base):
         health = wait_for(f"{base}/health", lambda r: r.status_code == 200
                           and r.json()["components"]["feeds"]["status"] == "ok").json()
-        assert set(health["components"]["feeds"]["venues"]) == {"binance", "kraken", "coinbase"}
+        assert set(health["components"]["feeds"]["venues"]) == set(NAMES)
         wait_for(f"{base}/v1/ohlcv?exchange=binance&symbol=BTC/USDT&timeframe=1m",
                  lambda r: r.status_code == 200 and r.json()["candles"])
         trades = httpx.get(f"{base}/v1/trades", params={"exchange": "kraken", "symbol": "BTC/USD", "limit": 5000},
@@ -109,10 +113,10 @@ def test_up_with_unreachable_venues_reports_them_and_keeps_serving(tmp_path: Pat
     # Point every venue at a closed loopback port: as unreachable as the internet is from CI.
     closed = free_port()
     env = env_for(tmp_path, **{f"TICKLAKE_VENUES__{v}__WS_URL": f"ws://127.0.0.1:{closed}"
-                               for v in ("BINANCE", "KRAKEN", "COINBASE")},
+                               for v in UPPER_NAMES},
                   TICKLAKE_FEED__BACKOFF_INITIAL_S="0.2", TICKLAKE_FEED__BACKOFF_MAX_S="1")
     with running("up", env=env) as (process, base):
-        health = wait_for(f"{base}/health", lambda r: len(r.json()["components"]["feeds"]["venues"]) == 3
+        health = wait_for(f"{base}/health", lambda r: len(r.json()["components"]["feeds"]["venues"]) == len(UPPER_NAMES)
                           and all(v["last_error"] for v in r.json()["components"]["feeds"]["venues"].values()))
         assert health.status_code == 503 and health.json()["components"]["feeds"]["status"] == "down"
         assert health.json()["components"]["warehouse"]["status"] == "ok"
@@ -120,7 +124,7 @@ def test_up_with_unreachable_venues_reports_them_and_keeps_serving(tmp_path: Pat
         time.sleep(2)
         assert process.poll() is None
         output = stop(process)
-    for venue in ("binance", "kraken", "coinbase"):
+    for venue in NAMES:
         assert f"{venue}: cannot connect" in output, output[-3000:]
 
 
@@ -133,7 +137,7 @@ def test_record_then_replay_stores_every_trade_once(tmp_path: Path) -> None:
     result = ticklake("record", str(recording), "--simulate", "--seconds", "3", env=env)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in recording.read_text().splitlines()]
-    assert {line["exchange"] for line in lines} == {"binance", "kraken", "coinbase"}
+    assert {line["exchange"] for line in lines} == set(NAMES)
     assert any(line["dir"] == "sent" for line in lines)  # subscriptions are recorded too
 
     first = ticklake("replay", str(recording), env=env)
@@ -147,7 +151,7 @@ def test_record_then_replay_stores_every_trade_once(tmp_path: Path) -> None:
 
     # Then browsed: `ticklake api` serves the stored warehouse and connects to no venue (the venues
     # configured here are unreachable on purpose).
-    unreachable = {f"TICKLAKE_VENUES__{v}__WS_URL": "ws://127.0.0.1:9/" for v in ("BINANCE", "KRAKEN", "COINBASE")}
+    unreachable = {f"TICKLAKE_VENUES__{v}__WS_URL": "ws://127.0.0.1:9/" for v in UPPER_NAMES}
     with running("api", env={**env, **unreachable}) as (process, base):
         symbols = wait_for(f"{base}/v1/symbols", lambda r: r.status_code == 200).json()["symbols"]
         assert sum(s["trades"] for s in symbols) == summary["stored_trades"]

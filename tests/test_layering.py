@@ -9,12 +9,15 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ticklake"
 FLOW = ["exchanges", "bus", "warehouse", "lake", "api"]  # earlier may not import later
-SHARED = {"model", "symbols", "settings", "ops"}  # records, names, settings, metrics: used by every layer
+# records, names, settings, metrics, the venue registry's static facts: used by every layer
+SHARED = {"model", "symbols", "settings", "ops", "venues"}
+VENUES = PACKAGE / "venues"
 
 
-def imported_layers(folder: Path) -> set[str]:
+def imported_layers(path: Path) -> set[str]:
+    """The top-level ticklake modules imported by a module, or by every module under a folder."""
     found: set[str] = set()
-    for source in folder.rglob("*.py"):
+    for source in [path] if path.is_file() else path.rglob("*.py"):
         for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
             names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
                 [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
@@ -33,7 +36,19 @@ def test_a_layer_imports_only_earlier_layers(layer: str) -> None:
 
 def test_shared_modules_import_no_layer() -> None:
     assert imported_layers(PACKAGE / "ops") == set()
-    for module in ("model.py", "symbols.py", "settings.py"):
-        tree = ast.parse((PACKAGE / module).read_text(encoding="utf-8"))
+    static_venue_facts = [VENUES / "__init__.py", VENUES / "facts.py", *sorted(VENUES.glob("*/__init__.py"))]
+    for module in [PACKAGE / "model.py", PACKAGE / "symbols.py", PACKAGE / "settings.py", *static_venue_facts]:
+        tree = ast.parse(module.read_text(encoding="utf-8"))
         imports = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert not any(name.split(".")[1] in FLOW for name in imports if name.startswith("ticklake."))
+
+
+@pytest.mark.parametrize("folder", sorted(path.name for path in VENUES.iterdir() if (path / "__init__.py").is_file()))
+def test_a_venue_folder_is_exchanges_code_and_its_simulated_server(folder: str) -> None:
+    """A venue's mapper, feed and fetcher are the exchanges layer (living in the venue's folder); its
+    simulated server is the simulator's, which no layer imports."""
+    for module in ("mapper.py", "feed.py", "rest.py"):
+        assert imported_layers(VENUES / folder / module) <= {"exchanges"} | SHARED, module
+    assert imported_layers(VENUES / folder / "simulated.py") <= {"simulator"} | SHARED
+    assert all("simulator" not in imported_layers(PACKAGE / layer) for layer in FLOW if (PACKAGE / layer).is_dir())
+

@@ -40,7 +40,7 @@ from ticklake.ops import metrics
 from ticklake.ops.redact import mask_url
 from ticklake.settings import Settings
 from ticklake.simulator.server import Simulator
-from ticklake.symbols import to_native
+from ticklake.venues import to_native
 from ticklake.warehouse import migrate
 from ticklake.warehouse.changes import StoredChanges
 from ticklake.warehouse.client import open_client

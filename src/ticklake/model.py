@@ -13,10 +13,12 @@ from typing import Literal, Protocol
 
 import msgspec
 
+from ticklake.venues import NAMES
+
 Side = Literal["buy", "sell", "unknown"]
 """The *taker's* side: "buy" means an aggressive buyer lifted the offer."""
 
-EXCHANGES: tuple[str, ...] = ("binance", "kraken", "coinbase")
+EXCHANGES: tuple[str, ...] = NAMES  # the registered venues (ticklake.venues), in registry order
 
 
 class Trade(msgspec.Struct, frozen=True, array_like=True, gc=False):

@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,7 +29,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from ticklake.symbols import DEFAULT_SYMBOLS, split_canonical
+from ticklake.symbols import split_canonical
+from ticklake.venues import VENUES
 
 
 class VenueSettings(BaseModel):
@@ -36,34 +46,51 @@ class VenueSettings(BaseModel):
         return [("/".join(split_canonical(s))) for s in value]
 
 
-class BinanceSettings(VenueSettings):
-    symbols: list[str] = Field(default_factory=lambda: list(DEFAULT_SYMBOLS["binance"]))
+class _Venues(BaseModel):
+    """The ``venues`` table: one ``VenueSettings`` per registered venue (``ticklake.venues``), each
+    defaulting to the venue's default symbols. Naming some fields of a venue (say ``ws_url``) keeps
+    its default symbols; naming a venue that is not registered is an error."""
 
+    model_config = ConfigDict(extra="forbid")
 
-class KrakenSettings(VenueSettings):
-    symbols: list[str] = Field(default_factory=lambda: list(DEFAULT_SYMBOLS["kraken"]))
-
-
-class CoinbaseSettings(VenueSettings):
-    symbols: list[str] = Field(default_factory=lambda: list(DEFAULT_SYMBOLS["coinbase"]))
-
-
-class VenuesSettings(BaseModel):
-    # One class per venue, so that setting one field (say ws_url) keeps that venue's default symbols.
-    binance: BinanceSettings = BinanceSettings()
-    kraken: KrakenSettings = KrakenSettings()
-    coinbase: CoinbaseSettings = CoinbaseSettings()
-
-    @field_validator("binance", "kraken", "coinbase", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _from_generic(cls, value: Any) -> Any:
-        # A plain VenueSettings sets only what it names; the venue's defaults fill the rest.
-        if isinstance(value, VenueSettings):
-            return value.model_dump(exclude_unset=True)
-        return value
+    def _venue_defaults(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        unknown = sorted(set(value) - set(VENUES))
+        if unknown:
+            raise ValueError(f"unknown venue {', '.join(map(repr, unknown))}; known: {', '.join(VENUES)}")
+        filled = {}
+        for name, given in value.items():
+            # A plain VenueSettings sets only what it names; the venue's defaults fill the rest.
+            fields = given.model_dump(exclude_unset=True) if isinstance(given, VenueSettings) else given
+            if isinstance(fields, dict) and "symbols" not in fields:
+                fields = {**fields, "symbols": list(VENUES[name].default_symbols)}
+            filled[name] = fields
+        return filled
 
     def enabled(self) -> dict[str, VenueSettings]:
         return {name: venue for name, venue in self if venue.enabled}
+
+    def __getitem__(self, name: str) -> VenueSettings:
+        venue: VenueSettings = getattr(self, name)
+        return venue
+
+
+def _venue_default(name: str) -> Any:
+    return Field(default_factory=lambda: VenueSettings(symbols=list(VENUES[name].default_symbols)))
+
+
+# One field per registered venue, made from the registry so that settings name no venue: the
+# environment (TICKLAKE_VENUES__BINANCE__SYMBOLS) and TOML ([venues.kraken]) then reach a venue's
+# fields exactly as they reach any nested model's. mypy sees the base class (attribute access per
+# venue is dynamic: use ``venues[name]``).
+if TYPE_CHECKING:
+    VenuesSettings = _Venues
+else:
+    VenuesSettings = create_model("VenuesSettings", __base__=_Venues,
+                                  **{name: (VenueSettings, _venue_default(name)) for name in VENUES})
 
 
 class FeedSettings(BaseModel):

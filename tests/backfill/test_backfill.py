@@ -16,7 +16,7 @@ from ticklake.model import ResumePoint
 from ticklake.settings import FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
 from ticklake.simulator import Simulator, VenueOptions
 from ticklake.simulator.rest import RestLimit
-from ticklake.symbols import to_native
+from ticklake.venues import to_native
 
 FAST = VenueOptions(tick_s=0.01, heartbeat_interval_s=0.1, batch_interval_s=0.05)
 

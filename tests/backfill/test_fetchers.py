@@ -10,7 +10,7 @@ from ticklake.exchanges.rest import RestClient, Span, fetcher_for
 from ticklake.model import Trade
 from ticklake.settings import SimulatorSettings
 from ticklake.simulator import Simulator, TapeTrade, VenueOptions
-from ticklake.symbols import to_native
+from ticklake.venues import to_native
 
 MARKETS = {"binance": "BTC/USDT", "kraken": "BTC/USD", "coinbase": "ETH/USD"}
 

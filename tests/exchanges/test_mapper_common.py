@@ -18,7 +18,7 @@ from ticklake.exchanges.mappers.common import (
     rfc3339_to_us,
     texts_valid,
 )
-from ticklake.symbols import from_native
+from ticklake.venues import from_native
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -19,9 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ticklake.exchanges.mappers import coinbase, kraken
 from ticklake.exchanges.mappers.common import SECONDS, SecondsMemo, rfc3339_to_us, utc_time_to_us
 from ticklake.model import ParsedFrame
+from ticklake.venues.coinbase import mapper as coinbase
+from ticklake.venues.kraken import mapper as kraken
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -5,17 +5,23 @@ Each case below was found by probing the mappers with input the venue never send
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import json
+from typing import Any
 
 import pytest
 
-from ticklake.exchanges.feeds import realtimefeed
-from ticklake.exchanges.feeds.kraken import KrakenFeed
-from ticklake.exchanges.mappers import binance, coinbase, kraken, parser_for
+from ticklake.exchanges.feeds.frames import FrameHandler
+from ticklake.exchanges.gaps import GapTracker
+from ticklake.exchanges.mappers import parser_for
 from ticklake.exchanges.mappers.common import is_native_symbol
+from ticklake.model import trades_topic
 from ticklake.settings import ValidationSettings
-from ticklake.symbols import DEFAULT_SYMBOLS, from_native, to_native
+from ticklake.venues import VENUES, from_native, to_native
+from ticklake.venues.binance import mapper as binance
+from ticklake.venues.coinbase import mapper as coinbase
+from ticklake.venues.kraken import mapper as kraken
+from ticklake.venues.kraken.feed import KrakenFeed
 from ticklake.warehouse.validation import Validator
 
 VALIDATOR = Validator(ValidationSettings())
@@ -216,14 +222,34 @@ def test_native_symbols_in_the_venue_form(venue: str, native: str) -> None:
 
 
 def test_every_configured_market_is_in_its_venue_form() -> None:
-    for venue, symbols in DEFAULT_SYMBOLS.items():
-        for symbol in symbols:
+    for venue, facts in VENUES.items():
+        for symbol in facts.default_symbols:
             assert is_native_symbol(venue, to_native(venue, symbol)), (venue, symbol)
 
 
 def test_feed_connections_pass_their_native_symbols_to_the_mapper() -> None:
-    """Where "subscribed" comes from: each connection's own native symbols, handed to the pure mapper."""
-    source = inspect.getsource(realtimefeed._Connection._handle)
-    assert "subscribed=self.subscribed" in source
+    """Where "subscribed" comes from: each connection's own native symbols, handed to the pure mapper;
+    another market's trade is published without a symbol (a dead letter) and opens no gap to backfill."""
     feed = KrakenFeed(["BTC/USD", "ETH/USD"], bus=None)  # type: ignore[arg-type]
     assert [c.subscribed for c in feed.connections] == [frozenset({"BTC/USD", "ETH/USD"})]
+
+    published: list[Any] = []
+
+    class Bus:
+        async def publish(self, messages: list[Any]) -> None:
+            published.extend(messages)
+
+    gaps = GapTracker()
+    handler = FrameHandler("kraken", parser_for("kraken"), Bus(), gaps, {})  # type: ignore[arg-type]
+    row = ('{"symbol":"%s","side":"buy","price":1.5,"qty":2,"ord_type":"market","trade_id":%d,'
+           '"timestamp":"2026-11-26T02:00:00Z"}')
+    for trade_id in (1, 5):  # 5: a gap, were FOO/BAR tracked
+        rows = ",".join(row % (symbol, trade_id) for symbol in ("BTC/USD", "FOO/BAR"))
+        frame = '{"channel":"trade","type":"update","data":[' + rows + "]}"
+        asyncio.run(handler.handle("c1", trade_id, 1_795_658_400_000_000, frame.encode(),
+                                   feed.connections[0].subscribed))
+    trades = [m.value for m in published if m.topic == trades_topic("kraken")]
+    assert [(t.native_symbol, t.symbol) for t in trades] == [("BTC/USD", "BTC/USD"), ("FOO/BAR", ""),
+                                                             ("BTC/USD", "BTC/USD"), ("FOO/BAR", "")]
+    assert gaps.newest("FOO/BAR") is None and gaps.pending("FOO/BAR") == []
+    assert gaps.pending("BTC/USD") == [(2, 4)]  # (the subscribed market's gap is tracked)

@@ -14,12 +14,16 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ticklake.exchanges.mappers import binance, coinbase, kraken, parser_for
+from ticklake.exchanges.mappers import parser_for
 from ticklake.exchanges.mappers.common import MAX_TRADE_ID, is_decimal_text
 from ticklake.model import ParsedFrame
+from ticklake.venues import NAMES
+from ticklake.venues.binance import mapper as binance
+from ticklake.venues.coinbase import mapper as coinbase
+from ticklake.venues.kraken import mapper as kraken
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-VENUES = ("binance", "kraken", "coinbase")
+VENUES = NAMES  # every registered venue; each has fixtures/<venue>.*
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

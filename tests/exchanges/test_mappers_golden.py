@@ -14,11 +14,15 @@ from typing import Any
 import msgspec
 import pytest
 
-from ticklake.exchanges.mappers import binance, coinbase, kraken, parser_for
+from ticklake.exchanges.mappers import parser_for
 from ticklake.model import ParsedFrame
+from ticklake.venues import NAMES
+from ticklake.venues.binance import mapper as binance
+from ticklake.venues.coinbase import mapper as coinbase
+from ticklake.venues.kraken import mapper as kraken
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-VENUES = ("binance", "kraken", "coinbase")
+VENUES = NAMES  # every registered venue; each has fixtures/<venue>.*
 
 
 def _spec(name: str) -> dict[str, Any]:

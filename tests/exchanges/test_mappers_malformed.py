@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ticklake.exchanges.mappers import binance, coinbase, kraken, parser_for
+from ticklake.exchanges.mappers import parser_for
 from ticklake.exchanges.mappers.common import MalformedResponse
+from ticklake.venues.binance import mapper as binance
+from ticklake.venues.coinbase import mapper as coinbase
+from ticklake.venues.kraken import mapper as kraken
 
 BN = '{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":%s,"p":%s,"q":%s,"T":%s,"m":%s}}'
 KR = ('{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":%s,"price":%s,"qty":%s,'

@@ -9,11 +9,12 @@ import logging
 import pytest
 from picows import WSListener, WSMsgType, WSTransport, ws_connect
 
-from ticklake.exchanges.feeds import BinanceFeed, feed_for
+from ticklake.exchanges.feeds import feed_for
 from ticklake.model import RawFrame
 from ticklake.settings import SimulatorSettings
 from ticklake.simulator import Simulator, VenueOptions
 from ticklake.simulator.venue import SimConnection
+from ticklake.venues.binance.feed import BinanceFeed
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 FAST_PINGS = VenueOptions(ping_interval_s=0.2, pong_timeout_s=0.6, tick_s=0.01)

@@ -6,10 +6,10 @@ import asyncio
 import json
 
 from ticklake.exchanges.feeds import feed_for
-from ticklake.exchanges.mappers import coinbase as coinbase_mapper
 from ticklake.settings import SimulatorSettings
 from ticklake.simulator import Simulator, VenueOptions
-from ticklake.simulator import coinbase as coinbase_sim
+from ticklake.venues.coinbase import mapper as coinbase_mapper
+from ticklake.venues.coinbase import simulated as coinbase_sim
 
 SYMBOLS = ["BTC/USD", "ETH/USD"]
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from ticklake.exchanges.feeds import BinanceFeed, CoinbaseFeed, KrakenFeed
-from ticklake.exchanges.feeds.realtimefeed import _Session
+from ticklake.exchanges.feeds.session import Session as _Session
+from ticklake.venues.binance.feed import BinanceFeed
+from ticklake.venues.coinbase.feed import CoinbaseFeed
+from ticklake.venues.kraken.feed import KrakenFeed
 
 
 def test_the_message_budget_counts_the_last_second() -> None:
@@ -29,8 +31,8 @@ def test_venue_rules() -> None:
 
 async def test_connection_attempts_stay_within_the_venues_limit() -> None:
     """Binance allows 300 connection attempts per 5 minutes per IP; the feed waits rather than exceed it."""
-    from ticklake.exchanges.feeds.binance import BinanceFeed
     from ticklake.model import Message
+    from ticklake.venues.binance.feed import BinanceFeed
 
     class Sink:
         async def publish(self, messages: list[Message]) -> None:

@@ -9,8 +9,11 @@ from ticklake.exchanges.feeds import FeedStatus, feed_for, run_feeds
 from ticklake.exchanges.recording import SessionWriter, read_session
 from ticklake.settings import FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
 from ticklake.simulator import Simulator, VenueOptions
+from ticklake.venues import VENUES as REGISTERED
 
-VENUES = {"binance": ["BTC/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"]}
+# Every registered venue, one market each (coinbase ETH/USD: not the same market as kraken's).
+VENUES = {name: ["ETH/USD" if name == "coinbase" else venue.default_symbols[0]]
+          for name, venue in REGISTERED.items()}
 
 
 async def test_run_feeds_starts_every_enabled_venue(bus, taps, tmp_path: Path) -> None:
@@ -42,8 +45,9 @@ async def test_run_feeds_starts_every_enabled_venue(bus, taps, tmp_path: Path) -
 async def test_disabled_venues_are_not_started(bus, tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path,
-        venues=VenuesSettings(binance=VenueSettings(enabled=False), kraken=VenueSettings(enabled=False),
-                              coinbase=VenueSettings(symbols=[])),
+        # Every venue disabled but the last, which is enabled without symbols.
+        venues=VenuesSettings(**{name: VenueSettings(enabled=False) for name in REGISTERED}
+                              | {list(REGISTERED)[-1]: VenueSettings(symbols=[])}),
     )
     feeds = await run_feeds(settings, bus)
     assert feeds.statuses() == {}

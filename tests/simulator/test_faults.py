@@ -9,11 +9,11 @@ from collections import Counter
 import httpx
 import orjson
 
-from ticklake.exchanges.mappers import binance as binance_mapper
 from ticklake.exchanges.mappers import parser_for
 from ticklake.settings import SimulatorSettings
 from ticklake.simulator import RestLimit, Simulator, VenueOptions
 from ticklake.simulator.faults import GARBLE_MARK
+from ticklake.venues.binance import mapper as binance_mapper
 
 from .wire import coinbase_walk_back, connect, until
 

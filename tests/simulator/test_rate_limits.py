@@ -7,11 +7,11 @@ import asyncio
 import httpx
 import pytest
 
-from ticklake.exchanges.mappers import coinbase as coinbase_mapper
-from ticklake.exchanges.mappers import kraken as kraken_mapper
 from ticklake.exchanges.mappers.common import MalformedResponse
 from ticklake.settings import SimulatorSettings
 from ticklake.simulator import RestLimit, Simulator, VenueOptions
+from ticklake.venues.coinbase import mapper as coinbase_mapper
+from ticklake.venues.kraken import mapper as kraken_mapper
 
 SETTINGS = SimulatorSettings(seed=5, trades_per_second=40)
 

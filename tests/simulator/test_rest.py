@@ -10,10 +10,10 @@ from decimal import Decimal
 import httpx
 import orjson
 
-from ticklake.exchanges.mappers import binance as binance_mapper
-from ticklake.exchanges.mappers import kraken as kraken_mapper
 from ticklake.settings import Settings, SimulatorSettings
 from ticklake.simulator import RestLimit, Simulator, VenueOptions
+from ticklake.venues.binance import mapper as binance_mapper
+from ticklake.venues.kraken import mapper as kraken_mapper
 
 from .wire import binance_walk, coinbase_walk_back, key, kraken_walk
 

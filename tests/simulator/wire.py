@@ -15,13 +15,13 @@ import httpx
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from ticklake.exchanges.mappers import binance as binance_mapper
-from ticklake.exchanges.mappers import coinbase as coinbase_mapper
-from ticklake.exchanges.mappers import kraken as kraken_mapper
 from ticklake.exchanges.mappers import parser_for
 from ticklake.model import Trade
 from ticklake.simulator import Simulator, TapeTrade
-from ticklake.symbols import to_native
+from ticklake.venues import to_native
+from ticklake.venues.binance import mapper as binance_mapper
+from ticklake.venues.coinbase import mapper as coinbase_mapper
+from ticklake.venues.kraken import mapper as kraken_mapper
 
 
 class RawClient(WSListener):

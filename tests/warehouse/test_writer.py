@@ -182,7 +182,7 @@ def test_a_backfilled_trade_completes_one_that_bronze_holds_and_silver_lacks(war
 def test_trades_of_unsubscribed_or_malformed_markets_are_dead_letters_not_markets(warehouse: Client) -> None:
     """Issue 13: Kraken FOO/BAR (not subscribed) was stored as a new market with candles, and
     "BTC/USD\\u0000" as one the API cannot query; both now go to dead letters with their reason."""
-    from ticklake.exchanges.mappers import kraken
+    from ticklake.venues.kraken import mapper as kraken
 
     row = ('{"symbol":"%s","side":"buy","price":1.5,"qty":2,"ord_type":"market","trade_id":%d,'
            '"timestamp":"2026-11-26T02:00:00Z"}')

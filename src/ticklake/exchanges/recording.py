@@ -10,7 +10,7 @@ UTF-8 JSON lines, one frame per line, in the order the process saw them::
      "t_us":1795658400012345,"payload":"{\\"channel\\":\\"heartbeat\\"}"}
 
 * ``v``: format version, 1.
-* ``exchange``: ticklake's venue name (``binance``/``kraken``/``coinbase``).
+* ``exchange``: ticklake's venue name (``ticklake.venues.NAMES``).
 * ``conn_id``: the connection the frame belongs to; one file may interleave several connections.
 * ``url``: the WebSocket URL of that connection.
 * ``dir``: ``"recv"`` (from the venue) or ``"sent"`` (to it: subscribe messages, pongs).
@@ -31,8 +31,8 @@ One file per connection, named like ``KRAKEN.ws.48.0``::
     <epoch-seconds>: <frame>                     a frame received
     <url> -> <epoch-seconds>: <body>             a REST response (``*.0`` files)
 
-The venue comes from the file name (``BINANCE``/``BINANCE_US`` -> binance, ``KRAKEN`` -> kraken,
-``COINBASE`` -> coinbase), else from the URL's host. The connection id is the file name (``#2``,
+The venue comes from the file name (each venue's ``recording_names``: ``BINANCE``/``BINANCE_US`` ->
+binance ...), else from the URL's host. The connection id is the file name (``#2``,
 ``#3``... appended if the file reopens the connection). Times are converted to µs from the text,
 exactly (truncated).
 
@@ -52,6 +52,7 @@ from typing import IO, Final, Literal
 import msgspec
 
 from ticklake.exchanges.mappers.common import epoch_seconds_text_to_us
+from ticklake.venues import VENUES
 
 __all__ = [
     "FORMAT_VERSION",
@@ -171,19 +172,17 @@ def read_ticklake(path: str | Path, *, include_sent: bool = False) -> Iterator[R
             yield RecordedFrame(line.exchange, line.conn_id, line.t_us, payload, line.dir, line.url)
 
 
-_NAME_EXCHANGES: Final = {"BINANCE": "binance", "BINANCE_US": "binance", "KRAKEN": "kraken",
-                          "COINBASE": "coinbase"}
-
-
 def exchange_from_name(file_name: str, url: str = "") -> str:
-    """ticklake's venue of a cryptofeed recording, from its file name or else its URL ("" if neither)."""
+    """ticklake's venue of a cryptofeed recording, from its file name (``Venue.recording_names``) or
+    else its URL's host ("" if neither)."""
     prefix = file_name.split(".", 1)[0].upper()
-    if prefix in _NAME_EXCHANGES:
-        return _NAME_EXCHANGES[prefix]
+    for venue in VENUES.values():
+        if prefix in venue.recording_names:
+            return venue.name
     host = url.split("://", 1)[-1].split("/", 1)[0].lower()
-    for venue in ("binance", "kraken", "coinbase"):
-        if venue in host:
-            return venue
+    for name in VENUES:
+        if name in host:
+            return name
     return ""
 
 

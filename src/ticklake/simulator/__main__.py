@@ -16,6 +16,17 @@ from collections.abc import Sequence
 
 from ticklake.settings import ConfigError, load_settings
 from ticklake.simulator.server import Simulator
+from ticklake.venues import NAMES
+
+
+def pinned_ports(first: int, names: Sequence[str] = NAMES) -> tuple[dict[str, int], dict[str, int]]:
+    """The WebSocket and REST ports of each venue from ``--port first``: WebSocket ports first, one per
+    venue in registry order, then REST ports, so that no two venues share one however many there are
+    (with binance, kraken, coinbase: 0, 1, 2 and 3, 4, 5 after ``first``, as before venues were a
+    registry)."""
+    ports = {name: first + i for i, name in enumerate(names)}
+    rest_ports = {name: first + len(names) + i for i, name in enumerate(names)}
+    return ports, rest_ports
 
 
 def _parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -24,8 +35,8 @@ def _parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="tape seed (default: simulator.seed, else random and printed)")
     parser.add_argument("--trades-per-second", type=float, help="average trades per second per symbol")
     parser.add_argument("--port", type=int, default=0,
-                        help="first port: binance, kraken, coinbase get PORT, PORT+1, PORT+2 and their REST "
-                             "servers PORT+3, PORT+4, PORT+5 (default: ephemeral)")
+                        help=f"first port: the N={len(NAMES)} venues ({', '.join(NAMES)}) get PORT .. PORT+N-1 "
+                             "for WebSocket and PORT+N .. PORT+2N-1 for REST, in that order (default: ephemeral)")
     return parser.parse_args(argv)
 
 
@@ -37,9 +48,7 @@ async def _main(args: argparse.Namespace) -> None:
     overrides = {key: value for key, value in (("host", args.host), ("seed", args.seed),
                                                ("trades_per_second", args.trades_per_second)) if value is not None}
     settings = settings.model_copy(update={"simulator": settings.simulator.model_copy(update=overrides)})
-    names = ("binance", "kraken", "coinbase")
-    ports = {ex: args.port + i for i, ex in enumerate(names)} if args.port else None
-    rest_ports = {ex: args.port + 3 + i for i, ex in enumerate(names)} if args.port else None
+    ports, rest_ports = pinned_ports(args.port) if args.port else (None, None)
     async with Simulator.from_settings(settings, ports=ports, rest_ports=rest_ports) as sim:
         print(f"ticklake simulator, seed {sim.seed}, {settings.simulator.trades_per_second:g} trades/s per symbol")
         for exchange, url in sim.ws_urls.items():

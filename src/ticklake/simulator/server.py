@@ -24,29 +24,20 @@ from types import TracebackType
 from typing import Any
 
 from ticklake.settings import Settings, SimulatorSettings
-from ticklake.simulator.binance import BinanceServer
-from ticklake.simulator.coinbase import CoinbaseServer
 from ticklake.simulator.faults import CHAOS_FAULTS, Chaos, FaultEvent
-from ticklake.simulator.kraken import KrakenServer
+from ticklake.simulator.registry import server_class
 from ticklake.simulator.rest import RestLimit, RestRecord
 from ticklake.simulator.tape import TapeTrade
 from ticklake.simulator.venue import ConnectionRecord, VenueOptions, VenueServer
-from ticklake.symbols import DEFAULT_SYMBOLS
+from ticklake.venues import VENUES
 
 log = logging.getLogger(__name__)
-
-VENUE_SERVERS: dict[str, type[VenueServer[Any]]] = {
-    "binance": BinanceServer,
-    "kraken": KrakenServer,
-    "coinbase": CoinbaseServer,
-}
-
 
 class Simulator:
     """Simulated venues on ``settings.host``; an async context manager.
 
-    ``venues`` maps exchange -> canonical symbols (default: ticklake's default symbols for all
-    three). ``options`` shortens protocol timings for tests, for all venues or per exchange
+    ``venues`` maps exchange -> canonical symbols (default: ticklake's default symbols of
+    every registered venue). ``options`` shortens protocol timings for tests, for all venues or per exchange
     (``VenueOptions``: also ``max_connection_age_s``, ``shutdown_grace_s``, ``rest_limit``).
     ``ports``/``rest_ports`` pin the WebSocket/REST ports (default 0: ephemeral ports).
 
@@ -59,7 +50,7 @@ class Simulator:
     * coinbase ``GET {rest}/products/BTC-USD/trades?limit=L&after=<id>&before=<id>``.
 
     REST serves every tape trade, including those no socket carried. Formats and rate limits are
-    described in each venue module (binance.py, kraken.py, coinbase.py).
+    described in each venue's ``ticklake/venues/<name>/simulated.py``.
 
     Faults, each for one venue, each logged in ``fault_log`` (see faults.py for what counts as a
     "trade frame"; counts add up when a fault is scheduled again before it ran out):
@@ -101,8 +92,8 @@ class Simulator:
         self.settings = settings or SimulatorSettings()
         # No seed configured: pick one and say which, so a surprising run can be replayed.
         self.seed = self.settings.seed if self.settings.seed is not None else random.randrange(2**31)
-        chosen = venues if venues is not None else {ex: list(syms) for ex, syms in DEFAULT_SYMBOLS.items()}
-        unknown = set(chosen) - set(VENUE_SERVERS)
+        chosen = venues if venues is not None else {name: list(v.default_symbols) for name, v in VENUES.items()}
+        unknown = set(chosen) - set(VENUES)
         if unknown:
             raise ValueError(f"no simulator for: {', '.join(sorted(unknown))}")
         self._ports = ports or {}
@@ -112,7 +103,7 @@ class Simulator:
         self.venues: dict[str, VenueServer[Any]] = {}
         for exchange, symbols in chosen.items():
             venue_options = options.get(exchange, VenueOptions()) if isinstance(options, dict) else options
-            self.venues[exchange] = VENUE_SERVERS[exchange](
+            self.venues[exchange] = server_class(exchange)(
                 symbols, self.seed, self.settings.trades_per_second, venue_options or VenueOptions()
             )
         self._started = False
@@ -121,14 +112,14 @@ class Simulator:
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Simulator:
         """A simulator for exactly the enabled venues and symbols of ``settings`` (``up --simulate``)."""
         venues = {name: list(venue.symbols) for name, venue in settings.venues.enabled().items()
-                  if venue.symbols and name in VENUE_SERVERS}
+                  if venue.symbols and name in VENUES}
         return cls(settings.simulator, venues, **kwargs)
 
     def settings_for(self, settings: Settings) -> Settings:
         """A copy of ``settings`` whose simulated venues point at this simulator (``ws_url``, ``rest_url``)."""
         rest_urls = self.rest_urls
         venues = settings.venues.model_copy(update={
-            name: getattr(settings.venues, name).model_copy(update={"ws_url": url, "rest_url": rest_urls.get(name, "")})
+            name: settings.venues[name].model_copy(update={"ws_url": url, "rest_url": rest_urls.get(name, "")})
             for name, url in self.ws_urls.items()
         })
         return settings.model_copy(update={"venues": venues})

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
 import msgspec
 
-from ticklake.symbols import split_canonical, to_native
+from ticklake.symbols import split_canonical
+from ticklake.venues import NAMES, to_native
 
 TakerSide = Literal["buy", "sell"]
 
@@ -52,10 +54,6 @@ _ASSETS: dict[str, tuple[str, str, str]] = {
 }
 _FIAT_PER_USD: dict[str, str] = {"USD": "1", "USDT": "1", "USDC": "1", "FDUSD": "1", "EUR": "0.92", "GBP": "0.79"}
 
-# Venue time resolution: Binance trade times are milliseconds, Kraken v2 and Coinbase carry µs.
-_TIME_RESOLUTION_US: dict[str, int] = {"binance": 1000, "kraken": 1, "coinbase": 1}
-
-
 @dataclass(frozen=True)
 class Instrument:
     exchange: str
@@ -64,7 +62,9 @@ class Instrument:
     ref_price: Decimal
     tick: Decimal
     lot: Decimal
-    time_resolution_us: int
+    time_resolution_us: int  # the venue's trade time resolution (Binance: milliseconds)
+    # The venue's wire text for a price and a quantity (its server's ``render_price_qty``).
+    render: Callable[[Decimal, Decimal, Instrument], tuple[str, str]]
 
 
 def _tick_for(price: Decimal) -> Decimal:
@@ -85,6 +85,11 @@ def instrument_for(exchange: str, symbol: str) -> Instrument:
         price = Decimal(base_usd) / quote_usd
         tick_size = _tick_for(price)
     price = (price / tick_size).to_integral_value() * tick_size
+    resolution_us, render = 1, render_to_tick
+    if exchange in NAMES:  # the venue's simulated server says how it publishes trades
+        from ticklake.simulator.registry import server_class  # the servers import this module
+        server = server_class(exchange)
+        resolution_us, render = server.time_resolution_us, server.render_price_qty
     return Instrument(
         exchange=exchange,
         symbol=symbol,
@@ -92,24 +97,18 @@ def instrument_for(exchange: str, symbol: str) -> Instrument:
         ref_price=price,
         tick=tick_size,
         lot=Decimal(lot),
-        time_resolution_us=_TIME_RESOLUTION_US.get(exchange, 1),
+        time_resolution_us=resolution_us,
+        render=render,
     )
 
 
-def _plain(value: Decimal) -> str:
+def plain(value: Decimal) -> str:
     """Shortest plain decimal text: 65000, 0.1234 (never 6.5E+4)."""
     return format(value.normalize(), "f")
 
 
-def render_price_qty(exchange: str, price: Decimal, qty: Decimal, instrument: Instrument) -> tuple[str, str]:
-    """The venue's wire text for a price and a quantity."""
-    if exchange == "binance":
-        # Binance pads both to 8 decimals: "64123.10000000", "0.00120000".
-        return f"{price:.8f}", f"{qty:.8f}"
-    if exchange == "kraken":
-        # Kraken v2 sends JSON numbers; a JSON encoder writes the shortest form.
-        return _plain(price), _plain(qty)
-    # Coinbase: price to the quote increment, size to the 1e-8 base increment.
+def render_to_tick(price: Decimal, qty: Decimal, instrument: Instrument) -> tuple[str, str]:
+    """Price to the quote increment, size to 1e-8 (Coinbase; the default of a simulated venue)."""
     exponent = instrument.tick.as_tuple().exponent
     price_places = max(0, -exponent) if isinstance(exponent, int) else 2
     return f"{price:.{price_places}f}", f"{qty:.8f}"
@@ -177,9 +176,7 @@ class TapeGenerator:
         trades: list[TapeTrade] = []
         for _ in range(self._burst_size()):
             lots = max(1, int(math.exp(rng.gauss(self._qty_mu, 1.2))))
-            price_text, qty_text = render_price_qty(
-                inst.exchange, self._price_ticks * inst.tick, lots * inst.lot, inst
-            )
+            price_text, qty_text = inst.render(self._price_ticks * inst.tick, lots * inst.lot, inst)
             trades.append(TapeTrade(inst.symbol, self._next_id, price_text, qty_text, side, ts_us))
             self._next_id += 1
             if rng.random() < 0.5:

@@ -1,6 +1,6 @@
 """What every simulated venue shares: a picows server, its connections, the tapes, the clocks.
 
-A venue module (binance.py, kraken.py, coinbase.py) only says how its protocol looks: which paths it
+A venue's ``simulated.py`` (in ``ticklake/venues/<name>/``) only says how its protocol looks: which paths it
 serves, what it answers to a client message, what a trade frame looks like, what it sends on a
 timer. Everything here is venue-neutral.
 
@@ -24,6 +24,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import ClassVar, Generic, TypeVar
 from urllib.parse import urlsplit
 
@@ -39,7 +40,14 @@ from picows import (
 
 from ticklake.simulator.faults import Frame, VenueFaults
 from ticklake.simulator.rest import RestApi, RestLimit, RestServer
-from ticklake.simulator.tape import SymbolTape, TapeGenerator, TapeTrade, instrument_for
+from ticklake.simulator.tape import (
+    Instrument,
+    SymbolTape,
+    TapeGenerator,
+    TapeTrade,
+    instrument_for,
+    render_to_tick,
+)
 
 log = logging.getLogger(__name__)
 # picows logs every connection at INFO: too chatty for a simulator serving test after test.
@@ -165,6 +173,12 @@ class VenueServer(ABC, Generic[ConnT]):
     default_rest_limit: ClassVar[RestLimit] = RestLimit()
     shutdown_close_code: ClassVar[WSCloseCode] = WSCloseCode.GOING_AWAY
     announces_shutdown: ClassVar[bool] = False  # True: announce_shutdown sends something, close after grace
+    time_resolution_us: ClassVar[int] = 1  # trade times are published to this resolution (µs)
+
+    @staticmethod
+    def render_price_qty(price: Decimal, qty: Decimal, instrument: Instrument) -> tuple[str, str]:
+        """The venue's wire text for a price and a quantity (default: to the tick, 8 size decimals)."""
+        return render_to_tick(price, qty, instrument)
 
     def __init__(self, symbols: list[str], seed: int, trades_per_second: float, options: VenueOptions) -> None:
         self.options = options

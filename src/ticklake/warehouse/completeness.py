@@ -48,7 +48,7 @@ from ticklake.exchanges.rest import RestClient, fetcher_for
 from ticklake.model import MessageSink
 from ticklake.ops import metrics
 from ticklake.settings import Settings
-from ticklake.symbols import to_native
+from ticklake.venues import to_native
 from ticklake.warehouse import gold
 from ticklake.warehouse.changes import StoredChanges
 from ticklake.warehouse.gold import WindowKey

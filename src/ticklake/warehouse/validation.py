@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from ticklake.exchanges.mappers.common import AGG_TRADE_SUFFIX, is_native_symbol, show
 from ticklake.model import Trade
 from ticklake.settings import ValidationSettings
-from ticklake.symbols import from_native
+from ticklake.venues import from_native
 
 SIDES = pa.array(["buy", "sell", "unknown"])
 

@@ -16,34 +16,22 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ticklake.exchanges.feeds.binance import BinanceFeed
-from ticklake.exchanges.feeds.coinbase import CoinbaseFeed
-from ticklake.exchanges.feeds.kraken import KrakenFeed
-from ticklake.exchanges.feeds.realtimefeed import (
-    Backoff,
-    FeedState,
-    FeedStatus,
-    FrameRecorder,
-    RealtimeFeed,
-    SessionRecorder,
-    backoff_delay,
-    rest_base_url,
-)
+from ticklake.exchanges import registry
+from ticklake.exchanges.feeds.backfilling import rest_base_url
+from ticklake.exchanges.feeds.backoff import Backoff, backoff_delay
+from ticklake.exchanges.feeds.realtimefeed import FeedState, FeedStatus, RealtimeFeed
+from ticklake.exchanges.feeds.recordbuffer import FrameRecorder, SessionRecorder
 from ticklake.exchanges.gaps import Gap
 from ticklake.exchanges.rest import RestClient
 from ticklake.model import MessageSink, ResumePoint
 from ticklake.settings import FeedSettings, Settings, VenueSettings
 
 __all__ = [
-    "FEEDS",
     "Backoff",
-    "BinanceFeed",
-    "CoinbaseFeed",
     "FeedSet",
     "FeedState",
     "FeedStatus",
     "FrameRecorder",
-    "KrakenFeed",
     "RealtimeFeed",
     "SessionRecorder",
     "backoff_delay",
@@ -54,24 +42,19 @@ __all__ = [
 
 log = logging.getLogger("ticklake.feeds")
 
-FEEDS: dict[str, type[RealtimeFeed]] = {"binance": BinanceFeed, "kraken": KrakenFeed, "coinbase": CoinbaseFeed}
-
-
 def feed_for(exchange: str, symbols: Sequence[str], bus: MessageSink, feed_settings: FeedSettings | None = None,
              ws_url: str = "", **kwargs: Any) -> RealtimeFeed:
     """The realtime feed of ``exchange`` for canonical ``symbols``; ``ws_url`` overrides the venue's
-    base URL (the simulator's ``ws_urls``). Extra keyword arguments go to ``RealtimeFeed``."""
-    try:
-        feed_class = FEEDS[exchange]
-    except KeyError:
-        raise ValueError(f"unknown exchange: {exchange!r}") from None
+    base URL (the simulator's ``ws_urls``). Extra keyword arguments go to ``RealtimeFeed``; the
+    venue's ``RealtimeFeed`` subclass is ``FEED`` in ``ticklake/venues/<name>/feed.py``."""
+    feed_class = registry.feed_class(exchange)
     return feed_class(symbols, bus, feed_settings, ws_url, **kwargs)
 
 
 def rest_url_for(exchange: str, venue: VenueSettings) -> str:
     """The REST base URL the gaps of a configured venue are filled from ("" when none: see
     ``rest_base_url``)."""
-    return rest_base_url(exchange, FEEDS[exchange].default_url, venue.ws_url, venue.rest_url)
+    return rest_base_url(exchange, registry.feed_class(exchange).default_url, venue.ws_url, venue.rest_url)
 
 
 class FeedSet:

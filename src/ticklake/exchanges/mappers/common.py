@@ -16,7 +16,7 @@ from typing import Final
 import msgspec
 
 from ticklake.model import ParsedFrame
-from ticklake.symbols import from_native
+from ticklake.venues import VENUES, from_native
 
 __all__ = [
     "AGG_TRADE_SUFFIX",
@@ -297,21 +297,20 @@ def epoch_seconds_text_to_us(text: str) -> int:
 # Binance aggregate trade ids are another id space of a market: its aggTrade trades carry this suffix
 # on their native symbol (see the binance mapper), which is not part of the venue's symbol.
 AGG_TRADE_SUFFIX: Final = "@aggTrade"
-# How each venue joins base and quote in its native symbols ("" for Binance: BTCUSDT).
-_SEPARATORS: Final = {"binance": "", "kraken": "/", "coinbase": "-"}
 
 
 def is_native_symbol(exchange: str, native: str) -> bool:
     """True when ``native`` is spelled as ``exchange`` spells a market (Binance ``BTCUSDT``, Kraken
     ``BTC/USD``, Coinbase ``BTC-USD``): base and quote upper-case letters and digits, joined by the
-    venue's separator. That is every spelling ``ticklake.symbols.to_native`` can produce for a
+    venue's ``separator``. That is every spelling ``ticklake.venues.to_native`` can produce for a
     configured market, and nothing with a control character, a space, a lower-case letter (stored
     under another native symbol than the market's), or another separator (Binance ``BTC/USDT``
     would be read as ``BTC//USDT``). A Binance aggTrade trade's ``AGG_TRADE_SUFFIX`` is allowed.
     """
-    separator = _SEPARATORS.get(exchange)
-    if separator is None or type(native) is not str:
+    venue = VENUES.get(exchange)
+    if venue is None or type(native) is not str:
         return False
+    separator = venue.separator
     if separator:
         base, sep, quote = native.partition(separator)
         return bool(sep) and _is_asset(base) and _is_asset(quote)
@@ -349,7 +348,7 @@ def _subscribed(native: str, subscribed: AbstractSet[str]) -> bool:
 
 
 class SymbolMemo(dict[str, str]):
-    """Native symbol -> canonical symbol for one venue: ``ticklake.symbols.from_native``, memoized;
+    """Native symbol -> canonical symbol for one venue: ``ticklake.venues.from_native``, memoized;
     ``""`` for a symbol not in the venue's form (``is_native_symbol``).
 
     ``from_native`` costs about as much as decoding a whole trade frame (it tries every Binance

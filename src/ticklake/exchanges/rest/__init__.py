@@ -3,45 +3,47 @@
     client = RestClient(settings.feed, urls={"binance": venue.rest_url})
     fetcher = fetcher_for("binance")
     async for page in fetcher.pages(client, span, stamp): ...
+
+Each venue's fetcher and REST policy (URL, rate limit) are in its folder: ``ticklake/venues/<name>/rest.py``.
 """
 
 from __future__ import annotations
 
-from ticklake.exchanges.rest.base import FrameStamp, Span, TradeFetcher, TradePage
-from ticklake.exchanges.rest.binance import BinanceTrades
-from ticklake.exchanges.rest.client import DEFAULT_URLS, RateLimit, RestClient, RestError, RestResponse, TokenBucket
-from ticklake.exchanges.rest.coinbase import CoinbaseTrades
-from ticklake.exchanges.rest.kraken import KrakenTrades
+from ticklake.exchanges import registry
+from ticklake.exchanges.rest.base import FrameStamp, Span, TradeFetcher, TradePage, VenueFetcher
+from ticklake.exchanges.rest.client import (
+    RateLimit,
+    RestClient,
+    RestError,
+    RestPolicy,
+    RestResponse,
+    TokenBucket,
+    default_url,
+    policy_for,
+)
 
 __all__ = [
-    "DEFAULT_URLS",
-    "FETCHERS",
-    "BinanceTrades",
-    "CoinbaseTrades",
     "FrameStamp",
-    "KrakenTrades",
     "RateLimit",
     "RestClient",
     "RestError",
+    "RestPolicy",
     "RestResponse",
     "Span",
     "TokenBucket",
     "TradeFetcher",
     "TradePage",
+    "VenueFetcher",
+    "default_url",
     "fetcher_for",
+    "policy_for",
 ]
-
-FETCHERS: dict[str, type[BinanceTrades] | type[KrakenTrades] | type[CoinbaseTrades]] = {
-    "binance": BinanceTrades,
-    "kraken": KrakenTrades,
-    "coinbase": CoinbaseTrades,
-}
 
 
 def fetcher_for(exchange: str, page_size: int | None = None) -> TradeFetcher:
     """The REST trades fetcher of ``exchange`` (``page_size``: rows per request, default the venue's max)."""
     try:
-        fetcher_class = FETCHERS[exchange]
-    except KeyError:
+        fetcher_class = registry.fetcher_class(exchange)
+    except ValueError:
         raise ValueError(f"no REST backfill for exchange {exchange!r}") from None
     return fetcher_class() if page_size is None else fetcher_class(page_size)

@@ -57,3 +57,11 @@ class TradeFetcher(Protocol):
         highest id served with ``span.last`` to tell a venue lagging behind its stream. Raises
         ``RestError`` when the venue cannot be asked."""
         ...
+
+
+class VenueFetcher(Protocol):
+    """A venue's fetcher class (``FETCHER`` in its folder's ``rest.py``): made with ``page_size`` rows
+    per request, or the venue's largest page."""
+
+    def __call__(self, page_size: int = ...) -> TradeFetcher: ...
+

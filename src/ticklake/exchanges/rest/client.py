@@ -1,29 +1,21 @@
 """One HTTP client for every venue's public REST API, polite by construction.
 
 * **Rate limiting**: a token bucket per venue, charged by request weight, so ticklake stays under the
-  venue's limit instead of discovering it through errors. The defaults are half of each venue's
-  documented public limit (the other half is left for anything else sharing the IP):
-
-  | venue | documented (per IP) | bucket here |
-  |---|---|---|
-  | Binance | 6,000 request weight / min; ``historicalTrades`` weighs 25 | 3,000 / min, burst 1,000 |
-  | Kraken | public calls: about 1 a second sustained | 1 / 2 s, burst 2 |
-  | Coinbase Exchange | public: 10 requests / s, bursts to 15 | 5 / s, burst 10 |
-
+  venue's limit instead of discovering it through errors. Each venue's ``RestPolicy`` (``POLICY`` in
+  ``ticklake/venues/<name>/rest.py``) gives its base URL and its bucket: half of the venue's
+  documented public limit (the other half is left for anything else sharing the IP).
 * **Being told to wait**: HTTP 429, and Binance's 418 (an IP ban for ignoring 429s), carry
   ``Retry-After`` in seconds; the whole venue waits that long (or backs off when it is absent).
-  Binance reports the weight used this minute in ``X-MBX-USED-WEIGHT-1M``: past 90 % of the limit,
-  requests wait for the next minute. Kraken throttles with HTTP 200 and ``{"error":
-  ["EGeneral:Too many requests"]}`` in the body; that is treated like a 429.
+  A venue that says "slow down" otherwise says so through its policy: ``throttled`` (a 2xx body
+  that is a throttle, treated like a 429: Kraken) and ``pause_s`` (a pause after an answer: Binance's
+  used weight near the minute's limit).
 * **Failing**: timeouts, connection errors and 5xx are retried with exponential backoff and full
   jitter, up to ``max_attempts``; then ``RestError(retryable=True)`` lets the caller retry later.
   Any other 4xx is the request's fault, not the moment's: ``RestError(retryable=False)`` at once.
 * **Counting**: every answer in ``ticklake_feed_rest_requests_total{exchange, status}`` (the HTTP
   status, ``throttled`` for Kraken's throttle body, ``timeout`` / ``error`` without an answer).
 
-Sources: Binance binance-spot-api-docs ``rest-api.md`` (LIMITS, HTTP return codes); Coinbase
-docs.cdp.coinbase.com/exchange/rest-api/rate-limits; Kraken docs.kraken.com spot REST rate limits
-(public endpoints are limited per IP; the throttle answer is an ``EGeneral:Too many requests`` error).
+The venues' sources are cited in their ``rest.py``.
 """
 
 from __future__ import annotations
@@ -35,22 +27,15 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Final
+from datetime import UTC
 
 import httpx
 
+from ticklake.exchanges import registry
 from ticklake.ops.metrics import FEED_REST_REQUESTS
 from ticklake.settings import FeedSettings
 
 log = logging.getLogger("ticklake.feeds.rest")
-
-DEFAULT_URLS: Final[dict[str, str]] = {
-    "binance": "https://api.binance.com",
-    "kraken": "https://api.kraken.com",
-    "coinbase": "https://api.exchange.coinbase.com",
-}
-
 
 @dataclass(frozen=True)
 class RateLimit:
@@ -60,15 +45,38 @@ class RateLimit:
     per_second: float
 
 
-DEFAULT_LIMITS: Final[dict[str, RateLimit]] = {
-    "binance": RateLimit(burst=1000, per_second=50),
-    "kraken": RateLimit(burst=2, per_second=0.5),
-    "coinbase": RateLimit(burst=10, per_second=5),
-}
+def _never(body: bytes) -> bool:
+    return False
 
-_BINANCE_WEIGHT_HEADER: Final = "x-mbx-used-weight-1m"
-BINANCE_WEIGHT_LIMIT_PER_MINUTE: Final = 6000
-_KRAKEN_THROTTLED: Final = (b"EGeneral:Too many requests", b"EAPI:Rate limit exceeded")
+
+def _no_pause(headers: httpx.Headers) -> float | None:
+    return None
+
+
+@dataclass(frozen=True)
+class RestPolicy:
+    """How one venue's public REST API is used (``POLICY`` in its folder's ``rest.py``)."""
+
+    base_url: str  # the venue's public REST API (``VenueSettings.rest_url`` overrides it)
+    limit: RateLimit
+    # True when a 2xx body is really a throttle, to be waited out like a 429 (Kraken answers 200).
+    throttled: Callable[[bytes], bool] = _never
+    # Seconds to hold every request of the venue after a 2xx answer with these headers; None: go on.
+    pause_s: Callable[[httpx.Headers], float | None] = _no_pause
+
+
+def policy_for(exchange: str) -> RestPolicy:
+    """The registered venue's REST policy; ValueError for an unknown venue."""
+    policy: RestPolicy = registry.part(exchange, "rest").POLICY
+    return policy
+
+
+def default_url(exchange: str) -> str:
+    """The venue's public REST base URL; "" for an unknown venue."""
+    try:
+        return policy_for(exchange).base_url
+    except ValueError:
+        return ""
 
 
 class RestError(Exception):
@@ -176,8 +184,9 @@ class RestClient:
         rng: random.Random | None = None,
     ) -> None:
         settings = settings or FeedSettings()
-        self.urls = {**DEFAULT_URLS, **{k: v.rstrip("/") for k, v in (urls or {}).items() if v}}
-        self.limits = {**DEFAULT_LIMITS, **(limits or {})}
+        # Overrides only: a venue not named here is asked at its policy's base URL.
+        self.urls = {k: v.rstrip("/") for k, v in (urls or {}).items() if v}
+        self.limits = dict(limits or {})
         self.max_attempts = max_attempts
         self.max_throttled = max_throttled  # 429s in a row before giving up (for now)
         self.backoff_initial_s = backoff_initial_s
@@ -194,12 +203,21 @@ class RestClient:
     def bucket(self, exchange: str) -> TokenBucket:
         bucket = self._buckets.get(exchange)
         if bucket is None:
-            limit = self.limits.get(exchange, RateLimit(burst=1, per_second=1))
+            limit = self.limits.get(exchange) or self._policy(exchange).limit
             bucket = self._buckets[exchange] = TokenBucket(limit)
         return bucket
 
+    def _policy(self, exchange: str) -> RestPolicy:
+        try:
+            return policy_for(exchange)
+        except ValueError:  # not a registered venue (tests): one request a second, no URL
+            return RestPolicy("", RateLimit(burst=1, per_second=1))
+
     def url(self, exchange: str, path: str) -> str:
-        return self.urls[exchange] + path
+        base = self.urls.get(exchange) or self._policy(exchange).base_url
+        if not base:
+            raise KeyError(exchange)
+        return base + path
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -258,23 +276,15 @@ class RestClient:
             FEED_REST_REQUESTS.labels(exchange, str(status)).inc()
             after = retry_after_s(answer.headers)
             return after if after is not None else self._delay(throttled + 1)
-        if exchange == "kraken" and status == 200 and any(marker in answer.body[:200] for marker in _KRAKEN_THROTTLED):
+        if status == 200 and self._policy(exchange).throttled(answer.body[:200]):
             FEED_REST_REQUESTS.labels(exchange, "throttled").inc()
             after = retry_after_s(answer.headers)
-            # Kraken gives no wait; its public counter decays in seconds, so start at one.
+            # Such venues give no wait; their public counters decay in seconds, so start at one.
             return after if after is not None else max(1.0, self._delay(throttled + 1))
         return None
 
     def _watch_weight(self, exchange: str, answer: RestResponse, bucket: TokenBucket) -> None:
-        if exchange != "binance":
-            return
-        used = answer.headers.get(_BINANCE_WEIGHT_HEADER)
-        if used is None or not used.strip().isdigit():
-            return
-        if int(used) >= BINANCE_WEIGHT_LIMIT_PER_MINUTE * 0.9:
-            # Close to the per-minute limit: wait for the next minute rather than collect a 429 (and
-            # risk the 418 ban that repeated 429s earn).
-            wait = 60.0 - datetime.now(UTC).second + 0.5
-            log.warning("binance REST: %s of %d request weight used this minute; pausing %.0f s", used,
-                        BINANCE_WEIGHT_LIMIT_PER_MINUTE, wait)
+        wait = self._policy(exchange).pause_s(answer.headers)
+        if wait is not None:
+            log.warning("%s REST: near the venue's rate limit; pausing %.0f s", exchange, wait)
             bucket.hold(wait)

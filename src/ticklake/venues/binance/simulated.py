@@ -39,7 +39,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ticklake.simulator.rest import Rejected, RestApi, RestLimit, index_of_id, json_response, retry_after
-from ticklake.simulator.tape import TapeTrade
+from ticklake.simulator.tape import Instrument, TapeTrade
 from ticklake.simulator.venue import SimConnection, VenueServer
 
 
@@ -55,6 +55,12 @@ class BinanceConnection(SimConnection):
 
 class BinanceServer(VenueServer[BinanceConnection]):
     exchange = "binance"
+    time_resolution_us = 1000  # Binance trade times are milliseconds
+
+    @staticmethod
+    def render_price_qty(price: Decimal, qty: Decimal, instrument: Instrument) -> tuple[str, str]:
+        # Binance pads both to 8 decimals: "64123.10000000", "0.00120000".
+        return f"{price:.8f}", f"{qty:.8f}"
     default_max_connection_age_s = 24 * 3600.0
     default_rest_limit = RestLimit(weight_per_window=6000, window_s=60.0)
     announces_shutdown = True
@@ -287,3 +293,6 @@ class BinanceRest(RestApi):
     async def recent_trades(self, request: Request) -> Response:
         trades = self._trades(request)
         return json_response([_row(t) for t in trades[-self._limit(request):]])
+
+
+SERVER = BinanceServer

@@ -30,3 +30,6 @@ class KrakenFeed(RealtimeFeed):
             "params": {"channel": "trade", "symbol": natives, "snapshot": True},
             "req_id": 1,
         }).decode()]
+
+
+FEED = KrakenFeed

@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator
 from typing import Final
 from urllib.parse import quote
 
-from ticklake.exchanges.mappers.coinbase import parse_rest_trades
 from ticklake.exchanges.mappers.common import MalformedResponse
 from ticklake.exchanges.rest.base import FrameStamp, Span, TradePage
-from ticklake.exchanges.rest.client import RestClient, RestError
+from ticklake.exchanges.rest.client import RateLimit, RestClient, RestError, RestPolicy
+from ticklake.venues.coinbase.mapper import parse_rest_trades
 
 MAX_PAGE: Final = 1000
 
@@ -53,3 +53,11 @@ class CoinbaseTrades:
             if following >= after:
                 return  # the cursor did not move: nothing older to get
             after = following
+
+
+# Public endpoints: 10 requests / s per IP, bursts to 15 (docs.cdp.coinbase.com/exchange/rest-api/
+# rate-limits): half of it here, 5 / s with bursts of 10.
+POLICY: Final = RestPolicy("https://api.exchange.coinbase.com", RateLimit(burst=10, per_second=5))
+
+
+FETCHER = CoinbaseTrades

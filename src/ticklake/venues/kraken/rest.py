@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 from ticklake.exchanges.mappers.common import MalformedResponse
-from ticklake.exchanges.mappers.kraken import parse_rest_trades
 from ticklake.exchanges.rest.base import FrameStamp, Span, TradePage
-from ticklake.exchanges.rest.client import RestClient, RestError
+from ticklake.exchanges.rest.client import RateLimit, RestClient, RestError, RestPolicy
+from ticklake.venues.kraken.mapper import parse_rest_trades
 
 PATH: Final = "/0/public/Trades"
 MAX_PAGE: Final = 1000
@@ -52,3 +52,19 @@ class KrakenTrades:
             if not trades or trades[-1].trade_id >= span.last or page.last == since:
                 return
             since = page.last
+
+
+# Kraken throttles with HTTP 200 and ``{"error": ["EGeneral:Too many requests"]}`` in the body.
+_THROTTLED: Final = (b"EGeneral:Too many requests", b"EAPI:Rate limit exceeded")
+
+
+def _throttled(body: bytes) -> bool:
+    return any(marker in body for marker in _THROTTLED)
+
+
+# Public calls are limited per IP, about one a second sustained (docs.kraken.com spot REST rate
+# limits): half of it here, one per 2 s with bursts of 2.
+POLICY: Final = RestPolicy("https://api.kraken.com", RateLimit(burst=2, per_second=0.5), throttled=_throttled)
+
+
+FETCHER = KrakenTrades

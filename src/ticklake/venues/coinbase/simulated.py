@@ -274,3 +274,6 @@ class CoinbaseRest(RestApi):
         page = page[::-1]
         headers = {"CB-BEFORE": str(page[0].trade_id), "CB-AFTER": str(page[-1].trade_id)} if page else {}
         return json_response([_row(t) for t in page], headers=headers)
+
+
+SERVER = CoinbaseServer

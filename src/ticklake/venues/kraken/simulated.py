@@ -49,7 +49,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ticklake.simulator.rest import Rejected, RestApi, RestLimit, json_response, retry_after
-from ticklake.simulator.tape import TapeTrade
+from ticklake.simulator.tape import Instrument, TapeTrade, plain
 from ticklake.simulator.venue import SimConnection, VenueServer, now_us, rfc3339_us
 
 HEARTBEAT = '{"channel":"heartbeat"}'
@@ -74,6 +74,11 @@ class KrakenConnection(SimConnection):
 
 class KrakenServer(VenueServer[KrakenConnection]):
     exchange = "kraken"
+
+    @staticmethod
+    def render_price_qty(price: Decimal, qty: Decimal, instrument: Instrument) -> tuple[str, str]:
+        # Kraken v2 sends JSON numbers; a JSON encoder writes the shortest form.
+        return plain(price), plain(qty)
     base_path = "/v2"
     default_rest_limit = RestLimit(per_second=1.0, burst=15)
 
@@ -259,3 +264,6 @@ class KrakenRest(RestApi):
         rows = ",".join(_row(trades[i]) for i in range(start, end))
         body = (f'{{"error":[],"result":{{{orjson.dumps(pair).decode()}:[{rows}],"last":"{last}"}}}}')
         return Response(body, media_type="application/json")
+
+
+SERVER = KrakenServer

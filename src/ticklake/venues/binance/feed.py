@@ -36,3 +36,6 @@ class BinanceFeed(RealtimeFeed):
     def connect_url(self, base_url: str, natives: list[str]) -> str:
         streams = "/".join(f"{native.lower()}@trade" for native in natives)
         return f"{base_url}/stream?streams={streams}"
+
+
+FEED = BinanceFeed

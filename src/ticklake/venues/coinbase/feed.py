@@ -29,3 +29,6 @@ class CoinbaseFeed(RealtimeFeed):
             orjson.dumps({"type": "subscribe", "channel": "heartbeats"}).decode(),
             orjson.dumps({"type": "subscribe", "channel": "market_trades", "product_ids": natives}).decode(),
         ]
+
+
+FEED = CoinbaseFeed

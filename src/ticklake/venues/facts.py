@@ -1,0 +1,40 @@
+"""What every part of ticklake may know about a venue without importing its code: its name, default
+markets and how it spells a symbol. Pure data; shared like ``model`` and ``symbols`` (it imports no
+layer), so settings, model and the API read the venue list from here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ticklake.symbols import canonical
+
+
+@dataclass(frozen=True)
+class Venue:
+    name: str  # ticklake's name: the folder's, the topics', the API's ``exchange``
+    default_symbols: tuple[str, ...]  # canonical symbols traded when the configuration names none
+    # (BASE, QUOTE) -> the venue's native symbol, as its WebSocket API expects it.
+    native_of: Callable[[str, str], str]
+    # An upper-cased native symbol -> canonical BASE/QUOTE; "" when it cannot be mapped.
+    canonical_of: Callable[[str], str]
+    # What joins base and quote in a native symbol ("" for Binance's BTCUSDT): a mapper accepts a native
+    # symbol only in this form (mappers/common.is_native_symbol).
+    separator: str
+    # Prefixes of cryptofeed recording file names (``BINANCE_US.ws.1.0``) that are this venue.
+    recording_names: tuple[str, ...] = ()
+
+
+def separated(separator: str) -> tuple[Callable[[str, str], str], Callable[[str], str]]:
+    """``native_of`` and ``canonical_of`` of a venue spelling symbols ``BASE<separator>QUOTE``."""
+
+    def native_of(base: str, quote: str) -> str:
+        return f"{base}{separator}{quote}"
+
+    def canonical_of(native: str) -> str:
+        parts = native.split(separator)
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            return ""
+        return canonical(parts[0], parts[1])
+
+    return native_of, canonical_of
