@@ -18,6 +18,17 @@ The feed hands every gap its ``GapTracker`` reports to ``Backfill.add``. Per mar
 * what is still pending when the work is done cannot be recovered: logged once with its ids and
   counted in ``ticklake_feed_trades_unrecoverable_total{exchange, symbol}``.
 
+**Catch-up** (``catch_up``), for a venue whose trade ids do not count a market's trades (Bybit spot,
+``Venue.ids_count_trades``): no gap can be found by id, so the feed reports every *break* it can see
+(a new connection; a frame it could not read) with the newest trade it held of each market before it.
+After the grace period the backfill asks the venue for the market's most recent trades (one page:
+``RecentTradeFetcher.recent``) and publishes them like any page; the warehouse drops what it already
+holds by id. When that page is full and its oldest trade is newer than the trade held before the break,
+the page did not reach back across the break: trades in between may be lost, and how many cannot be
+known. That is logged and counted per market in ``ticklake_feed_backfill_short_total`` (best effort:
+the venue serves nothing older). Breaks of one market arriving before its page was asked for are asked
+for once, reaching back to the oldest of them.
+
 **The look-back** (``feed.backfill_lookback_s``) is measured back from the exchange time of the
 trade that revealed the gap: trades older than that are neither fetched (where the venue lets a
 request start later) nor published (where a page reaches back further). It is a hard boundary, so the
@@ -64,6 +75,7 @@ class BackfillMetrics(NamedTuple):
 
 FEED_METRICS = BackfillMetrics(metrics.FEED_GAPS, metrics.FEED_BACKFILLED, metrics.FEED_UNRECOVERABLE,
                                metrics.FEED_SYMBOL_TRADES)
+CATCH_UP_SHORT = metrics.FEED_BACKFILL_SHORT
 
 
 _REST_CONN = "-rest-"
@@ -127,6 +139,9 @@ class Backfill:
         self._queues: dict[str, list[Span]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._refills: dict[str, int] = {}  # per market, how often refill() made ids pending again
+        # catch_up: per market, the break not yet asked for (newest trade held before it, why), and its task
+        self._catch_ups: dict[str, tuple[tuple[int, int] | None, str]] = {}
+        self._catch_up_tasks: dict[str, asyncio.Task[None]] = {}
 
     # --- taking gaps (called from the feed's frame loop: no awaiting) ---------------------------
     def add(self, gap: Gap, found_in: str = "") -> None:
@@ -169,17 +184,32 @@ class Backfill:
             self._refills[gap.native_symbol] = self._refills.get(gap.native_symbol, 0) + 1
         return taken
 
+    def catch_up(self, native: str, held: tuple[int, int] | None, why: str) -> None:
+        """A break in a market of a venue whose ids do not count its trades (see the module docstring):
+        fetch its most recent trades. ``held``: (id, exchange time µs) of the newest trade held before the
+        break (None: nothing held, so nothing to reach back to); ``why`` names the break for the log."""
+        self.counters.gaps.labels(self.exchange, self._label(native)).inc()
+        queued = self._catch_ups.get(native)
+        if queued is not None and (held is None or (queued[0] is not None and queued[0][1] <= held[1])):
+            return  # a break not yet asked for reaches back at least as far
+        self._catch_ups[native] = (held, why)
+        if native not in self._catch_up_tasks:
+            self._catch_up_tasks[native] = asyncio.create_task(
+                self._run_catch_up(native), name=f"catch-up-{self.exchange}-{native}")
+
     def busy(self) -> bool:
         """Whether some market still has gaps queued or being filled."""
-        return bool(self._tasks)
+        return bool(self._tasks) or bool(self._catch_up_tasks)
 
     async def close(self) -> None:
-        tasks = list(self._tasks.values())
+        tasks = list(self._tasks.values()) + list(self._catch_up_tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         self._queues.clear()
+        self._catch_up_tasks.clear()
+        self._catch_ups.clear()
 
     def _label(self, native: str) -> str:
         return self.symbols.get(native) or native
@@ -285,3 +315,75 @@ class Backfill:
                 if filled:
                     self.counters.filled.labels(self.exchange, symbol).inc(filled)
         return served
+
+    # --- catch-up: the most recent page after a break ------------------------------------------
+    async def _run_catch_up(self, native: str) -> None:
+        try:
+            connection = _RestConnection(self.exchange)
+            while native in self._catch_ups:
+                await asyncio.sleep(self.grace_s)
+                held, why = self._catch_ups.pop(native)
+                await self._catch_up_once(native, held, why, connection)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug of ours: say so; the next break asks again
+            log.exception("%s %s: catch-up failed", self.exchange, self._label(native))
+        finally:
+            # No await between the last look at the queue and this: catch_up() sees the task or none.
+            self._catch_up_tasks.pop(native, None)
+
+    async def _catch_up_once(self, native: str, held: tuple[int, int] | None, why: str,
+                             connection: _RestConnection) -> None:
+        symbol = self._label(native)
+        fetcher, client = self.fetcher, self.client
+        recent = getattr(fetcher, "recent", None)
+        if fetcher is None or client is None or recent is None or native not in self.symbols:
+            reason = ("no REST API configured for this feed" if fetcher is None or client is None else
+                      "the venue's fetcher cannot ask for recent trades" if recent is None else
+                      f"not a market this feed subscribes ({native})")
+            self._short(native, held, None, f"{why}: {reason}")
+            return
+        page_size = fetcher.page_size
+        attempt = 0
+        while True:
+            try:
+                page = await recent(client, native, connection)
+                break
+            except (RestError, MalformedResponse) as exc:
+                attempt += 1
+                if not getattr(exc, "retryable", True) or attempt > self.max_behind:
+                    self._short(native, held, None, f"{why}: REST failing ({exc})")
+                    return
+                delay = self._delay(attempt)
+                log.warning("%s %s: recent trades after %s not fetched: %s; retrying in %.1f s", self.exchange,
+                            symbol, why, exc, delay)
+                await asyncio.sleep(delay)
+        cutoff = self._clock_us() - self.lookback_us
+        keep = [t for t in page.trades if t.ts_us >= cutoff]
+        key = (keep[0].symbol or native) if keep else symbol
+        messages = [Message(self._raw_topic, key, RawFrame(self.exchange, connection.conn_id, page.frame_seq,
+                                                           page.received_us, page.body, trade_count=len(keep),
+                                                           source="rest", native_symbol=native))]
+        messages.extend(Message(self._trades_topic, t.symbol or t.native_symbol, t) for t in keep)
+        await self._publish(messages)
+        if keep and self.counters.fetched is not None:
+            self.counters.fetched.labels(self.exchange, symbol).inc(len(keep))
+        if held is None:
+            return
+        held_id, held_ts = held
+        trades = page.trades
+        reached = (len(trades) < page_size or trades[0].ts_us < held_ts
+                   or any(t.trade_id == held_id for t in trades))
+        if not reached:
+            self._short(native, held, trades[0].ts_us, f"{why}: the newest {len(trades)} trades reach back only "
+                        f"{(page.received_us - trades[0].ts_us) / 1e6:.1f} s")
+
+    def _short(self, native: str, held: tuple[int, int] | None, oldest_us: int | None, why: str) -> None:
+        """A break the most recent page did not cover: count it (how many trades it lost is unknown)."""
+        if held is None:
+            return  # nothing was held before it: nothing to reach back to
+        symbol = self._label(native)
+        CATCH_UP_SHORT.labels(self.exchange, symbol).inc()
+        until = "" if oldest_us is None else f" and {oldest_us}"
+        log.warning("%s %s: trades between exchange times %d%s (µs) may be lost: %s", self.exchange, symbol,
+                    held[1], until or " and now", why)

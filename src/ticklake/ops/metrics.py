@@ -38,6 +38,11 @@ FEED_UNRECOVERABLE = Counter(
     "ticklake_feed_trades_unrecoverable", "Missing trades that could not be fetched (older than the look-back, "
     "or not served by the venue)", ["exchange", "symbol"], registry=REGISTRY,
 )
+FEED_BACKFILL_SHORT = Counter(
+    "ticklake_feed_backfill_short", "Breaks in a feed whose venue has no trade id to resume from (Bybit) and "
+    "whose most recent REST page did not reach back to the last trade held before the break: trades in "
+    "between may be lost, how many is unknown", ["exchange", "symbol"], registry=REGISTRY,
+)
 FEED_REST_REQUESTS = Counter("ticklake_feed_rest_requests", "REST requests, by answer status", ["exchange", "status"],
                              registry=REGISTRY)
 FEED_SEQUENCE_GAPS = Counter("ticklake_feed_sequence_gaps", "Gaps in a connection's message sequence numbers",

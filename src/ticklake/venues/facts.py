@@ -23,6 +23,11 @@ class Venue:
     separator: str
     # Prefixes of cryptofeed recording file names (``BINANCE_US.ws.1.0``) that are this venue.
     recording_names: tuple[str, ...] = ()
+    # Whether a market's trade ids count its trades (1, 2, 3 ...), so a hole in them is a missing trade.
+    # False (Bybit spot: ids shared by all markets): no gap is looked for by id, anywhere (feed, broker
+    # check, warehouse check); the feed instead fetches the venue's most recent trades after every break
+    # it can see (``exchanges/backfill.py``, "catch-up").
+    ids_count_trades: bool = True
 
 
 def separated(separator: str) -> tuple[Callable[[str, str], str], Callable[[str], str]]:

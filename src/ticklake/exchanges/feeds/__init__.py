@@ -72,6 +72,8 @@ class FeedSet:
         """(exchange, native symbol) -> (id, exchange time µs) of the newest trade each feed handed on."""
         newest = {}
         for name, feed in self.feeds.items():
+            if not feed.ids_count_trades:  # no hole can be found by id in such a venue's trades
+                continue
             for native in feed.natives:
                 point = feed.gaps.newest(native)
                 if point is not None:
@@ -81,7 +83,9 @@ class FeedSet:
     def refill(self, exchange: str, gap: Gap, found_in: str) -> int:
         """Fill a hole found after delivery (``Backfill.refill``); returns how many ids were taken."""
         feed = self.feeds.get(exchange)
-        return feed.backfill.refill(gap, found_in) if feed is not None else 0
+        if feed is None or not feed.ids_count_trades:  # ids shared by markets: a "hole" is no lost trade
+            return 0
+        return feed.backfill.refill(gap, found_in)
 
     async def stop(self) -> None:
         await asyncio.gather(*(feed.stop() for feed in self.feeds.values()))

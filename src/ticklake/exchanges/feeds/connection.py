@@ -60,6 +60,10 @@ class ConnectionSpec:
     rotation_overlap_s: float
     send_interval_s: float  # spacing of our control messages
     max_messages_per_s: int | None  # the venue's cap on our messages per connection, pongs counted
+    # A text message the client must send every ``keepalive_interval_s`` to keep the connection (Bybit's
+    # ``{"op":"ping"}``); "" for venues that ping us or send heartbeats themselves.
+    keepalive_message: str = ""
+    keepalive_interval_s: float = 0.0
 
 
 @cache
@@ -304,6 +308,8 @@ class Connection:
         log.info("%s: connected %s to %s (%d symbols)", exchange, session.conn_id,
                  display_url(self.url), len(self.natives))
         helpers = [asyncio.create_task(self._subscribe(session)), asyncio.create_task(self._watchdog(session))]
+        if self.spec.keepalive_message and self.spec.keepalive_interval_s > 0:
+            helpers.append(asyncio.create_task(self._keepalive(session)))
         errors = _ErrorLog()
         try:
             while True:
@@ -335,6 +341,23 @@ class Connection:
         for index, message in enumerate(spec.subscribe_messages):
             if index:
                 await asyncio.sleep(spec.send_interval_s)  # venues cap control messages per second
+            wait = session.control_wait(spec.max_messages_per_s, time.monotonic())
+            if wait > 0:
+                await asyncio.sleep(wait)
+            transport.send(WSMsgType.TEXT, message.encode())
+            session.control_sent.append(time.monotonic())
+            if session.record is not None:
+                session.record(time.time_ns() // 1000, message, "sent")
+
+    async def _keepalive(self, session: Session) -> None:
+        """Send the venue's keep-alive message every ``keepalive_interval_s`` while the session is open."""
+        spec = self.spec
+        message = spec.keepalive_message
+        while True:
+            await asyncio.sleep(spec.keepalive_interval_s)
+            transport = session.transport
+            if transport is None or session.end_reason:
+                return
             wait = session.control_wait(spec.max_messages_per_s, time.monotonic())
             if wait > 0:
                 await asyncio.sleep(wait)

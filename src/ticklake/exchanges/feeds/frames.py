@@ -19,14 +19,23 @@ log = logging.getLogger("ticklake.feeds")
 
 
 class FrameHandler:
-    """One venue's frames to the bus. ``on_gaps`` receives the gaps the trade ids reveal."""
+    """One venue's frames to the bus. ``on_gaps`` receives the gaps the trade ids reveal.
+
+    ``track_ids`` False (a venue whose ids do not count a market's trades): no id is checked; instead
+    ``newest`` keeps each market's newest trade (id, exchange time µs), and ``on_break`` is told the
+    markets of a connection, and why, whenever trades may have been lost on it unseen: its first frame
+    (a new connection: whatever traded while none was open) and every frame that could not be read."""
 
     def __init__(self, exchange: str, parser: FrameParser, bus: MessageSink, gaps: GapTracker,
-                 canonical: dict[str, str]) -> None:
+                 canonical: dict[str, str], *, track_ids: bool = True) -> None:
         self.exchange = exchange
         self.parser = parser
         self.bus = bus
         self.on_gaps: Callable[[list[Gap]], None] = lambda gaps: None
+        self.on_break: Callable[[AbstractSet[str], str], None] = lambda natives, why: None
+        self.track_ids = track_ids
+        self.newest: dict[str, tuple[int, int]] = {}  # native -> (id, exchange time µs); track_ids False
+        self._connections: set[str] = set()  # conn_ids seen (track_ids False)
         self._canonical = canonical  # native -> configured canonical symbol (metric labels)
         self._observe_ids = gaps.observe  # bound once: it runs for every trade frame
         self._raw_topic = raw_topic(exchange)
@@ -53,7 +62,9 @@ class FrameHandler:
             text = data.decode("utf-8", "replace")
             parsed = ParsedFrame("error", error=f"{exchange}: frame is not valid UTF-8 ({exc})")
         trades = parsed.trades
-        if trades:
+        if not self.track_ids:
+            self._breaks(conn_id, parsed, trades, subscribed)
+        elif trades:
             # Only subscribed, well-formed markets are tracked: a gap in another would be backfilled over
             # REST, and those pages would store the market the mapper kept out.
             tracked: tuple[Trade, ...]
@@ -72,6 +83,23 @@ class FrameHandler:
         await self.publish(messages)
         self._observe(parsed, trades, received_us)
         return parsed, text
+
+    def _breaks(self, conn_id: str, parsed: ParsedFrame, trades: tuple[Trade, ...],
+                subscribed: AbstractSet[str] | None) -> None:
+        """``track_ids`` False: note each market's newest trade, and tell ``on_break`` what may be lost."""
+        if subscribed is not None and conn_id not in self._connections:
+            self._connections.add(conn_id)
+            if len(self._connections) > 10_000:  # a feed reconnecting for weeks: old ids never return
+                self._connections = {conn_id}
+            self.on_break(subscribed, f"new connection {conn_id}")
+        elif subscribed is not None and parsed.kind == "error":
+            self.on_break(subscribed, f"unreadable frame on {conn_id}")
+        newest = self.newest
+        for trade in trades:
+            if trade.symbol:
+                held = newest.get(trade.native_symbol)
+                if held is None or (trade.ts_us, trade.trade_id) > (held[1], held[0]):
+                    newest[trade.native_symbol] = (trade.trade_id, trade.ts_us)
 
     async def publish(self, messages: list[Message]) -> None:
         """Hand one frame's messages to the bus; retry (holding the frame) if the bus fails."""

@@ -57,7 +57,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import ClassVar
 
 import msgspec
@@ -73,7 +73,7 @@ from ticklake.exchanges.mappers import FrameParser, parser_for
 from ticklake.exchanges.rest import RestClient, TradeFetcher
 from ticklake.model import MessageSink, ResumePoint
 from ticklake.settings import FeedSettings
-from ticklake.venues import to_native
+from ticklake.venues import to_native, venue
 
 __all__ = [
     "Backoff",
@@ -126,6 +126,9 @@ class RealtimeFeed:
     rotates: ClassVar[bool] = False  # the venue ends connections at an age: replace them before (rotate_after_s)
     # The venue's cap on connection attempts, (attempts, seconds); repeated breaches get an IP banned.
     max_connects: ClassVar[tuple[int, float] | None] = None
+    # (message, seconds): a text message the venue wants from us every so often (Bybit: ``{"op":"ping"}``
+    # every 20 s); None when the venue pings us or sends heartbeats itself.
+    keepalive: ClassVar[tuple[str, float] | None] = None
     # A replaced connection stays open this long after its successor's first frame (a property below:
     # setting it on a feed reaches its connections).
     default_rotation_overlap_s: ClassVar[float] = 1.0
@@ -160,12 +163,22 @@ class RealtimeFeed:
         self._canonical = dict(zip(natives, self.symbols, strict=True))
         self.gaps = GapTracker({native: point for (venue, native), point in (resume or {}).items()
                                 if venue == exchange})
-        self.frames = FrameHandler(exchange, self.parser, bus, self.gaps, self._canonical)
+        # A venue whose trade ids do not count a market's trades (``Venue.ids_count_trades``) cannot show
+        # a gap by id: every break the feed can see (a new connection, a frame it could not read) asks
+        # the backfill for each market's most recent trades instead (``Backfill.catch_up``).
+        self.ids_count_trades = venue(exchange).ids_count_trades
+        self.frames = FrameHandler(exchange, self.parser, bus, self.gaps, self._canonical,
+                                   track_ids=self.ids_count_trades)
+        if not self.ids_count_trades:
+            self.frames.newest.update({native: (point.trade_id, point.ts_us)
+                                       for (venue_name, native), point in (resume or {}).items()
+                                       if venue_name == exchange})
         self.backfill, self._own_rest = feed_backfill(
             exchange, settings, self.gaps, self.frames.publish, default_ws_url=self.default_url,
             ws_url=self.base_url, rest=rest, rest_url=rest_url, fetcher=fetcher, symbols=self._canonical,
             rng=self.rng)
         self.frames.on_gaps = self._gaps
+        self.frames.on_break = self._break
         self._limiter = ConnectLimiter(exchange, self.max_connects)
         self._records = RecordBuffer(exchange, recorder) if recorder is not None else None
         self._stop_event = asyncio.Event()
@@ -187,6 +200,8 @@ class RealtimeFeed:
             rotation_overlap_s=self.default_rotation_overlap_s,
             send_interval_s=self.send_interval_s,
             max_messages_per_s=self.max_messages_per_s,
+            keepalive_message=self.keepalive[0] if self.keepalive else "",
+            keepalive_interval_s=self.keepalive[1] if self.keepalive else 0.0,
         )
         backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, settings.stable_after_s, rng=self.rng)
         return Connection(spec, index, backoff, handle_frame=self.frames.handle, connect_slot=self.connect_slot,
@@ -284,3 +299,9 @@ class RealtimeFeed:
     def _gaps(self, gaps: list[Gap]) -> None:
         for gap in gaps:
             self.backfill.add(gap)
+
+    def _break(self, natives: Iterable[str], why: str) -> None:
+        newest = self.frames.newest
+        for native in natives:
+            if native in self._canonical:
+                self.backfill.catch_up(native, newest.get(native), why)

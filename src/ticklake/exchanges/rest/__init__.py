@@ -10,7 +10,7 @@ Each venue's fetcher and REST policy (URL, rate limit) are in its folder: ``tick
 from __future__ import annotations
 
 from ticklake.exchanges import registry
-from ticklake.exchanges.rest.base import FrameStamp, Span, TradeFetcher, TradePage, VenueFetcher
+from ticklake.exchanges.rest.base import FrameStamp, RecentTradeFetcher, Span, TradeFetcher, TradePage, VenueFetcher
 from ticklake.exchanges.rest.client import (
     RateLimit,
     RestClient,
@@ -25,6 +25,7 @@ from ticklake.exchanges.rest.client import (
 __all__ = [
     "FrameStamp",
     "RateLimit",
+    "RecentTradeFetcher",
     "RestClient",
     "RestError",
     "RestPolicy",

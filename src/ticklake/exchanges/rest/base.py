@@ -59,6 +59,21 @@ class TradeFetcher(Protocol):
         ...
 
 
+class RecentTradeFetcher(Protocol):
+    """A fetcher that can also ask for a market's most recent trades, with no id or time to start from:
+    what the backfill of a venue whose ids do not count a market's trades uses (``Backfill.catch_up``).
+    Bybit's ``recent-trade`` serves nothing else; another venue with a "latest trades" endpoint would
+    implement it the same way."""
+
+    exchange: str
+    page_size: int  # the most trades one answer holds: a full page may not reach back far enough
+
+    async def recent(self, client: RestClient, native_symbol: str, stamp: FrameStamp) -> TradePage:
+        """The venue's most recent trades of ``native_symbol`` (at most ``page_size``), oldest first.
+        Raises ``RestError`` when the venue cannot be asked."""
+        ...
+
+
 class VenueFetcher(Protocol):
     """A venue's fetcher class (``FETCHER`` in its folder's ``rest.py``): made with ``page_size`` rows
     per request, or the venue's largest page."""

@@ -1,0 +1,42 @@
+"""Bybit spot (API v5): static facts (the code is in this folder's mapper, feed, rest and simulated modules).
+
+Docs relied on (bybit-exchange.github.io/docs/v5, checked December 2026): ``ws/connect`` (endpoints,
+heartbeat, args limits), ``websocket/public/trade`` (``publicTrade.<symbol>``), ``market/recent-trade``
+(``GET /v5/market/recent-trade``), ``rate-limit``. What was unclear, and what was decided, is in
+docs/architecture.md ("Bybit") and in the module docstrings.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ticklake.symbols import canonical
+from ticklake.venues.facts import Venue
+
+# Bybit spot symbols have no separator (BTCUSDT): split on the longest known quote asset suffix.
+QUOTES: Final[tuple[str, ...]] = tuple(sorted(
+    ("USDT", "USDC", "USDE", "USD1", "FDUSD", "DAI", "BTC", "ETH", "EUR", "BRL", "PLN", "TRY", "MNT"),
+    key=len, reverse=True))
+
+
+def _native_of(base: str, quote: str) -> str:
+    return f"{base}{quote}"
+
+
+def _canonical_of(native: str) -> str:
+    for quote in QUOTES:
+        if native.endswith(quote) and len(native) > len(quote):
+            return canonical(native[: -len(quote)], quote)
+    return ""
+
+
+VENUE: Final = Venue(
+    name="bybit",
+    default_symbols=("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "DOGE/USDT", "ADA/USDT", "LINK/USDT",
+                     "LTC/USDT", "BTC/USDC", "ETH/USDC"),
+    native_of=_native_of,
+    canonical_of=_canonical_of,
+    separator="",
+    recording_names=("BYBIT",),
+    ids_count_trades=False,  # spot trade ids are shared by all markets (mapper.py)
+)
