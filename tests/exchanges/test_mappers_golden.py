@@ -109,3 +109,14 @@ def test_trades_keep_frame_order_and_identity_fields() -> None:
     parsed = coinbase.parse_frame(frame, 42, "conn-x", 17)
     assert [trade.trade_id for trade in parsed.trades] == [995098700, 995098701, 995098702]
     assert {(trade.received_us, trade.conn_id, trade.frame_seq) for trade in parsed.trades} == {(42, "conn-x", 17)}
+
+
+def test_bybit_rest_trades_golden() -> None:
+    from ticklake.venues.bybit import mapper as bybit
+
+    spec = _spec("bybit.rest.expected.json")
+    body = (FIXTURES / "bybit.rest.json").read_bytes()
+    trades = bybit.parse_rest_trades(body, spec["native_symbol"], spec["received_us"],
+                                     conn_id=spec["conn_id"], frame_seq=spec["frame_seq"])
+    # Page order (Bybit: newest first); execId is the stream's ``i``, side the taker's, time ms text.
+    assert [msgspec.structs.asdict(trade) for trade in trades] == spec["trades"]
