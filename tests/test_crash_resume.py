@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.test_cli import REPO, env_for, free_port, wait_for
+from ticklake.venues import NAMES
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"]}
 
@@ -60,6 +61,9 @@ def test_kill_9_mid_session_then_restart_leaves_a_complete_tape(tmp_path: Path) 
             env[f"TICKLAKE_VENUES__{upper}__SYMBOLS"] = json.dumps(symbols)
             env[f"TICKLAKE_VENUES__{upper}__WS_URL"] = urls["ws_urls"][exchange]
             env[f"TICKLAKE_VENUES__{upper}__REST_URL"] = urls["rest_urls"][exchange]
+        for other in NAMES:  # a registered venue the simulator does not play would reach the real one
+            if other not in MARKETS:
+                env[f"TICKLAKE_VENUES__{other.upper()}__ENABLED"] = "false"
         rng = random.Random(5)
         port = free_port()
         env["TICKLAKE_API__PORT"] = str(port)

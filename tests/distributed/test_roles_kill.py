@@ -33,6 +33,7 @@ from confluent_kafka import Consumer, TopicPartition
 from tests.broker import Broker
 from tests.test_cli import REPO, env_for, free_port, wait_for
 from tests.test_crash_resume import all_trades, rfc3339_us
+from ticklake.venues import NAMES
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"]}
 RATE_PER_MARKET = 450.0  # ~1,800 trades/s over four markets: > 200k trades during the ingest kills
@@ -73,6 +74,9 @@ def venue_env(markets: dict[str, list[str]], urls: dict[str, dict[str, str]]) ->
         env[f"TICKLAKE_VENUES__{upper}__SYMBOLS"] = json.dumps(symbols)
         env[f"TICKLAKE_VENUES__{upper}__WS_URL"] = urls["ws_urls"][exchange]
         env[f"TICKLAKE_VENUES__{upper}__REST_URL"] = urls["rest_urls"][exchange]
+    for other in NAMES:  # a registered venue the simulator does not play would reach the real one
+        if other not in markets:
+            env[f"TICKLAKE_VENUES__{other.upper()}__ENABLED"] = "false"
     return env
 
 
