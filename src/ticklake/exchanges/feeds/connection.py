@@ -60,6 +60,10 @@ class ConnectionSpec:
     rotation_overlap_s: float
     send_interval_s: float  # spacing of our control messages
     max_messages_per_s: int | None  # the venue's cap on our messages per connection, pongs counted
+    # A text message the venue wants from the client when nothing arrived for ``keepalive_after_s``
+    # (OKX: "ping", answered "pong"); None: the venue keeps the connection alive itself.
+    keepalive_message: str | None = None
+    keepalive_after_s: float = 20.0
 
 
 @cache
@@ -344,20 +348,37 @@ class Connection:
                 session.record(time.time_ns() // 1000, message, "sent")
 
     async def _watchdog(self, session: Session) -> None:
-        timeout = self.spec.stale_timeout_s
+        spec = self.spec
+        timeout = spec.stale_timeout_s
+        keepalive = spec.keepalive_message
+        tick = min(timeout, spec.keepalive_after_s) / 4 if keepalive is not None else timeout / 4
         while True:
-            await asyncio.sleep(min(timeout / 4, 1.0))
+            await asyncio.sleep(min(tick, 1.0))
             now = time.monotonic()
             if session.paused:
                 # Not reading because the bus is slow is not the venue going silent.
                 session.last_frame_mono = now
                 continue
             idle = now - session.last_frame_mono
+            if (keepalive is not None and idle >= spec.keepalive_after_s
+                    and session.keepalive_sent_mono < session.last_frame_mono):
+                self._keepalive(session, keepalive, now)  # once per silence: its answer ends the silence
             if idle > timeout:
                 log.warning("%s: connection %s is stale (no frame for %.1f s, limit %g s); reconnecting",
                             self.spec.exchange, session.conn_id, idle, timeout)
                 session.disconnect(f"stale: no frame for {idle:.1f} s", graceful=False)
                 return
+
+    def _keepalive(self, session: Session, message: str, now: float) -> None:
+        """Send the venue's keep-alive text (it answers, and so the connection carries a frame again)."""
+        transport = session.transport
+        if transport is None:
+            return
+        transport.send(WSMsgType.TEXT, message.encode())
+        session.keepalive_sent_mono = now
+        session.control_sent.append(now)
+        if session.record is not None:
+            session.record(time.time_ns() // 1000, message, "sent")
 
     # --- one frame -----------------------------------------------------------------------------
     async def _handle(self, session: Session, item: QueueItem, errors: _ErrorLog) -> None:
