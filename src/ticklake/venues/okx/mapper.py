@@ -37,7 +37,6 @@ from typing import Any, Final, Literal
 import msgspec
 
 from ticklake.exchanges.mappers.common import (
-    MAX_TRADE_ID,
     BadField,
     MalformedResponse,
     SymbolMemo,
@@ -46,6 +45,7 @@ from ticklake.exchanges.mappers.common import (
     match_decimal_pair,
     only_subscribed,
     show,
+    string_trade_id,
     venue_message,
 )
 from ticklake.model import ParsedFrame, Trade
@@ -57,7 +57,6 @@ ALL_TRADES: Final = "trades-all"
 AGGREGATED_TRADES: Final = "trades"
 SERVICE_UPGRADE: Final = "64008"  # notice: "The connection will soon be closed for a service upgrade."
 
-_MAX_ID_DIGITS: Final = len(str(MAX_TRADE_ID))
 _MAX_MS_DIGITS: Final = 14  # epoch ms below 1e14: before the year 5138; the warehouse checks the range
 
 
@@ -107,13 +106,6 @@ _SUBSCRIBED: Final = ParsedFrame("subscribed")
 _SHUTDOWN: Final = ParsedFrame("shutdown")
 
 
-def _trade_id(text: str) -> int:
-    # isascii() first: str.isdigit() alone accepts other scripts' digits, which int() would read.
-    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_ID_DIGITS or int(text) > MAX_TRADE_ID:
-        raise BadField(f"bad tradeId={show(text)}")
-    return int(text)
-
-
 def _ts_us(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > _MAX_MS_DIGITS:
         raise BadField(f"bad ts={show(text)}")
@@ -128,8 +120,9 @@ def _trade(row: _Row, native: str, received_us: int, conn_id: str, frame_seq: in
         if match_decimal(price) is None:
             raise BadField(f"bad px={show(price)}")
         raise BadField(f"bad sz={show(size)}")
-    return Trade(EXCHANGE, _symbols[native], native, _trade_id(row.tradeId), price, size, row.side,
-                 _ts_us(row.ts), received_us, conn_id, frame_seq)
+    trade_id = string_trade_id(row.tradeId, "tradeId")
+    return Trade(EXCHANGE, _symbols[native], native, trade_id, price, size, row.side, _ts_us(row.ts), received_us,
+                 conn_id, frame_seq)
 
 
 def _all_trades(push: _Push, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
