@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, Literal
 
-from picows import WSHandshakeError, WSMsgType, ws_connect
+from picows import WSHandshakeError, WSMsgType, WSTransport, ws_connect
 
 from ticklake.exchanges.feeds.backfilling import display_url
 from ticklake.exchanges.feeds.backoff import Backoff
@@ -342,10 +342,15 @@ class Connection:
             wait = session.control_wait(spec.max_messages_per_s, time.monotonic())
             if wait > 0:
                 await asyncio.sleep(wait)
-            transport.send(WSMsgType.TEXT, message.encode())
-            session.control_sent.append(time.monotonic())
-            if session.record is not None:
-                session.record(time.time_ns() // 1000, message, "sent")
+            self._send_control(session, transport, message)
+
+    @staticmethod
+    def _send_control(session: Session, transport: WSTransport, message: str) -> None:
+        """Send one text message of ours: counted against the venue's message budget, and recorded."""
+        transport.send(WSMsgType.TEXT, message.encode())
+        session.control_sent.append(time.monotonic())
+        if session.record is not None:
+            session.record(time.time_ns() // 1000, message, "sent")
 
     async def _watchdog(self, session: Session) -> None:
         spec = self.spec
@@ -360,25 +365,16 @@ class Connection:
                 session.last_frame_mono = now
                 continue
             idle = now - session.last_frame_mono
-            if (keepalive is not None and idle >= spec.keepalive_after_s
+            if (keepalive is not None and idle >= spec.keepalive_after_s and session.transport is not None
                     and session.keepalive_sent_mono < session.last_frame_mono):
-                self._keepalive(session, keepalive, now)  # once per silence: its answer ends the silence
+                # Once per silence: the venue's answer is a frame, which ends the silence.
+                self._send_control(session, session.transport, keepalive)
+                session.keepalive_sent_mono = now
             if idle > timeout:
                 log.warning("%s: connection %s is stale (no frame for %.1f s, limit %g s); reconnecting",
                             self.spec.exchange, session.conn_id, idle, timeout)
                 session.disconnect(f"stale: no frame for {idle:.1f} s", graceful=False)
                 return
-
-    def _keepalive(self, session: Session, message: str, now: float) -> None:
-        """Send the venue's keep-alive text (it answers, and so the connection carries a frame again)."""
-        transport = session.transport
-        if transport is None:
-            return
-        transport.send(WSMsgType.TEXT, message.encode())
-        session.keepalive_sent_mono = now
-        session.control_sent.append(now)
-        if session.record is not None:
-            session.record(time.time_ns() // 1000, message, "sent")
 
     # --- one frame -----------------------------------------------------------------------------
     async def _handle(self, session: Session, item: QueueItem, errors: _ErrorLog) -> None:
