@@ -23,7 +23,7 @@ import pytest
 
 from tests.test_cli import REPO, env_for, free_port, wait_for
 
-MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"]}
+MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"], "okx": ["BTC/USDT"]}
 
 
 def all_trades(base: str, exchange: str, symbol: str) -> list[dict[str, Any]]:

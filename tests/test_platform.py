@@ -18,7 +18,8 @@ from ticklake.settings import Settings, SimulatorSettings, VenueSettings, Venues
 from ticklake.simulator.tape import TapeTrade
 from ticklake.warehouse.reader import TIMEFRAMES, WarehouseReader
 
-MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD", "DOGE/USD"], "coinbase": ["BTC/USD", "SOL/USD"]}
+MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD", "DOGE/USD"], "coinbase": ["BTC/USD", "SOL/USD"],
+           "okx": ["BTC/USDT", "ETH/USDC"]}
 
 
 def stored_trades(client: Client, exchange: str, symbol: str) -> list[Trade]:

@@ -14,6 +14,7 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ticklake.exchanges import registry
 from ticklake.exchanges.mappers import parser_for
 from ticklake.exchanges.mappers.common import MAX_TRADE_ID, is_decimal_text
 from ticklake.model import ParsedFrame
@@ -170,6 +171,6 @@ def test_rest_parsers_raise_only_malformed_response(venue: str, data: st.DataObj
     from ticklake.exchanges.mappers.common import MalformedResponse
 
     body = json.dumps(data.draw(json_values)).encode() if data.draw(st.booleans()) else data.draw(st.binary())
-    module = {"binance": binance, "kraken": kraken, "coinbase": coinbase}[venue]
+    module = registry.mapper(venue)
     with contextlib.suppress(MalformedResponse):  # anything else escaping fails the test
         module.parse_rest_trades(body, "BTC/USD", 7)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, Literal
 
-from picows import WSHandshakeError, WSMsgType, ws_connect
+from picows import WSHandshakeError, WSMsgType, WSTransport, ws_connect
 
 from ticklake.exchanges.feeds.backfilling import display_url
 from ticklake.exchanges.feeds.backoff import Backoff
@@ -60,6 +60,10 @@ class ConnectionSpec:
     rotation_overlap_s: float
     send_interval_s: float  # spacing of our control messages
     max_messages_per_s: int | None  # the venue's cap on our messages per connection, pongs counted
+    # A text message the venue wants from the client when nothing arrived for ``keepalive_after_s``
+    # (OKX: "ping", answered "pong"); None: the venue keeps the connection alive itself.
+    keepalive_message: str | None = None
+    keepalive_after_s: float = 20.0
 
 
 @cache
@@ -338,21 +342,34 @@ class Connection:
             wait = session.control_wait(spec.max_messages_per_s, time.monotonic())
             if wait > 0:
                 await asyncio.sleep(wait)
-            transport.send(WSMsgType.TEXT, message.encode())
-            session.control_sent.append(time.monotonic())
-            if session.record is not None:
-                session.record(time.time_ns() // 1000, message, "sent")
+            self._send_control(session, transport, message)
+
+    @staticmethod
+    def _send_control(session: Session, transport: WSTransport, message: str) -> None:
+        """Send one text message of ours: counted against the venue's message budget, and recorded."""
+        transport.send(WSMsgType.TEXT, message.encode())
+        session.control_sent.append(time.monotonic())
+        if session.record is not None:
+            session.record(time.time_ns() // 1000, message, "sent")
 
     async def _watchdog(self, session: Session) -> None:
-        timeout = self.spec.stale_timeout_s
+        spec = self.spec
+        timeout = spec.stale_timeout_s
+        keepalive = spec.keepalive_message
+        tick = min(timeout, spec.keepalive_after_s) / 4 if keepalive is not None else timeout / 4
         while True:
-            await asyncio.sleep(min(timeout / 4, 1.0))
+            await asyncio.sleep(min(tick, 1.0))
             now = time.monotonic()
             if session.paused:
                 # Not reading because the bus is slow is not the venue going silent.
                 session.last_frame_mono = now
                 continue
             idle = now - session.last_frame_mono
+            if (keepalive is not None and idle >= spec.keepalive_after_s and session.transport is not None
+                    and session.keepalive_sent_mono < session.last_frame_mono):
+                # Once per silence: the venue's answer is a frame, which ends the silence.
+                self._send_control(session, session.transport, keepalive)
+                session.keepalive_sent_mono = now
             if idle > timeout:
                 log.warning("%s: connection %s is stale (no frame for %.1f s, limit %g s); reconnecting",
                             self.spec.exchange, session.conn_id, idle, timeout)
