@@ -17,6 +17,7 @@ VENUE: Final = Venue(
                      "LTC/USDT", "BTC/USDC", "ETH/USDC"),
     native_of=_native_of,
     canonical_of=_canonical_of,
+    completeness="id-sequenced",  # trades-all: every trade, ids contiguous per instrument
     separator="-",
     recording_names=("OKX", "OKEX"),
 )
