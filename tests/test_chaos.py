@@ -25,7 +25,7 @@ from ticklake.venues import NAMES
 from ticklake.warehouse.reader import TIMEFRAMES, WarehouseReader
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "kraken": ["BTC/USD", "ETH/USD"],
-           "coinbase": ["BTC/USD", "DOGE/USD"]}
+           "coinbase": ["BTC/USD", "DOGE/USD"], "okx": ["BTC/USDT", "SOL/USDT"]}
 CHAOS_SECONDS = float(os.environ.get("TICKLAKE_CHAOS_SECONDS", "180"))
 
 

@@ -24,7 +24,7 @@ import pytest
 from tests.test_cli import REPO, env_for, free_port, wait_for
 from ticklake.venues import NAMES
 
-MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"]}
+MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"], "okx": ["BTC/USDT"]}
 
 
 def all_trades(base: str, exchange: str, symbol: str) -> list[dict[str, Any]]:

@@ -16,10 +16,11 @@ from ticklake.app import Platform
 from ticklake.model import Trade
 from ticklake.settings import Settings, SimulatorSettings, VenueSettings, VenuesSettings
 from ticklake.simulator.tape import TapeTrade
+from ticklake.venues import NAMES
 from ticklake.warehouse.reader import TIMEFRAMES, WarehouseReader
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD", "DOGE/USD"], "coinbase": ["BTC/USD", "SOL/USD"],
-           "bybit": ["BTC/USDT", "ETH/USDC"]}
+           "okx": ["BTC/USDT", "ETH/USDC"], "bybit": ["BTC/USDT", "ETH/USDC"]}
 
 
 def stored_trades(client: Client, exchange: str, symbol: str) -> list[Trade]:
@@ -83,8 +84,8 @@ async def test_malformed_frames_and_invalid_trades_land_where_described(warehous
 
     settings = Settings(
         warehouse_url=warehouse_url, database="ticklake_test",
-        venues=VenuesSettings(binance=VenueSettings(symbols=["BTC/USDT"]), kraken=VenueSettings(enabled=False),
-                              coinbase=VenueSettings(enabled=False)),
+        venues=VenuesSettings(binance=VenueSettings(symbols=["BTC/USDT"]),  # the others disabled: binance only
+                              **{name: VenueSettings(enabled=False) for name in NAMES if name != "binance"}),
         simulator=SimulatorSettings(trades_per_second=40, seed=3),
     )
     errors_before = metrics.FEED_PARSE_ERRORS.labels("binance")._value.get()

@@ -13,7 +13,7 @@ from tests.broker import Broker
 from tests.test_cli import env_for, free_port, ticklake
 from ticklake.venues import NAMES
 
-# Every registered venue but coinbase (disabled below), in registry order: raw topic, then trades topic.
+# Every registered venue's topics, in registry order, but coinbase's: kafka_env disables it.
 VENUE_TOPICS = [topic for name in NAMES if name != "coinbase"
                 for topic in (f"market.crypto.trades.{name}.raw", f"market.crypto.trades.{name}")]
 

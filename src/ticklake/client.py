@@ -281,14 +281,15 @@ class TicklakeClient:
                 return
 
     def symbols(self) -> pd.DataFrame:
-        """Known markets: first/last day with trades (None when none yet), trade count, configured."""
+        """Known markets: first/last day with trades (None when none yet), trade count, configured, and the
+        venue's completeness guarantee (id-sequenced, reconciled-by-time, best-effort)."""
         pd = _pandas()
         markets = self._get("/v1/symbols", {})["symbols"]
         for market in markets:
             for column in ("first_day", "last_day"):
                 market[column] = date.fromisoformat(market[column]) if market[column] else None
         return pd.DataFrame(markets, columns=["exchange", "symbol", "first_day", "last_day", "trades",
-                                              "configured"])
+                                              "configured", "completeness"])
 
     def health(self) -> dict[str, Any]:
         """The /health document; a "down" service answers 503 but is returned, not raised."""

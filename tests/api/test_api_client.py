@@ -135,6 +135,7 @@ def test_symbols_and_health(client: TicklakeClient, loaded: Dataset) -> None:
     assert isinstance(symbols["first_day"].iloc[0], date)
     assert symbols["first_day"].iloc[2] is None and symbols["trades"].iloc[2] == 0
     assert symbols["trades"].iloc[1] == len(loaded.market("binance", "ETH/USDT"))
+    assert set(symbols["completeness"]) == {"id-sequenced"}
     health = client.health()
     assert health["status"] == "ok" and health["components"]["warehouse"]["status"] == "ok"
 

@@ -18,7 +18,8 @@ async def test_stored_and_configured_markets(api: httpx.AsyncClient, loaded: Dat
     def stored(exchange: str, symbol: str, configured: bool) -> dict[str, object]:
         first_day, last_day = days(exchange, symbol)
         return {"exchange": exchange, "symbol": symbol, "first_day": first_day, "last_day": last_day,
-                "trades": len(loaded.market(exchange, symbol)), "configured": configured}
+                "trades": len(loaded.market(exchange, symbol)), "configured": configured,
+                "completeness": "id-sequenced"}
 
     response = await api.get("/v1/symbols")
     assert response.status_code == 200
@@ -27,7 +28,7 @@ async def test_stored_and_configured_markets(api: httpx.AsyncClient, loaded: Dat
         stored("binance", "BTC/USDT", configured=True),
         stored("binance", "ETH/USDT", configured=False),
         {"exchange": "coinbase", "symbol": "SOL/USD", "first_day": None, "last_day": None, "trades": 0,
-         "configured": True},
+         "configured": True, "completeness": "id-sequenced"},
         stored("kraken", "BTC/USD", configured=False),
     ]}
     btc = response.json()["symbols"][0]

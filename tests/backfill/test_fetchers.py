@@ -12,7 +12,7 @@ from ticklake.settings import SimulatorSettings
 from ticklake.simulator import Simulator, TapeTrade, VenueOptions
 from ticklake.venues import to_native
 
-MARKETS = {"binance": "BTC/USDT", "kraken": "BTC/USD", "coinbase": "ETH/USD"}
+MARKETS = {"binance": "BTC/USDT", "kraken": "BTC/USD", "coinbase": "ETH/USD", "okx": "BTC/USDT"}
 
 
 class Stamp:
@@ -106,3 +106,28 @@ async def test_an_unknown_market_is_refused_for_good(sim: Simulator, rest_client
     with pytest.raises(RestError) as raised:
         await fetch(client, "coinbase", span, page_size=10)
     assert not raised.value.retryable and raised.value.status == 404
+
+
+async def test_okx_pages_by_trade_id_towards_older_trades(sim: Simulator, rest_clients: list[RestClient]) -> None:
+    client = rest_client(sim)
+    rest_clients.append(client)
+    tape = sim.tape("okx", "BTC/USDT")
+    span = span_of("okx", tape, 40, 259)
+    before = len(sim.rest_requests("okx"))
+    trades, pages = await fetch(client, "okx", span, page_size=100)
+    assert [key(t) for t in trades] == [key(t) for t in tape[40:260]]
+    requests = sim.rest_requests("okx")[before:]
+    assert len(requests) == pages == 3  # 220 trades: pages of 100 from after=last+1 down to the first
+    afters = [int(dict(part.split("=") for part in r.query.split("&"))["after"]) for r in requests]
+    assert afters[0] == span.last + 1 and afters == sorted(afters, reverse=True)
+    assert all("instId=BTC-USDT" in r.query and "type=1" in r.query and "limit=100" in r.query for r in requests)
+
+
+async def test_okx_an_unknown_instrument_is_refused_for_good(sim: Simulator, rest_clients: list[RestClient]) -> None:
+    from ticklake.exchanges.rest import RestError
+
+    client = rest_client(sim)
+    rest_clients.append(client)
+    with pytest.raises(RestError, match="51001") as raised:
+        await fetch(client, "okx", Span("NOPE-USDT", 1, 10, 0, 0, 0), page_size=10)
+    assert not raised.value.retryable

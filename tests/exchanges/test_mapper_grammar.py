@@ -131,12 +131,19 @@ def frames_of(venue: str, symbol: str) -> list[str]:
         return [BN_TRADE % quoted, BN_COMBINED % quoted, BN_AGG % quoted]
     if venue == "kraken":
         return [kr_frame(symbol), kr_frame(symbol, symbol, symbol), kr_frame(symbol).replace("1.5", "1.5E0")]
+    if venue == "okx":  # trades-all: one trade per push, on the fast path, and the same reached by the slow one
+        push = OKX_PUSH % (quoted, quoted)
+        return [push, push.replace('{"arg":', '{"event":null,"arg":', 1)]
     return [cb_frame(symbol), cb_frame(symbol, symbol, symbol), cb_frame(symbol).replace('"1"', '"01"', 1),
             CB_MATCH % quoted]
 
 
+OKX_PUSH = ('{"arg":{"channel":"trades-all","instId":%s},"data":[{"instId":%s,"tradeId":"1","px":"1.5","sz":"2",'
+            '"side":"buy","source":"0","ts":"1795658400000"}]}')
+
+
 SUBSCRIBED = {"binance": frozenset({"BTCUSDT"}), "kraken": frozenset({"BTC/USD"}),
-              "coinbase": frozenset({"BTC-USD"})}
+              "coinbase": frozenset({"BTC-USD"}), "okx": frozenset({"BTC-USDT"})}
 
 BAD_FORM = [
     ("binance", "BTC/USDT"), ("binance", "btcusdt"), ("binance", "BTCUSDT\u0000"), ("binance", "BTC USDT"),
@@ -146,6 +153,7 @@ BAD_FORM = [
     ("kraken", "BTCUSD"), ("kraken", "BTC/\u0000"), ("kraken", "BTC/US\u200bD"), ("kraken", ""),
     ("coinbase", "btc-usd"), ("coinbase", "BTC/USD"), ("coinbase", "BTC-USD\u0000"), ("coinbase", "BTC--USD"),
     ("coinbase", "BTC-USD-X"), ("coinbase", "BTC-"), ("coinbase", "BTC_USD"), ("coinbase", "\tBTC-USD"),
+    ("okx", "BTC-USDT-SWAP"), ("okx", "BTC-USD-220527"), ("okx", "btc-usdt"), ("okx", "BTC/USDT"), ("okx", ""),
 ]
 
 
@@ -167,7 +175,8 @@ def test_native_symbols_not_in_the_venue_form_are_dead_lettered_as_bad_symbol(ve
 
 
 UNSUBSCRIBED = [("binance", "ETHBTC"), ("binance", "BTCUSDC"), ("kraken", "FOO/BAR"), ("kraken", "XBT/USD"),
-                ("kraken", "ETH/USD"), ("coinbase", "BTC-USDX"), ("coinbase", "ETH-USD")]
+                ("kraken", "ETH/USD"), ("coinbase", "BTC-USDX"), ("coinbase", "ETH-USD"), ("okx", "ETH-USDT"),
+                ("okx", "BTC-USDC")]
 
 
 @pytest.mark.parametrize(("venue", "native"), UNSUBSCRIBED)
@@ -185,7 +194,7 @@ def test_trades_of_markets_not_subscribed_are_dead_lettered_as_unsubscribed_mark
         assert all(t.symbol for t in parser_for(venue)(frame, 1).trades)
 
 
-@pytest.mark.parametrize("venue", ["binance", "kraken", "coinbase"])
+@pytest.mark.parametrize("venue", ["binance", "kraken", "coinbase", "okx"])
 def test_trades_of_subscribed_markets_are_unchanged(venue: str) -> None:
     native = next(iter(SUBSCRIBED[venue]))
     for frame in frames_of(venue, native):

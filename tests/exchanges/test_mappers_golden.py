@@ -20,6 +20,7 @@ from ticklake.venues import NAMES
 from ticklake.venues.binance import mapper as binance
 from ticklake.venues.coinbase import mapper as coinbase
 from ticklake.venues.kraken import mapper as kraken
+from ticklake.venues.okx import mapper as okx
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 VENUES = NAMES  # every registered venue; each has fixtures/<venue>.*
@@ -93,6 +94,13 @@ def test_coinbase_rest_trades_golden() -> None:
                                         spec["native_symbol"], spec["received_us"], conn_id=spec["conn_id"],
                                         frame_seq=spec["frame_seq"])
     assert [msgspec.structs.asdict(trade) for trade in trades] == spec["trades"]
+
+
+def test_okx_rest_trades_golden() -> None:
+    spec = _spec("okx.rest.expected.json")
+    trades = okx.parse_rest_trades((FIXTURES / "okx.rest.json").read_bytes(), spec["native_symbol"],
+                                   spec["received_us"], conn_id=spec["conn_id"], frame_seq=spec["frame_seq"])
+    assert [msgspec.structs.asdict(trade) for trade in trades] == spec["trades"]  # newest first, as served
 
 
 def test_coinbase_market_trades_side_is_read_as_the_makers() -> None:

@@ -16,6 +16,8 @@ KR = ('{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":%s,
 CB = ('{"channel":"market_trades","client_id":"","timestamp":"2026-11-26T02:00:00Z","sequence_num":7,"events":'
       '[{"type":"update","trades":[{"trade_id":%s,"product_id":"BTC-USD","price":%s,"size":%s,"side":%s,'
       '"time":%s}]}]}')
+OKX = ('{"arg":{"channel":"trades-all","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"1","px":"1.5",'
+       '"sz":"2","side":"buy","source":"0","ts":"1795658400000"}]}')
 CBX = ('{"type":"match","trade_id":%s,"sequence":1,"maker_order_id":"a","taker_order_id":"b",'
        '"time":%s,"product_id":"BTC-USD","size":%s,"price":%s,"side":%s}')
 TS = '"2026-11-26T02:00:00.5Z"'
@@ -50,7 +52,7 @@ GARBAGE: list[bytes | str] = [
 ]
 
 
-@pytest.mark.parametrize("venue", ["binance", "kraken", "coinbase"])
+@pytest.mark.parametrize("venue", ["binance", "kraken", "coinbase", "okx"])
 @pytest.mark.parametrize("payload", GARBAGE, ids=lambda p: repr(p)[:20])
 def test_garbage_never_raises(venue: str, payload: bytes | str) -> None:
     result = parser_for(venue)(payload, 1)
@@ -60,18 +62,18 @@ def test_garbage_never_raises(venue: str, payload: bytes | str) -> None:
         assert result.error
 
 
-@pytest.mark.parametrize("venue", ["binance", "kraken", "coinbase"])
+@pytest.mark.parametrize("venue", ["binance", "kraken", "coinbase", "okx"])
 def test_empty_and_truncated_frames_are_errors(venue: str) -> None:
     parse = parser_for(venue)
     assert "empty frame" in parse(b"", 1).error
-    full = {"binance": bn(), "kraken": kr(), "coinbase": cb()}[venue].encode()
+    full = {"binance": bn(), "kraken": kr(), "coinbase": cb(), "okx": OKX}[venue].encode()
     for cut in range(1, len(full)):
         result = parse(full[:cut], 1)
         assert result.kind == "error", full[:cut]
         assert "invalid JSON" in result.error
 
 
-@pytest.mark.parametrize("venue", ["binance", "kraken", "coinbase"])
+@pytest.mark.parametrize("venue", ["binance", "kraken", "coinbase", "okx"])
 def test_non_text_payload_types_are_errors(venue: str) -> None:
     for payload in (None, 42, 1.5, ["x"]):
         result = parser_for(venue)(payload, 1)  # type: ignore[arg-type]

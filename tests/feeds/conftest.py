@@ -107,6 +107,7 @@ FAST_LIMITS = {
     "binance": RateLimit(burst=1000, per_second=1000),  # the simulator allows 6000 weight a minute
     "kraken": RateLimit(burst=10, per_second=5),  # the simulator: 15 burst, 1 a second
     "coinbase": RateLimit(burst=10, per_second=10),  # the simulator: 15 burst, 10 a second
+    "okx": RateLimit(burst=10, per_second=10),  # the simulator: 20 burst, 10 a second
     "bybit": RateLimit(burst=100, per_second=100),  # the simulator: 600 burst, 120 a second
 }
 

@@ -30,7 +30,9 @@ def test_subscriptions_carry_at_most_ten_topics() -> None:
     assert [len(m["args"]) for m in messages] == [10, 10, 3]
     assert all(m["op"] == "subscribe" for m in messages)
     assert [a for m in messages for a in m["args"]] == [f"publicTrade.{n}" for n in natives]
-    assert BybitFeed.keepalive == ('{"op":"ping"}', 20.0)  # the docs: a ping every 20 s
+    # the docs: a ping every 20 s
+    assert (BybitFeed.keepalive_message, BybitFeed.keepalive_after_s, BybitFeed.keepalive_periodic) == \
+        ('{"op":"ping"}', 20.0, True)
 
 
 def test_unreadable_frames_are_errors_not_crashes() -> None:
@@ -86,10 +88,10 @@ async def test_the_client_ping_keeps_a_quiet_connection_open(feed_settings, bus,
     quiet = VenueOptions(client_idle_close_s=0.6, tick_s=0.01)
 
     class FastPing(BybitFeed):
-        keepalive = ('{"op":"ping"}', 0.1)
+        keepalive_after_s = 0.1
 
     class NoPing(BybitFeed):
-        keepalive = None
+        keepalive_message = None
 
     async with Simulator(sim_settings(tps=0.01), {"bybit": SYMBOLS}, options=quiet) as sim:
         tap = taps("bybit")

@@ -235,10 +235,9 @@ async def test_binance_connections_are_rotated_before_the_venue_ends_them(bus, t
         assert sim.rest_requests("binance") == []
 
 
-@pytest.mark.parametrize("exchange", ["kraken", "coinbase"])
-async def test_a_venue_going_away_loses_nothing(exchange: str, feed_settings, bus, taps, backfilling, running,
-                                                helpers) -> None:
-    symbol = "BTC/USD"
+@pytest.mark.parametrize(("exchange", "symbol"), [("kraken", "BTC/USD"), ("coinbase", "BTC/USD"), ("okx", "BTC/USDT")])
+async def test_a_venue_going_away_loses_nothing(exchange: str, symbol: str, feed_settings, bus, taps, backfilling,
+                                                running, helpers) -> None:
     options = VenueOptions(tick_s=0.01, heartbeat_interval_s=0.1, batch_interval_s=0.05, snapshot_size=5)
     async with Simulator(sim_settings(tps=60), {exchange: [symbol]}, options=options) as sim:
         tap = taps(exchange)

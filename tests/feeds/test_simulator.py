@@ -6,6 +6,7 @@ import asyncio
 import json
 from decimal import Decimal
 
+import httpx
 import pytest
 from picows import WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
 
@@ -155,3 +156,46 @@ async def test_pause_stops_the_tape_and_resume_continues_it() -> None:
         after = sim.tape("binance", "BTC/USDT")
         assert len(after) > before
         assert after[before].ts_us >= after[before - 1].ts_us
+
+
+async def test_okx_wire_ping_errors_and_one_trade_per_push() -> None:
+    async with Simulator(SimulatorSettings(seed=3, trades_per_second=30), {"okx": ["BTC/USDT"]}) as sim, \
+            httpx.AsyncClient() as http:
+        transport, client = await ws_connect(_Client, sim.ws_urls["okx"])
+        listener: _Client = client  # type: ignore[assignment]
+        transport.send(WSMsgType.TEXT, b"ping")
+        transport.send(WSMsgType.TEXT, b'{"op":"subscribe"}')
+        transport.send(WSMsgType.TEXT, b'{"op":"subscribe","args":[{"channel":"trades","instId":"BTC-USDT"},'
+                                       b'{"channel":"trades-all","instId":"BTC-USDT"}]}')
+        await _until(lambda: any(t.startswith('{"arg"') for t in listener.texts))
+        assert listener.texts[0] == "pong"
+        messages = [json.loads(t) for t in listener.texts[1:]]
+        assert messages[0]["event"] == "error" and messages[0]["code"] == "60012"
+        assert messages[1]["event"] == "error" and messages[1]["code"] == "60018"  # trades is not on /business
+        assert messages[2] == {"event": "subscribe", "arg": {"channel": "trades-all", "instId": "BTC-USDT"},
+                               "connId": messages[0]["connId"]}
+        push = messages[3]
+        [row] = push["data"]
+        assert set(row) == {"instId", "tradeId", "px", "sz", "side", "source", "ts"}
+        assert all(isinstance(value, str) for value in row.values())
+        transport.disconnect()
+
+        # trades-all is not served on /ws/v5/public
+        public = sim.ws_urls["okx"].replace("/business", "/public")
+        transport, client = await ws_connect(_Client, public)
+        listener = client  # type: ignore[assignment]
+        transport.send(WSMsgType.TEXT, b'{"op":"subscribe","args":[{"channel":"trades-all","instId":"BTC-USDT"}]}')
+        await _until(lambda: bool(listener.texts))
+        assert json.loads(listener.texts[0])["code"] == "60018"
+        transport.disconnect()
+
+        # REST: newest first, ids below ``after``; an unknown instrument is 51001
+        sim.pause()
+        tape = sim.tape("okx", "BTC/USDT")
+        url = sim.rest_urls["okx"] + "/api/v5/market/history-trades"
+        answer = (await http.get(url, params={"instId": "BTC-USDT", "after": tape[-5].trade_id, "limit": 3})).json()
+        assert answer["code"] == "0"
+        assert [int(r["tradeId"]) for r in answer["data"]] == [t.trade_id for t in tape[-6:-9:-1]]
+        answer = (await http.get(url, params={"instId": "BTC-USDT", "before": tape[-5].trade_id})).json()
+        assert [int(r["tradeId"]) for r in answer["data"]] == [t.trade_id for t in tape[-1:-5:-1]]
+        assert (await http.get(url, params={"instId": "NOPE-USDT"})).json()["code"] == "51001"

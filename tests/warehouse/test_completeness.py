@@ -20,6 +20,7 @@ from ticklake.bus import MemoryBus
 from ticklake.model import Message, Trade
 from ticklake.ops.metrics import REGISTRY
 from ticklake.settings import CompletenessSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
+from ticklake.venues import NAMES
 
 MARKETS = {"binance": ["BTC/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"]}
 
@@ -163,8 +164,8 @@ async def test_candle_windows_a_crash_left_short_are_recomputed_from_silver(ware
     from ticklake.warehouse.writer import WarehouseWriter
 
     settings = Settings(venues=VenuesSettings(binance=VenueSettings(symbols=["BTC/USDT"]),
-                                              kraken=VenueSettings(enabled=False),
-                                              coinbase=VenueSettings(enabled=False)),
+                                              **{name: VenueSettings(enabled=False) for name in NAMES
+                                                 if name != "binance"}),
                         completeness=CompletenessSettings(settle_s=0))
     start_us = (time.time_ns() // 1000 - 900_000_000) // 60_000_000 * 60_000_000  # a whole minute, 15 min ago
     trades = [trade(i, price=f"{100 + i % 7}.5", ts_us=start_us + i * 2_000_000) for i in range(1, 200)]
@@ -196,8 +197,8 @@ async def test_a_minute_whose_last_trades_open_a_granule_is_counted_whole(wareho
     from ticklake.warehouse.writer import WarehouseWriter
 
     settings = Settings(venues=VenuesSettings(binance=VenueSettings(symbols=["BTC/USDT"]),
-                                              kraken=VenueSettings(enabled=False),
-                                              coinbase=VenueSettings(enabled=False)),
+                                              **{name: VenueSettings(enabled=False) for name in NAMES
+                                                 if name != "binance"}),
                         completeness=CompletenessSettings(settle_s=0))
     start_us = (time.time_ns() // 1000 - 900_000_000) // 60_000_000 * 60_000_000  # a whole minute, 15 min ago
     granule = 8192  # silver's index_granularity: the minute's last 8 trades start the second granule

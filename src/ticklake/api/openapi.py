@@ -173,6 +173,11 @@ def _schemas() -> dict[str, Any]:
             "last_day": {**day, "description": "Last UTC day with trades; null when none are stored."},
             "trades": {"type": "integer", "minimum": 0},
             "configured": {"type": "boolean", "description": "Whether ticklake is set to collect it."},
+            "completeness": {"type": "string", "enum": ["id-sequenced", "reconciled-by-time", "best-effort"],
+                             "description": "What the venue's APIs let ticklake guarantee: id-sequenced (every gap "
+                                            "found by trade id and filled), reconciled-by-time (every break "
+                                            "reconciled over REST by time, complete within the REST window), "
+                                            "best-effort (what REST cannot reach back to is counted as lost)."},
         }),
         "SymbolsResponse": obj({"symbols": {"type": "array", "items": _ref("schemas", "Market")}}),
         "HealthComponent": {"type": "object", "required": ["status"], "additionalProperties": True,

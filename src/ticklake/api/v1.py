@@ -31,6 +31,7 @@ from ticklake.lake.read import ColdTierUnavailable
 from ticklake.model import EXCHANGES
 from ticklake.settings import ApiSettings, RetentionSettings
 from ticklake.symbols import canonical, split_canonical
+from ticklake.venues import VENUES
 from ticklake.warehouse.reader import EPOCH, WarehouseReader
 
 MarketKey = tuple[str, str]  # (exchange, canonical symbol)
@@ -207,6 +208,7 @@ class MarketDataEndpoints:
                 "last_day": day_text(market.last_day) if market else None,
                 "trades": market.trades if market else 0,
                 "configured": (exchange, symbol) in self.configured,
+                "completeness": VENUES[exchange].completeness,
             })
         return orjson.dumps({"symbols": symbols})
 

@@ -65,6 +65,9 @@ class VenueOptions:
     heartbeat_interval_s: float | None = 1.0  # Kraken/Coinbase heartbeats; None: never send any
     subscribe_timeout_s: float = 5.0  # Coinbase: disconnect when no subscribe arrives within this
     idle_close_s: float = 75.0  # Coinbase: "channels close within 60-90 s" without heartbeats
+    # Two different rules, kept apart: OKX closes a connection *it* pushed nothing on (its pong counts);
+    # Bybit closes one *the client* sent no ping on and that carried no data.
+    push_timeout_s: float = 30.0  # OKX: the connection breaks when nothing was pushed for 30 s
     client_idle_close_s: float = 600.0  # Bybit: no client ping and no data for 10 minutes closes the connection
     snapshot_size: int = 50  # Kraken v2 trade snapshot: the last 50 trades (Coinbase: the same here)
     batch_interval_s: float = 0.25  # Coinbase market_trades: "updates are collected over the last 250 ms"

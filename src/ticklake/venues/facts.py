@@ -6,8 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from ticklake.symbols import canonical
+
+# How completely a venue's trades can be collected, given what its APIs allow (docs/architecture.md,
+# "Completeness per venue"); /v1/symbols says it per market:
+# - "id-sequenced": a market's trade ids are contiguous, so every gap is seen and filled from REST;
+# - "reconciled-by-time": ids are global (or sequenced per connection only): every break is followed by a
+#   REST reconciliation over the time since the last trade stored, complete while the outage is within
+#   the REST window;
+# - "best-effort": the REST API cannot reach back far enough: what a break loses beyond it is counted.
+Completeness = Literal["id-sequenced", "reconciled-by-time", "best-effort"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,7 @@ class Venue:
     # What joins base and quote in a native symbol ("" for Binance's BTCUSDT): a mapper accepts a native
     # symbol only in this form (mappers/common.is_native_symbol).
     separator: str
+    completeness: Completeness
     # Prefixes of cryptofeed recording file names (``BINANCE_US.ws.1.0``) that are this venue.
     recording_names: tuple[str, ...] = ()
     # Whether a market's trade ids count its trades (1, 2, 3 ...), so a hole in them is a missing trade.

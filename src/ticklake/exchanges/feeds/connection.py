@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, Literal
 
-from picows import WSHandshakeError, WSMsgType, ws_connect
+from picows import WSHandshakeError, WSMsgType, WSTransport, ws_connect
 
 from ticklake.exchanges.feeds.backfilling import display_url
 from ticklake.exchanges.feeds.backoff import Backoff
@@ -60,10 +60,13 @@ class ConnectionSpec:
     rotation_overlap_s: float
     send_interval_s: float  # spacing of our control messages
     max_messages_per_s: int | None  # the venue's cap on our messages per connection, pongs counted
-    # A text message the client must send every ``keepalive_interval_s`` to keep the connection (Bybit's
-    # ``{"op":"ping"}``); "" for venues that ping us or send heartbeats themselves.
-    keepalive_message: str = ""
-    keepalive_interval_s: float = 0.0
+    # A text message the venue wants from the client (OKX: "ping", answered "pong"; Bybit:
+    # ``{"op":"ping"}``, answered with a pong); None: the venue keeps the connection alive itself.
+    keepalive_message: str | None = None
+    # When it is sent: after ``keepalive_after_s`` of silence, once per silence (OKX), or, with
+    # ``keepalive_periodic``, every ``keepalive_after_s`` whatever the traffic (Bybit).
+    keepalive_after_s: float = 20.0
+    keepalive_periodic: bool = False
 
 
 @cache
@@ -308,8 +311,6 @@ class Connection:
         log.info("%s: connected %s to %s (%d symbols)", exchange, session.conn_id,
                  display_url(self.url), len(self.natives))
         helpers = [asyncio.create_task(self._subscribe(session)), asyncio.create_task(self._watchdog(session))]
-        if self.spec.keepalive_message and self.spec.keepalive_interval_s > 0:
-            helpers.append(asyncio.create_task(self._keepalive(session)))
         errors = _ErrorLog()
         try:
             while True:
@@ -344,38 +345,44 @@ class Connection:
             wait = session.control_wait(spec.max_messages_per_s, time.monotonic())
             if wait > 0:
                 await asyncio.sleep(wait)
-            transport.send(WSMsgType.TEXT, message.encode())
-            session.control_sent.append(time.monotonic())
-            if session.record is not None:
-                session.record(time.time_ns() // 1000, message, "sent")
+            self._send_control(session, transport, message)
 
-    async def _keepalive(self, session: Session) -> None:
-        """Send the venue's keep-alive message every ``keepalive_interval_s`` while the session is open."""
-        spec = self.spec
-        message = spec.keepalive_message
-        while True:
-            await asyncio.sleep(spec.keepalive_interval_s)
-            transport = session.transport
-            if transport is None or session.end_reason:
-                return
-            wait = session.control_wait(spec.max_messages_per_s, time.monotonic())
-            if wait > 0:
-                await asyncio.sleep(wait)
-            transport.send(WSMsgType.TEXT, message.encode())
-            session.control_sent.append(time.monotonic())
-            if session.record is not None:
-                session.record(time.time_ns() // 1000, message, "sent")
+    @staticmethod
+    def _send_control(session: Session, transport: WSTransport, message: str) -> None:
+        """Send one text message of ours: counted against the venue's message budget, and recorded."""
+        transport.send(WSMsgType.TEXT, message.encode())
+        session.control_sent.append(time.monotonic())
+        if session.record is not None:
+            session.record(time.time_ns() // 1000, message, "sent")
 
     async def _watchdog(self, session: Session) -> None:
-        timeout = self.spec.stale_timeout_s
+        spec = self.spec
+        timeout = spec.stale_timeout_s
+        keepalive = spec.keepalive_message
+        tick = min(timeout, spec.keepalive_after_s) / 4 if keepalive is not None else timeout / 4
+        periodic = keepalive is not None and spec.keepalive_periodic
+        # The keep-alive is the one hook for both kinds of venue: a periodic one is due
+        # ``keepalive_after_s`` after the last one sent (or after the connection opened), whatever arrived.
+        if periodic:
+            session.keepalive_sent_mono = time.monotonic()
         while True:
-            await asyncio.sleep(min(timeout / 4, 1.0))
+            await asyncio.sleep(min(tick, 1.0))
             now = time.monotonic()
+            if (periodic and keepalive is not None and session.transport is not None and not session.end_reason
+                    and now - session.keepalive_sent_mono >= spec.keepalive_after_s):
+                # On a fixed period, even while paused: the venue wants to hear from us, not to be read.
+                self._send_control(session, session.transport, keepalive)
+                session.keepalive_sent_mono = now
             if session.paused:
                 # Not reading because the bus is slow is not the venue going silent.
                 session.last_frame_mono = now
                 continue
             idle = now - session.last_frame_mono
+            if (keepalive is not None and not periodic and idle >= spec.keepalive_after_s
+                    and session.transport is not None and session.keepalive_sent_mono < session.last_frame_mono):
+                # Once per silence: the venue's answer is a frame, which ends the silence.
+                self._send_control(session, session.transport, keepalive)
+                session.keepalive_sent_mono = now
             if idle > timeout:
                 log.warning("%s: connection %s is stale (no frame for %.1f s, limit %g s); reconnecting",
                             self.spec.exchange, session.conn_id, idle, timeout)

@@ -15,7 +15,9 @@ Robustness rules, each from something that went wrong before (shared notes, less
 * reconnect with exponential backoff and full jitter, reset once a connection proved stable;
 * a watchdog reconnects a connection that went silent (no frame, not even a ping or heartbeat, for
   longer than the venue allows), since a half-open TCP connection can stay "up" for hours;
-* server pings are answered with pongs echoing the payload (Binance disconnects otherwise);
+* server pings are answered with pongs echoing the payload (Binance disconnects otherwise), and a
+  venue that wants the client to speak gets its keep-alive text, after a silence (OKX ``ping``) or on
+  a fixed period (Bybit ``{"op":"ping"}`` every 20 s);
 * nothing the server sends can crash the feed: bad frames go to the raw topic with ``error`` set,
   fragmented messages are reassembled (picows hands over frames, not messages), binary frames and
   broken UTF-8 are kept;
@@ -124,11 +126,16 @@ class RealtimeFeed:
     send_interval_s: ClassVar[float] = 0.25  # spacing of our control messages on one connection
     max_messages_per_s: ClassVar[int | None] = None  # the venue's cap on our messages per connection
     rotates: ClassVar[bool] = False  # the venue ends connections at an age: replace them before (rotate_after_s)
+    # The venue wants a text message from us after this much silence (OKX: "ping" when nothing came for
+    # less than 30 s; it answers "pong"), or on a fixed period (keepalive_periodic: Bybit's
+    # ``{"op":"ping"}``); None: it keeps connections alive itself (pings, heartbeats).
+    keepalive_message: ClassVar[str | None] = None
+    keepalive_after_s: float = 20.0  # class default; a subclass (tests) may shorten it
+    # True: send it every keepalive_after_s whatever the traffic (Bybit: "send the ping heartbeat packet
+    # every 20 seconds"), instead of once per silence of keepalive_after_s (OKX).
+    keepalive_periodic: ClassVar[bool] = False
     # The venue's cap on connection attempts, (attempts, seconds); repeated breaches get an IP banned.
     max_connects: ClassVar[tuple[int, float] | None] = None
-    # (message, seconds): a text message the venue wants from us every so often (Bybit: ``{"op":"ping"}``
-    # every 20 s); None when the venue pings us or sends heartbeats itself.
-    keepalive: ClassVar[tuple[str, float] | None] = None
     # A replaced connection stays open this long after its successor's first frame (a property below:
     # setting it on a feed reaches its connections).
     default_rotation_overlap_s: ClassVar[float] = 1.0
@@ -200,8 +207,9 @@ class RealtimeFeed:
             rotation_overlap_s=self.default_rotation_overlap_s,
             send_interval_s=self.send_interval_s,
             max_messages_per_s=self.max_messages_per_s,
-            keepalive_message=self.keepalive[0] if self.keepalive else "",
-            keepalive_interval_s=self.keepalive[1] if self.keepalive else 0.0,
+            keepalive_message=self.keepalive_message,
+            keepalive_after_s=self.keepalive_after_s,
+            keepalive_periodic=self.keepalive_periodic,
         )
         backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, settings.stable_after_s, rng=self.rng)
         return Connection(spec, index, backoff, handle_frame=self.frames.handle, connect_slot=self.connect_slot,

@@ -48,6 +48,7 @@ class Session:
         self.replace_reason = ""
         self.replace_at: float | None = None  # monotonic time of a planned replacement (maximum age)
         self.control_sent: deque[float] = deque()  # monotonic send times of our control messages
+        self.keepalive_sent_mono = 0.0  # monotonic time of the last keep-alive message we sent
         self.fragments: list[bytes] | None = None  # a fragmented message being reassembled
         self.fragments_size = 0
         # Set when the feed records: appends to the feed's buffer (file I/O happens in a task).

@@ -46,6 +46,7 @@ __all__ = [
     "price_qty_times_valid",
     "rfc3339_to_us",
     "show",
+    "string_trade_id",
     "texts_valid",
     "utc_time_to_us",
     "venue_message",
@@ -68,6 +69,18 @@ class MalformedResponse(ValueError):
     The REST parsers return plain tuples of trades, so this is how they report bad input: they raise
     this and nothing else, whatever the body holds.
     """
+
+
+_MAX_ID_DIGITS: Final = len(str(MAX_TRADE_ID))
+
+
+def string_trade_id(text: str, field: str) -> int:
+    """A trade id sent as a JSON string of digits (Coinbase ``trade_id``, OKX ``tradeId``); ``BadField``
+    naming ``field`` unless it is ASCII digits within ``MAX_TRADE_ID``."""
+    # isascii() first: str.isdigit() alone accepts other scripts' digits, which int() would read.
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_ID_DIGITS or int(text) > MAX_TRADE_ID:
+        raise BadField(f"bad {field}={show(text)}")
+    return int(text)
 
 
 def error_reason(venue: str, what: str, exc: Exception) -> str:

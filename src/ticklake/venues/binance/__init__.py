@@ -32,6 +32,7 @@ VENUE: Final = Venue(
                      "AVAX/USDT", "LINK/USDT", "LTC/USDT"),
     native_of=_native_of,
     canonical_of=_canonical_of,
+    completeness="id-sequenced",  # contiguous trade ids per market
     separator="",
     recording_names=("BINANCE", "BINANCE_US"),
 )

@@ -36,7 +36,9 @@ class BybitFeed(RealtimeFeed):
     # 50 topics ("publicTrade.BTCUSDT": ~20 characters) stay far under 21,000 characters of args, and
     # bound what one dropped connection takes down with it.
     max_symbols_per_connection = 50
-    keepalive = ('{"op":"ping"}', 20.0)
+    keepalive_message = '{"op":"ping"}'
+    keepalive_after_s = 20.0
+    keepalive_periodic = True  # every 20 s, whatever the traffic (not only after a silence as OKX)
     # The pong to our ping every 20 s is a frame even when nothing trades: three missing, the connection
     # is dead.
     stale_timeout_s = 60.0

@@ -14,6 +14,7 @@ VENUE: Final = Venue(
                      "LTC/USD", "BTC/USDT"),
     native_of=_native_of,
     canonical_of=_canonical_of,
+    completeness="id-sequenced",  # contiguous trade ids per market
     separator="-",
     recording_names=("COINBASE",),
 )

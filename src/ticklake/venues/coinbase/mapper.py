@@ -53,6 +53,7 @@ from ticklake.exchanges.mappers.common import (
     only_subscribed,
     rfc3339_to_us,
     show,
+    string_trade_id,
     venue_message,
 )
 from ticklake.model import ParsedFrame, Side, Trade
@@ -88,7 +89,6 @@ _Sequence = Annotated[int, msgspec.Meta(ge=0)]
 _INVERT: Final[dict[str, Side]] = {"buy": "sell", "sell": "buy", "BUY": "sell", "SELL": "buy"}
 _AS_IS: Final[dict[str, Side]] = {"BUY": "buy", "SELL": "sell"}
 _MARKET_TRADES_TAKER: Final = _INVERT if MARKET_TRADES_SIDE_IS_MAKER else _AS_IS
-_MAX_ID_DIGITS: Final = len(str(MAX_TRADE_ID))
 
 
 # --- Advanced Trade ------------------------------------------------------------------------------
@@ -210,13 +210,6 @@ def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame
     return ParsedFrame("subscribed", sequence=message.sequence_num)
 
 
-def _trade_id(text: str) -> int:
-    # isascii() first: str.isdigit() alone accepts other scripts' digits, which int() would read.
-    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_ID_DIGITS or int(text) > MAX_TRADE_ID:
-        raise BadField(f"bad trade_id={show(text)}")
-    return int(text)
-
-
 def _market_trades(message: _MarketTrades, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
     """The trades of a ``market_trades`` frame: the hot path.
 
@@ -294,8 +287,9 @@ def _market_trades_checked(message: _MarketTrades, received_us: int, conn_id: st
                 if match_decimal(row.size) is None:
                     raise BadField(f"bad size={show(row.size)}")
                 native = row.product_id
-                trades.append(Trade(EXCHANGE, _symbols[native], native, _trade_id(row.trade_id), row.price,
-                                    row.size, _MARKET_TRADES_TAKER[row.side], rfc3339_to_us(row.time),
+                trade_id = string_trade_id(row.trade_id, "trade_id")
+                trades.append(Trade(EXCHANGE, _symbols[native], native, trade_id, row.price, row.size,
+                                    _MARKET_TRADES_TAKER[row.side], rfc3339_to_us(row.time),
                                     received_us, conn_id, frame_seq))
     except ValueError as exc:
         return ParsedFrame("error", error=error_reason(EXCHANGE, "market_trades", exc),

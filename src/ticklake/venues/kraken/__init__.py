@@ -15,6 +15,7 @@ VENUE: Final = Venue(
                      "BTC/EUR", "ETH/EUR"),
     native_of=_native_of,
     canonical_of=_canonical_of,
+    completeness="id-sequenced",  # contiguous trade ids per market
     separator="/",
     recording_names=("KRAKEN",),
 )
