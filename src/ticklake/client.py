@@ -371,27 +371,19 @@ class TicklakeClient:
         """One file export of ``path`` read into an Arrow table, and the tier that served it."""
         if format not in ("parquet", "arrow"):
             raise ValueError(f"format must be json, parquet or arrow, not {format!r}")
-        query = {**{k: v for k, v in params.items() if v is not None}, "format": format}
-        response = self._http.get(path, params=query)
-        for _ in range(self.busy_retries):
-            wait = _retry_after(response) if _waits(response.status_code) else None
-            if wait is None:
-                break
-            time.sleep(wait)
-            response = self._http.get(path, params=query)
-        if response.status_code != 200:
-            self._raise(response)
+        response = self._answered(path, {**params, "format": format})
         # (httpx raises on a body cut short by a failure on the server: no partial frame is returned.)
         data = pa.py_buffer(response.content)
         table = pq.read_table(pa.BufferReader(data)) if format == "parquet" else pa.ipc.open_stream(data).read_all()
         return table, response.headers.get("X-Ticklake-Tier")
 
-    def _get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _answered(self, path: str, params: Mapping[str, Any]) -> httpx.Response:
+        """GET ``path`` until it is answered 200 (raising the API's error otherwise). A busy server answers
+        503 with Retry-After before reading anything, and a key over its rate 429: wait as told, ask again,
+        up to ``busy_retries`` times."""
         query = {k: v for k, v in params.items() if v is not None}
         response = self._http.get(path, params=query)
         for _ in range(self.busy_retries):
-            # A busy server answers 503 with Retry-After before reading anything, and a key over its rate
-            # 429: wait as told, ask again.
             wait = _retry_after(response) if _waits(response.status_code) else None
             if wait is None:
                 break
@@ -399,6 +391,10 @@ class TicklakeClient:
             response = self._http.get(path, params=query)
         if response.status_code != 200:
             self._raise(response)
+        return response
+
+    def _get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        response = self._answered(path, params)
         body: dict[str, Any] = response.json()
         return body
 
