@@ -54,3 +54,20 @@ def separated(separator: str) -> tuple[Callable[[str, str], str], Callable[[str]
         return canonical(parts[0], parts[1])
 
     return native_of, canonical_of
+
+
+def suffixed(quotes: tuple[str, ...]) -> tuple[Callable[[str, str], str], Callable[[str], str]]:
+    """``native_of`` and ``canonical_of`` of a venue spelling symbols ``BASEQUOTE`` with no separator
+    (Binance, Bybit): a native symbol is split on the longest of ``quotes`` it ends with."""
+    longest_first = tuple(sorted(quotes, key=len, reverse=True))
+
+    def native_of(base: str, quote: str) -> str:
+        return f"{base}{quote}"
+
+    def canonical_of(native: str) -> str:
+        for quote in longest_first:
+            if native.endswith(quote) and len(native) > len(quote):
+                return canonical(native[: -len(quote)], quote)
+        return ""
+
+    return native_of, canonical_of

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 from typing import Final
 
-from ticklake.symbols import canonical
-from ticklake.venues.facts import Venue
+from ticklake.venues.facts import Venue, suffixed
 
 # Binance native symbols have no separator: split on the longest known quote asset suffix.
-QUOTES: Final[tuple[str, ...]] = tuple(sorted(
-    ("USDT", "USDC", "FDUSD", "TUSD", "BUSD", "USD", "DAI", "BTC", "ETH", "BNB", "EUR", "GBP", "TRY", "BRL",
-     "JPY", "AUD", "RUB", "UAH", "PAX", "USDP", "XRP", "DOGE", "TRX", "BIDR", "IDRT", "NGN", "ZAR", "PLN",
-     "RON", "ARS", "MXN", "COP", "CZK", "VAI", "BVND", "AEUR", "EURI"),
-    key=len, reverse=True))
+QUOTES: Final[tuple[str, ...]] = (
+    "USDT", "USDC", "FDUSD", "TUSD", "BUSD", "USD", "DAI", "BTC", "ETH", "BNB", "EUR", "GBP", "TRY", "BRL",
+    "JPY", "AUD", "RUB", "UAH", "PAX", "USDP", "XRP", "DOGE", "TRX", "BIDR", "IDRT", "NGN", "ZAR", "PLN",
+    "RON", "ARS", "MXN", "COP", "CZK", "VAI", "BVND", "AEUR", "EURI")
 
-
-def _native_of(base: str, quote: str) -> str:
-    return f"{base}{quote}"  # streams want it lowercase; frames carry it uppercase
-
-
-def _canonical_of(native: str) -> str:
-    for quote in QUOTES:
-        if native.endswith(quote) and len(native) > len(quote):
-            return canonical(native[: -len(quote)], quote)
-    return ""
-
+# Streams want the native symbol lowercase; frames carry it uppercase.
+_native_of, _canonical_of = suffixed(QUOTES)
 
 VENUE: Final = Venue(
     name="binance",

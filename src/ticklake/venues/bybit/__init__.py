@@ -10,25 +10,13 @@ from __future__ import annotations
 
 from typing import Final
 
-from ticklake.symbols import canonical
-from ticklake.venues.facts import Venue
+from ticklake.venues.facts import Venue, suffixed
 
 # Bybit spot symbols have no separator (BTCUSDT): split on the longest known quote asset suffix.
-QUOTES: Final[tuple[str, ...]] = tuple(sorted(
-    ("USDT", "USDC", "USDE", "USD1", "FDUSD", "DAI", "BTC", "ETH", "EUR", "BRL", "PLN", "TRY", "MNT"),
-    key=len, reverse=True))
+QUOTES: Final[tuple[str, ...]] = (
+    "USDT", "USDC", "USDE", "USD1", "FDUSD", "DAI", "BTC", "ETH", "EUR", "BRL", "PLN", "TRY", "MNT")
 
-
-def _native_of(base: str, quote: str) -> str:
-    return f"{base}{quote}"
-
-
-def _canonical_of(native: str) -> str:
-    for quote in QUOTES:
-        if native.endswith(quote) and len(native) > len(quote):
-            return canonical(native[: -len(quote)], quote)
-    return ""
-
+_native_of, _canonical_of = suffixed(QUOTES)
 
 VENUE: Final = Venue(
     name="bybit",
