@@ -8,10 +8,11 @@ Everything here is pure and exact: no floats touch a timestamp or a price. The f
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -30,6 +31,7 @@ __all__ = [
     "SecondsMemo",
     "SymbolMemo",
     "decimal_number_text",
+    "decoded",
     "epoch_seconds_text_to_us",
     "error_reason",
     "is_decimal_text",
@@ -44,6 +46,7 @@ __all__ = [
     "match_utc_times",
     "only_subscribed",
     "price_qty_times_valid",
+    "refused_payload",
     "rfc3339_to_us",
     "show",
     "string_trade_id",
@@ -72,6 +75,26 @@ class MalformedResponse(ValueError):
 
 
 _MAX_ID_DIGITS: Final = len(str(MAX_TRADE_ID))
+
+
+def refused_payload(exchange: str, payload: object) -> ParsedFrame | None:
+    """The error for a payload that is not text or is empty; None when it may be decoded."""
+    if not isinstance(payload, bytes | str | bytearray | memoryview):
+        return ParsedFrame("error", error=f"{exchange}: payload is {type(payload).__name__}, not bytes or str")
+    if not payload:
+        return ParsedFrame("error", error=f"{exchange}: empty frame")
+    return None
+
+
+def decoded(exchange: str, payload: bytes | str | bytearray | memoryview, decode: Callable[[Any], Any]) -> Any:
+    """``payload`` decoded by ``decode`` (a venue's generic JSON decoder), or, when it is not JSON, the
+    error ``ParsedFrame`` saying so (never a JSON value: callers tell them apart by type)."""
+    try:
+        return decode(payload)
+    except ValueError as exc:  # msgspec.DecodeError, or a str with lone surrogates
+        return ParsedFrame("error", error=f"{exchange}: invalid JSON ({exc})")
+    except RecursionError:
+        return ParsedFrame("error", error=f"{exchange}: invalid JSON (nested too deeply)")
 
 
 def string_trade_id(text: str, field: str) -> int:

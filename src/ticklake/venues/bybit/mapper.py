@@ -50,9 +50,11 @@ from ticklake.exchanges.mappers.common import (
     BadField,
     MalformedResponse,
     SymbolMemo,
+    decoded,
     error_reason,
     match_decimal,
     only_subscribed,
+    refused_payload,
     show,
     venue_message,
 )
@@ -160,16 +162,12 @@ def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame
 
 def _parse_slow(payload: bytes | str, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
     """Everything the typed fast path did not take: control messages, other topics, bad frames."""
-    if not isinstance(payload, bytes | str | bytearray | memoryview):
-        return ParsedFrame("error", error=f"{EXCHANGE}: payload is {type(payload).__name__}, not bytes or str")
-    if not payload:
-        return ParsedFrame("error", error=f"{EXCHANGE}: empty frame")
-    try:
-        message: Any = _decode_any(payload)
-    except ValueError as exc:  # msgspec.DecodeError, or a str with lone surrogates
-        return ParsedFrame("error", error=f"{EXCHANGE}: invalid JSON ({exc})")
-    except RecursionError:
-        return ParsedFrame("error", error=f"{EXCHANGE}: invalid JSON (nested too deeply)")
+    refused = refused_payload(EXCHANGE, payload)
+    if refused is not None:
+        return refused
+    message: Any = decoded(EXCHANGE, payload, _decode_any)
+    if isinstance(message, ParsedFrame):
+        return message
     if not isinstance(message, dict):
         return ParsedFrame("error", error=f"{EXCHANGE}: expected a JSON object, got {type(message).__name__}")
     topic = message.get("topic")

@@ -45,12 +45,14 @@ from ticklake.exchanges.mappers.common import (
     BadField,
     MalformedResponse,
     SymbolMemo,
+    decoded,
     error_reason,
     match_decimal,
     match_decimal_pair,
     match_decimals,
     match_utc_times,
     only_subscribed,
+    refused_payload,
     rfc3339_to_us,
     show,
     string_trade_id,
@@ -322,10 +324,9 @@ def _match_frame(match: _Match, received_us: int, conn_id: str, frame_seq: int) 
 
 def _parse_slow(payload: bytes | str, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
     """Everything the typed fast path did not take: control messages, other channels, bad frames."""
-    if not isinstance(payload, bytes | str | bytearray | memoryview):
-        return ParsedFrame("error", error=f"{EXCHANGE}: payload is {type(payload).__name__}, not bytes or str")
-    if not payload:
-        return ParsedFrame("error", error=f"{EXCHANGE}: empty frame")
+    refused = refused_payload(EXCHANGE, payload)
+    if refused is not None:
+        return refused
     try:
         peek = _decode_peek(payload)
     except (ValueError, TypeError, RecursionError):
@@ -338,12 +339,9 @@ def _parse_slow(payload: bytes | str, received_us: int, conn_id: str, frame_seq:
             return ParsedFrame("other", sequence=peek.sequence_num)
         if peek.channel is None and peek.type in _EXCHANGE_OTHER_TYPES:
             return _OTHER
-    try:
-        message: Any = _decode_any(payload)
-    except ValueError as exc:  # msgspec.DecodeError, or a str with lone surrogates
-        return ParsedFrame("error", error=f"{EXCHANGE}: invalid JSON ({exc})")
-    except RecursionError:
-        return ParsedFrame("error", error=f"{EXCHANGE}: invalid JSON (nested too deeply)")
+    message: Any = decoded(EXCHANGE, payload, _decode_any)
+    if isinstance(message, ParsedFrame):
+        return message
     if not isinstance(message, dict):
         return ParsedFrame("error", error=f"{EXCHANGE}: expected a JSON object, got {type(message).__name__}")
     channel = message.get("channel")

@@ -51,11 +51,13 @@ from ticklake.exchanges.mappers.common import (
     MalformedResponse,
     SymbolMemo,
     decimal_number_text,
+    decoded,
     epoch_seconds_text_to_us,
     error_reason,
     match_decimal,
     match_utc_times,
     only_subscribed,
+    refused_payload,
     rfc3339_to_us,
     show,
     texts_valid,
@@ -314,10 +316,9 @@ def _v1_trades_checked(rows: list[list[str]], pair: str, symbol: str, received_u
 
 def _parse_slow(payload: bytes | str, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
     """Everything the typed fast path did not take: control messages, other channels, bad frames."""
-    if not isinstance(payload, bytes | str | bytearray | memoryview):
-        return ParsedFrame("error", error=f"{EXCHANGE}: payload is {type(payload).__name__}, not bytes or str")
-    if not payload:
-        return ParsedFrame("error", error=f"{EXCHANGE}: empty frame")
+    refused = refused_payload(EXCHANGE, payload)
+    if refused is not None:
+        return refused
     try:
         peek = _decode_peek(payload)
     except (ValueError, TypeError, RecursionError):
@@ -326,12 +327,9 @@ def _parse_slow(payload: bytes | str, received_us: int, conn_id: str, frame_seq:
         # v2 book/ticker frames can be most of a connection's traffic: classify them by channel alone.
         if peek.channel is not None and peek.channel not in _V2_PARSED:
             return ParsedFrame("other")
-    try:
-        message: Any = _decode_any(payload)
-    except ValueError as exc:  # msgspec.DecodeError, or a str with lone surrogates
-        return ParsedFrame("error", error=f"{EXCHANGE}: invalid JSON ({exc})")
-    except RecursionError:
-        return ParsedFrame("error", error=f"{EXCHANGE}: invalid JSON (nested too deeply)")
+    message: Any = decoded(EXCHANGE, payload, _decode_any)
+    if isinstance(message, ParsedFrame):
+        return message
     if isinstance(message, list):
         return _slow_v1_array(message, received_us, conn_id, frame_seq)
     if not isinstance(message, dict):

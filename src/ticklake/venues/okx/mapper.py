@@ -40,10 +40,12 @@ from ticklake.exchanges.mappers.common import (
     BadField,
     MalformedResponse,
     SymbolMemo,
+    decoded,
     error_reason,
     match_decimal,
     match_decimal_pair,
     only_subscribed,
+    refused_payload,
     show,
     string_trade_id,
     venue_message,
@@ -150,10 +152,9 @@ def parse_frame(payload: bytes | str, received_us: int, conn_id: str = "", frame
 
 def _parse_slow(payload: bytes | str, received_us: int, conn_id: str, frame_seq: int) -> ParsedFrame:
     """Everything the typed fast path did not take: events, pongs, other channels, bad frames."""
-    if not isinstance(payload, bytes | str | bytearray | memoryview):
-        return ParsedFrame("error", error=f"{EXCHANGE}: payload is {type(payload).__name__}, not bytes or str")
-    if not payload:
-        return ParsedFrame("error", error=f"{EXCHANGE}: empty frame")
+    refused = refused_payload(EXCHANGE, payload)
+    if refused is not None:
+        return refused
     if payload == b"pong" or payload == "pong":
         return _HEARTBEAT
     try:
@@ -186,12 +187,9 @@ def _event(peek: _Peek) -> ParsedFrame:
 
 def _verdict(payload: bytes | str | bytearray | memoryview) -> ParsedFrame:
     """Why a frame the typed decoders refused is not one: invalid JSON, not an object, bad fields."""
-    try:
-        message: Any = _decode_any(payload)
-    except ValueError as exc:  # msgspec.DecodeError, or a str with lone surrogates
-        return ParsedFrame("error", error=f"{EXCHANGE}: invalid JSON ({exc})")
-    except RecursionError:
-        return ParsedFrame("error", error=f"{EXCHANGE}: invalid JSON (nested too deeply)")
+    message: Any = decoded(EXCHANGE, payload, _decode_any)
+    if isinstance(message, ParsedFrame):
+        return message
     if not isinstance(message, dict):
         return ParsedFrame("error", error=f"{EXCHANGE}: expected a JSON object, got {type(message).__name__}")
     try:
