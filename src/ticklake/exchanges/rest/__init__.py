@@ -10,7 +10,15 @@ Each venue's fetcher and REST policy (URL, rate limit) are in its folder: ``tick
 from __future__ import annotations
 
 from ticklake.exchanges import registry
-from ticklake.exchanges.rest.base import FrameStamp, RecentTradeFetcher, Span, TradeFetcher, TradePage, VenueFetcher
+from ticklake.exchanges.rest.base import (
+    FrameStamp,
+    RecentTradeFetcher,
+    Span,
+    TradeFetcher,
+    TradePage,
+    VenueFetcher,
+    WindowTradeFetcher,
+)
 from ticklake.exchanges.rest.client import (
     RateLimit,
     RestClient,
@@ -35,6 +43,7 @@ __all__ = [
     "TradeFetcher",
     "TradePage",
     "VenueFetcher",
+    "WindowTradeFetcher",
     "default_url",
     "fetcher_for",
     "policy_for",

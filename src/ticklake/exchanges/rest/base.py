@@ -74,6 +74,28 @@ class RecentTradeFetcher(Protocol):
         ...
 
 
+class WindowTradeFetcher(Protocol):
+    """A fetcher that can ask for every trade of a market from a point in time on: what the backfill of a
+    venue whose ids are global (or sequenced per connection only) uses to reconcile after a break
+    (``Backfill.catch_up``; completeness "reconciled-by-time"). Bitstamp (``time=minute|hour|day``),
+    Gemini (``timestamp``) and Bitfinex (``start``/``end``) implement it."""
+
+    exchange: str
+    page_size: int
+    # How far back the venue's REST API serves trades, in seconds (Bitstamp: one day); None: as far as the
+    # feed's look-back (``feed.backfill_lookback_s``) asks. A break older than this is counted as not
+    # reconciled (``ticklake_feed_backfill_short_total``).
+    reach_s: float | None
+
+    def since(self, client: RestClient, native_symbol: str, start_us: int,
+              stamp: FrameStamp) -> AsyncIterator[TradePage]:
+        """Every trade of ``native_symbol`` with exchange time ``>= start_us`` up to now, oldest first,
+        page by page (each page's trades oldest first; a page may repeat trades of the one before at the
+        boundary, and may hold trades older than ``start_us`` where the venue cannot start later: the
+        backfill drops both). Raises ``RestError`` when the venue cannot be asked."""
+        ...
+
+
 class VenueFetcher(Protocol):
     """A venue's fetcher class (``FETCHER`` in its folder's ``rest.py``): made with ``page_size`` rows
     per request, or the venue's largest page."""
