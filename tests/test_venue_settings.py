@@ -33,3 +33,20 @@ def test_symbols_from_the_environment_replace_the_defaults(monkeypatch: pytest.M
 def test_an_unknown_venue_is_an_error_naming_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"unknown venue 'nowhere'; known: " + ", ".join(NAMES)):
         load_settings(venues={"nowhere": {"symbols": ["BTC/USD"]}})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_venue_has_the_rest_reads_its_completeness_guarantee_needs(name: str) -> None:
+    """The guarantee /v1/symbols states is the one the feed can keep: a venue whose ids count its trades
+    fetches gaps by id; one reconciled by time reads windows of time (``since``, with how far back it
+    reaches); a best-effort one its most recent page (``recent``)."""
+    from ticklake.exchanges.rest import fetcher_for
+
+    venue, fetcher = VENUES[name], fetcher_for(name)
+    if venue.completeness == "id-sequenced":
+        assert venue.ids_count_trades and callable(getattr(fetcher, "pages", None))
+    elif venue.completeness == "reconciled-by-time":
+        assert not venue.ids_count_trades and callable(getattr(fetcher, "since", None))
+        assert hasattr(fetcher, "reach_s")
+    else:
+        assert not venue.ids_count_trades and callable(getattr(fetcher, "recent", None))

@@ -104,6 +104,9 @@ class FeedSettings(BaseModel):
     rest_timeout_s: float = Field(10.0, gt=0)
     # Binance closes every connection at 24 h: replace it before then, overlapping the new one.
     rotate_after_s: float = Field(23 * 3600.0, gt=0)
+    # A venue reconciled by time (global trade ids: Bitstamp, Gemini, Bitfinex) re-reads each market's REST
+    # trades of the last period this often, catching losses no break shows (one request per market each).
+    reconcile_every_s: float = Field(60.0, gt=0)
 
 
 class RetentionSettings(BaseModel):

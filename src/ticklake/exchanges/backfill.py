@@ -29,6 +29,17 @@ known. That is logged and counted per market in ``ticklake_feed_backfill_short_t
 the venue serves nothing older). Breaks of one market arriving before its page was asked for are asked
 for once, reaching back to the oldest of them.
 
+**Reconciliation by time** (``catch_up`` again), for a venue whose fetcher can ask for every trade from
+a point in time on (``WindowTradeFetcher.since``: Bitstamp, Gemini, Bitfinex; completeness
+"reconciled-by-time"). The feed reports breaks as for a catch-up (a new connection, an unreadable frame,
+a jump in the connection's sequence number) and, every ``feed.reconcile_every_s``, the window since the
+previous tick (losses no break shows: a frame the venue never sent). ``held`` then gives the window's
+start. After the grace period the backfill reads the venue's trades from that start up to now, page by
+page, and publishes those it does not hold yet (``SeenTrades``, by native id: the socket's and earlier
+windows'). A start older than the venue's REST reach (``reach_s``: Bitstamp one day) or than the
+look-back is moved up to it, and the break is counted in ``ticklake_feed_backfill_short_total`` (what
+lies before cannot be read back); so is a window the REST API kept refusing.
+
 **The look-back** (``feed.backfill_lookback_s``) is measured back from the exchange time of the
 trade that revealed the gap: trades older than that are neither fetched (where the venue lets a
 request start later) nor published (where a page reaches back further). It is a hard boundary, so the
@@ -45,7 +56,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, NamedTuple
 
-from ticklake.exchanges.gaps import Gap, GapTracker
+from ticklake.exchanges.gaps import Gap, GapTracker, SeenTrades
 from ticklake.exchanges.mappers.common import MalformedResponse
 from ticklake.exchanges.rest import RestClient, RestError, Span, TradeFetcher
 from ticklake.model import Message, RawFrame, Trade, raw_topic, trades_topic
@@ -123,6 +134,7 @@ class Backfill:
         rng: random.Random | None = None,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
         counters: BackfillMetrics = FEED_METRICS,
+        seen: SeenTrades | None = None,
     ) -> None:
         self.exchange = exchange
         self.tracker = tracker
@@ -134,6 +146,7 @@ class Backfill:
         self._rng = rng or random.Random()
         self._clock_us = clock_us
         self.counters = counters
+        self.seen = seen  # ids already held per market, for reconciliation windows (None: none kept)
         self._raw_topic = raw_topic(exchange)
         self._trades_topic = trades_topic(exchange)
         self._queues: dict[str, list[Span]] = {}
@@ -184,11 +197,14 @@ class Backfill:
             self._refills[gap.native_symbol] = self._refills.get(gap.native_symbol, 0) + 1
         return taken
 
-    def catch_up(self, native: str, held: tuple[int, int] | None, why: str) -> None:
+    def catch_up(self, native: str, held: tuple[int, int] | None, why: str, *, counted: bool = True) -> None:
         """A break in a market of a venue whose ids do not count its trades (see the module docstring):
-        fetch its most recent trades. ``held``: (id, exchange time µs) of the newest trade held before the
-        break (None: nothing held, so nothing to reach back to); ``why`` names the break for the log."""
-        self.counters.gaps.labels(self.exchange, self._label(native)).inc()
+        fetch its most recent trades, or, with a window fetcher, reconcile from ``held``'s time on.
+        ``held``: (id, exchange time µs) of the newest trade held before the break (for a reconciliation:
+        where its window starts); None: nothing held, so nothing to reach back to. ``why`` names the break
+        for the log. ``counted`` False: not a break (the periodic reconciliation), not counted as a gap."""
+        if counted:
+            self.counters.gaps.labels(self.exchange, self._label(native)).inc()
         queued = self._catch_ups.get(native)
         if queued is not None and (held is None or (queued[0] is not None and queued[0][1] <= held[1])):
             return  # a break not yet asked for reaches back at least as far
@@ -336,6 +352,9 @@ class Backfill:
                              connection: _RestConnection) -> None:
         symbol = self._label(native)
         fetcher, client = self.fetcher, self.client
+        if getattr(fetcher, "since", None) is not None:
+            await self._reconcile_once(native, held, why, connection)
+            return
         recent = getattr(fetcher, "recent", None)
         if fetcher is None or client is None or recent is None or native not in self.symbols:
             reason = ("no REST API configured for this feed" if fetcher is None or client is None else
@@ -360,14 +379,7 @@ class Backfill:
                 await asyncio.sleep(delay)
         cutoff = self._clock_us() - self.lookback_us
         keep = [t for t in page.trades if t.ts_us >= cutoff]
-        key = (keep[0].symbol or native) if keep else symbol
-        messages = [Message(self._raw_topic, key, RawFrame(self.exchange, connection.conn_id, page.frame_seq,
-                                                           page.received_us, page.body, trade_count=len(keep),
-                                                           source="rest", native_symbol=native))]
-        messages.extend(Message(self._trades_topic, t.symbol or t.native_symbol, t) for t in keep)
-        await self._publish(messages)
-        if keep and self.counters.fetched is not None:
-            self.counters.fetched.labels(self.exchange, symbol).inc(len(keep))
+        await self._publish_page(native, page.body, page.received_us, page.frame_seq, keep, connection)
         if held is None:
             return
         held_id, held_ts = held
@@ -377,6 +389,69 @@ class Backfill:
         if not reached:
             self._short(native, held, trades[0].ts_us, f"{why}: the newest {len(trades)} trades reach back only "
                         f"{(page.received_us - trades[0].ts_us) / 1e6:.1f} s")
+
+    # --- reconciliation: every trade of a window of time, after a break or on the periodic tick ----
+    async def _reconcile_once(self, native: str, held: tuple[int, int] | None, why: str,
+                              connection: _RestConnection) -> None:
+        if held is None:
+            return  # nothing held, nothing to reach back to: the socket's first trades start the market
+        symbol = self._label(native)
+        fetcher, client = self.fetcher, self.client
+        since = getattr(fetcher, "since", None)
+        if fetcher is None or client is None or since is None or native not in self.symbols:
+            reason = ("no REST API configured for this feed" if fetcher is None or client is None else
+                      f"not a market this feed subscribes ({native})")
+            self._short(native, held, None, f"{why}: {reason}")
+            return
+        now = self._clock_us()
+        reach_s = getattr(fetcher, "reach_s", None)
+        earliest = now - self.lookback_us
+        if reach_s is not None:
+            earliest = max(earliest, now - int(reach_s * 1_000_000))
+        start = held[1]
+        if start < earliest:
+            self._short(native, held, earliest, f"{why}: older than the venue's REST window")
+            start = earliest
+        seen = self.seen
+        attempt = kept_total = 0
+        while True:
+            try:
+                async for page in since(client, native, start, connection):
+                    keep: list[Trade] = []
+                    for t in page.trades:
+                        if t.ts_us >= start and not (seen is not None and seen.holds(native, t.trade_id)):
+                            keep.append(t)
+                            if seen is not None:
+                                seen.add(native, t.trade_id, t.ts_us)
+                    await self._publish_page(native, page.body, page.received_us, page.frame_seq, keep,
+                                             connection)
+                    kept_total += len(keep)
+                break
+            except (RestError, MalformedResponse) as exc:
+                attempt += 1
+                if not getattr(exc, "retryable", True) or attempt > self.max_behind:
+                    self._short(native, held, None, f"{why}: REST failing ({exc})")
+                    return
+                delay = self._delay(attempt)
+                log.warning("%s %s: reconciliation after %s failed: %s; retrying in %.1f s", self.exchange,
+                            symbol, why, exc, delay)
+                await asyncio.sleep(delay)
+        if kept_total:
+            self.counters.filled.labels(self.exchange, symbol).inc(kept_total)
+            log.info("%s %s: %d trades the socket did not deliver recovered by reconciliation (%s)",
+                     self.exchange, symbol, kept_total, why)
+
+    async def _publish_page(self, native: str, body: str, received_us: int, frame_seq: int, keep: list[Trade],
+                            connection: _RestConnection) -> None:
+        """One REST answer, as a raw frame followed by the trades kept from it, in one publish."""
+        key = (keep[0].symbol or native) if keep else self._label(native)
+        messages = [Message(self._raw_topic, key, RawFrame(self.exchange, connection.conn_id, frame_seq,
+                                                           received_us, body, trade_count=len(keep),
+                                                           source="rest", native_symbol=native))]
+        messages.extend(Message(self._trades_topic, t.symbol or t.native_symbol, t) for t in keep)
+        await self._publish(messages)
+        if keep and self.counters.fetched is not None:
+            self.counters.fetched.labels(self.exchange, self._label(native)).inc(len(keep))
 
     def _short(self, native: str, held: tuple[int, int] | None, oldest_us: int | None, why: str) -> None:
         """A break the most recent page did not cover: count it (how many trades it lost is unknown)."""

@@ -27,6 +27,11 @@ most recent lost ranges, so a hole that cannot be recovered is asked for and cou
 **Sequence numbers.** Coinbase stamps each message of a connection with ``sequence_num`` 0, 1, 2 ...;
 a jump means messages were lost on that connection (``SequenceTracker``). Trade-id gaps, not
 sequence gaps, drive backfill: a lost heartbeat loses no trade, and a lost trade shows in the ids.
+
+**Global ids.** Where ids are shared by all markets (Bitstamp, Gemini, Bitfinex, Bybit spot), no gap
+shows in them; a venue reconciled by time re-reads windows of its REST trades instead, and
+``SeenTrades`` remembers which ids of each market it already holds, so a window publishes only the
+trades the socket did not deliver.
 """
 
 from __future__ import annotations
@@ -266,3 +271,42 @@ def resume_from(points: Iterable[tuple[int, int]], native: str = "") -> Resume |
     newest = max(by_id)
     return Resume(ResumePoint(newest, by_id[newest]),
                   [gap._replace(native_symbol=native) for gap in holes(by_id, (newest, by_id[newest]))])
+
+
+class SeenTrades:
+    """Per market (native symbol), the ids of the trades held, with their exchange times, for the last
+    ``keep_us`` of exchange time before the newest: what a reconciliation window must not publish again.
+    Older ids are forgotten (a window reaching further back republishes them, and the warehouse drops the
+    repeats by id). Ids arrive roughly in time order, so the oldest are dropped from the front."""
+
+    __slots__ = ("_ids", "_newest", "keep_us")
+
+    def __init__(self, keep_us: int) -> None:
+        self.keep_us = keep_us
+        self._ids: dict[str, dict[int, int]] = {}  # native -> {trade id: exchange time µs}, in arrival order
+        self._newest: dict[str, int] = {}  # native -> the newest exchange time held
+
+    def add(self, native: str, trade_id: int, ts_us: int) -> None:
+        ids = self._ids.get(native)
+        if ids is None:
+            ids = self._ids[native] = {}
+        ids[trade_id] = ts_us
+        newest = self._newest.get(native, 0)
+        if ts_us > newest:
+            self._newest[native] = newest = ts_us
+        if len(ids) & 1023 == 0:  # every 1,024 ids: forget, from the oldest on, what fell out of the window
+            horizon = newest - self.keep_us
+            stale = []
+            for old, held_ts in ids.items():
+                if held_ts >= horizon:
+                    break
+                stale.append(old)
+            for old in stale:
+                del ids[old]
+
+    def holds(self, native: str, trade_id: int) -> bool:
+        ids = self._ids.get(native)
+        return ids is not None and trade_id in ids
+
+    def size(self, native: str) -> int:
+        return len(self._ids.get(native, ()))

@@ -30,8 +30,9 @@ FEED_LAG = Histogram(
 
 FEED_SYMBOL_TRADES = Counter("ticklake_feed_symbol_trades", "Trades received, per symbol (socket and backfill)",
                              ["exchange", "symbol"], registry=REGISTRY)
-FEED_GAPS = Counter("ticklake_feed_gaps", "Gaps detected in a symbol's trade ids", ["exchange", "symbol"],
-                    registry=REGISTRY)
+FEED_GAPS = Counter("ticklake_feed_gaps", "Gaps detected in a symbol's trade ids; for a venue whose ids are "
+                    "global, breaks (reconnects, unreadable frames, sequence jumps) after which its REST trades "
+                    "are read back", ["exchange", "symbol"], registry=REGISTRY)
 FEED_BACKFILLED = Counter("ticklake_feed_trades_backfilled", "Missing trades fetched from the venue's REST API",
                           ["exchange", "symbol"], registry=REGISTRY)
 FEED_UNRECOVERABLE = Counter(
@@ -39,9 +40,11 @@ FEED_UNRECOVERABLE = Counter(
     "or not served by the venue)", ["exchange", "symbol"], registry=REGISTRY,
 )
 FEED_BACKFILL_SHORT = Counter(
-    "ticklake_feed_backfill_short", "Breaks in a feed whose venue has no trade id to resume from (Bybit) and "
-    "whose most recent REST page did not reach back to the last trade held before the break: trades in "
-    "between may be lost, how many is unknown", ["exchange", "symbol"], registry=REGISTRY,
+    "ticklake_feed_backfill_short", "Breaks in a feed whose venue's trade ids are global that REST could not "
+    "read back in full: the most recent page did not reach back to the last trade held before the break "
+    "(Bybit), or the window since it is older than the venue's REST reach or the look-back, or REST kept "
+    "refusing (venues reconciled by time); trades in between may be lost, how many is unknown",
+    ["exchange", "symbol"], registry=REGISTRY,
 )
 FEED_REST_REQUESTS = Counter("ticklake_feed_rest_requests", "REST requests, by answer status", ["exchange", "status"],
                              registry=REGISTRY)

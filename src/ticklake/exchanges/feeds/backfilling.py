@@ -12,7 +12,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 
 from ticklake.exchanges.backfill import Backfill
-from ticklake.exchanges.gaps import GapTracker
+from ticklake.exchanges.gaps import GapTracker, SeenTrades
 from ticklake.exchanges.rest import RestClient, TradeFetcher, default_url, fetcher_for
 from ticklake.model import Message
 from ticklake.settings import FeedSettings
@@ -40,7 +40,8 @@ def rest_base_url(exchange: str, default_ws_url: str, ws_url: str, rest_url: str
 def feed_backfill(exchange: str, settings: FeedSettings, gaps: GapTracker,
                   publish: Callable[[list[Message]], Awaitable[None]], *, default_ws_url: str, ws_url: str,
                   rest: RestClient | None, rest_url: str, fetcher: TradeFetcher | None,
-                  symbols: Mapping[str, str], rng: random.Random) -> tuple[Backfill, RestClient | None]:
+                  symbols: Mapping[str, str], rng: random.Random,
+                  seen: SeenTrades | None = None) -> tuple[Backfill, RestClient | None]:
     """The feed's backfill, and the REST client it opened for it (None when it uses ``rest`` or none):
     the feed closes that one when it stops."""
     rest_base = rest_base_url(exchange, default_ws_url, ws_url, rest_url)
@@ -59,5 +60,6 @@ def feed_backfill(exchange: str, settings: FeedSettings, gaps: GapTracker,
         lookback_s=settings.backfill_lookback_s,
         symbols=symbols,
         rng=rng,
+        seen=seen,
     )
     return backfill, own_rest

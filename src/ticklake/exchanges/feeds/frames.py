@@ -10,7 +10,7 @@ from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from ticklake.exchanges.gaps import Gap, GapTracker
+from ticklake.exchanges.gaps import Gap, GapTracker, SeenTrades
 from ticklake.exchanges.mappers import FrameParser
 from ticklake.model import Message, MessageSink, ParsedFrame, RawFrame, Trade, raw_topic, trades_topic
 from ticklake.ops.metrics import FEED_FRAMES, FEED_LAG, FEED_PARSE_ERRORS, FEED_SYMBOL_TRADES, FEED_TRADES
@@ -22,12 +22,13 @@ class FrameHandler:
     """One venue's frames to the bus. ``on_gaps`` receives the gaps the trade ids reveal.
 
     ``track_ids`` False (a venue whose ids do not count a market's trades): no id is checked; instead
-    ``newest`` keeps each market's newest trade (id, exchange time µs), and ``on_break`` is told the
-    markets of a connection, and why, whenever trades may have been lost on it unseen: its first frame
-    (a new connection: whatever traded while none was open) and every frame that could not be read."""
+    ``newest`` keeps each market's newest trade (id, exchange time µs), ``seen`` (when given) the ids
+    held, and ``on_break`` is told the markets of a connection, and why, whenever trades may have been
+    lost on it unseen: its first frame (a new connection: whatever traded while none was open), every
+    frame that could not be read, and a jump in the connection's sequence number (Bitfinex SEQ_ALL)."""
 
     def __init__(self, exchange: str, parser: FrameParser, bus: MessageSink, gaps: GapTracker,
-                 canonical: dict[str, str], *, track_ids: bool = True) -> None:
+                 canonical: dict[str, str], *, track_ids: bool = True, seen: SeenTrades | None = None) -> None:
         self.exchange = exchange
         self.parser = parser
         self.bus = bus
@@ -36,6 +37,8 @@ class FrameHandler:
         self.track_ids = track_ids
         self.newest: dict[str, tuple[int, int]] = {}  # native -> (id, exchange time µs); track_ids False
         self._connections: set[str] = set()  # conn_ids seen (track_ids False)
+        self._sequences: dict[str, int] = {}  # conn_id -> the highest sequence number seen on it
+        self.seen = seen
         self._canonical = canonical  # native -> configured canonical symbol (metric labels)
         self._observe_ids = gaps.observe  # bound once: it runs for every trade frame
         self._raw_topic = raw_topic(exchange)
@@ -91,15 +94,27 @@ class FrameHandler:
             self._connections.add(conn_id)
             if len(self._connections) > 10_000:  # a feed reconnecting for weeks: old ids never return
                 self._connections = {conn_id}
+                self._sequences = {}
             self.on_break(subscribed, f"new connection {conn_id}")
         elif subscribed is not None and parsed.kind == "error":
             self.on_break(subscribed, f"unreadable frame on {conn_id}")
+        sequence = parsed.sequence
+        if sequence is not None:
+            last = self._sequences.get(conn_id)
+            if last is None or sequence > last:
+                self._sequences[conn_id] = sequence
+            if last is not None and sequence > last + 1 and subscribed is not None:
+                # Frames were lost on this connection; which markets' is unknown: all of them.
+                self.on_break(subscribed, f"sequence jump on {conn_id} ({last} to {sequence})")
         newest = self.newest
+        seen = self.seen
         for trade in trades:
             if trade.symbol:
                 held = newest.get(trade.native_symbol)
                 if held is None or (trade.ts_us, trade.trade_id) > (held[1], held[0]):
                     newest[trade.native_symbol] = (trade.trade_id, trade.ts_us)
+                if seen is not None:
+                    seen.add(trade.native_symbol, trade.trade_id, trade.ts_us)
 
     async def publish(self, messages: list[Message]) -> None:
         """Hand one frame's messages to the bus; retry (holding the frame) if the bus fails."""

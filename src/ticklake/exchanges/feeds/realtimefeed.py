@@ -70,7 +70,7 @@ from ticklake.exchanges.feeds.connection import Connection, ConnectionSpec, Conn
 from ticklake.exchanges.feeds.frames import FrameHandler
 from ticklake.exchanges.feeds.limiter import ConnectLimiter
 from ticklake.exchanges.feeds.recordbuffer import FrameRecorder, RecordBuffer, SessionRecorder
-from ticklake.exchanges.gaps import Gap, GapTracker
+from ticklake.exchanges.gaps import Gap, GapTracker, SeenTrades
 from ticklake.exchanges.mappers import FrameParser, parser_for
 from ticklake.exchanges.rest import RestClient, TradeFetcher
 from ticklake.model import MessageSink, ResumePoint
@@ -89,6 +89,11 @@ __all__ = [
 ]
 
 log = logging.getLogger("ticklake.feeds")
+
+# How much earlier than the newest trade held (or the previous tick) a reconciliation window starts: the
+# venue's REST API may serve the newest trades a little late, and our clock may differ from the venue's.
+RECONCILE_OVERLAP_S = 5.0
+RECONCILE_OVERLAP_US = int(RECONCILE_OVERLAP_S * 1_000_000)
 
 FeedState = ConnectionState
 
@@ -174,8 +179,15 @@ class RealtimeFeed:
         # a gap by id: every break the feed can see (a new connection, a frame it could not read) asks
         # the backfill for each market's most recent trades instead (``Backfill.catch_up``).
         self.ids_count_trades = venue(exchange).ids_count_trades
+        # A venue reconciled by time (global ids, docs/architecture.md "Completeness per venue") reads each
+        # break's window, and every ``feed.reconcile_every_s`` the last period's, from REST: ``seen`` keeps
+        # the ids held long enough for those windows to publish only what the socket missed.
+        self.reconciled = venue(exchange).completeness == "reconciled-by-time"
+        self._started_us = time.time_ns() // 1000
+        self.seen = (SeenTrades(int((2 * settings.reconcile_every_s + 2 * RECONCILE_OVERLAP_S + 60) * 1_000_000))
+                     if self.reconciled else None)
         self.frames = FrameHandler(exchange, self.parser, bus, self.gaps, self._canonical,
-                                   track_ids=self.ids_count_trades)
+                                   track_ids=self.ids_count_trades, seen=self.seen)
         if not self.ids_count_trades:
             self.frames.newest.update({native: (point.trade_id, point.ts_us)
                                        for (venue_name, native), point in (resume or {}).items()
@@ -183,7 +195,7 @@ class RealtimeFeed:
         self.backfill, self._own_rest = feed_backfill(
             exchange, settings, self.gaps, self.frames.publish, default_ws_url=self.default_url,
             ws_url=self.base_url, rest=rest, rest_url=rest_url, fetcher=fetcher, symbols=self._canonical,
-            rng=self.rng)
+            rng=self.rng, seen=self.seen)
         self.frames.on_gaps = self._gaps
         self.frames.on_break = self._break
         self._limiter = ConnectLimiter(exchange, self.max_connects)
@@ -256,6 +268,9 @@ class RealtimeFeed:
                        for c in self.connections]
         if self._records is not None:
             self._tasks.append(asyncio.create_task(self._records.run(), name=f"feed-{self.exchange}-recorder"))
+        if self.reconciled and self.backfill.fetcher is not None:  # no REST to read back: nothing to tick
+            self._tasks.append(asyncio.create_task(self._reconcile_periodically(),
+                                                   name=f"feed-{self.exchange}-reconcile"))
         results = await asyncio.gather(*self._tasks, return_exceptions=True)
         for result in results:
             if isinstance(result, Exception):  # cannot happen by design; say so if it does
@@ -311,5 +326,30 @@ class RealtimeFeed:
     def _break(self, natives: Iterable[str], why: str) -> None:
         newest = self.frames.newest
         for native in natives:
-            if native in self._canonical:
-                self.backfill.catch_up(native, newest.get(native), why)
+            if native not in self._canonical:
+                continue
+            held = newest.get(native)
+            if self.reconciled:
+                # The window starts at the newest trade held (or, nothing held yet, at the feed's start),
+                # a little earlier for trades of the same moment the venue's REST serves late.
+                trade_id, start_us = held if held is not None else (0, self._started_us + RECONCILE_OVERLAP_US)
+                held = (trade_id, start_us - RECONCILE_OVERLAP_US)
+            self.backfill.catch_up(native, held, why)
+
+    async def _reconcile_periodically(self) -> None:
+        """Every ``feed.reconcile_every_s``, each market's trades since the previous tick (a little before):
+        the losses no break shows (a frame the venue never sent, a stall the watchdog did not end) are
+        found there. The windows chain, so every moment since the start is read back once after the fact."""
+        period = self.settings.reconcile_every_s
+        previous_us = self._started_us
+        while not self.stopping:
+            try:
+                await asyncio.wait_for(self._stop_event.wait(), period)
+                return
+            except TimeoutError:
+                pass
+            now_us = time.time_ns() // 1000
+            for native in self._canonical:
+                self.backfill.catch_up(native, (0, previous_us - RECONCILE_OVERLAP_US), "periodic reconciliation",
+                                       counted=False)
+            previous_us = now_us
