@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from ticklake.exchanges.backfill import Backfill
+from ticklake.exchanges.backfill import RECONCILE_OVERLAP_S, Backfill
 from ticklake.exchanges.feeds.frames import FrameHandler
 from ticklake.exchanges.gaps import GapTracker, SeenTrades
 from ticklake.exchanges.rest import FrameStamp, RestClient, RestError, TradePage
@@ -17,6 +17,7 @@ from ticklake.ops.metrics import REGISTRY
 
 NATIVE = "tBTCUSD"
 NOW_US = 10**15
+OVERLAP_US = int(RECONCILE_OVERLAP_S * 1_000_000)  # a window starts this much before the point asked
 
 
 def metric(name: str, symbol: str = "BTC/USD") -> float:
@@ -99,7 +100,7 @@ async def test_a_window_publishes_exactly_what_the_socket_missed_across_pages() 
     fill.catch_up(NATIVE, (held.trade_id, held.ts_us), "new connection")
     await finish(fill)
     assert published_trades(published) == [TAPE[5].trade_id, TAPE[6].trade_id, TAPE[11].trade_id]
-    assert fetcher.starts == [held.ts_us]
+    assert fetcher.starts == [held.ts_us - OVERLAP_US]
     assert len([m for m in published if isinstance(m.value, RawFrame)]) > 3  # every page kept as a raw frame
     assert metric("ticklake_feed_trades_backfilled_total") == filled_before + 3
     # Read back again (the next tick): everything is held now, nothing is published twice.
@@ -114,7 +115,9 @@ async def test_trades_older_than_the_window_start_are_not_published() -> None:
     fill = backfill(FakeWindow(TAPE), published)
     fill.catch_up(NATIVE, (0, TAPE[-3].ts_us), "new connection")
     await finish(fill)
-    assert published_trades(published) == [t.trade_id for t in TAPE if t.ts_us >= TAPE[-3].ts_us]
+    start = TAPE[-3].ts_us - OVERLAP_US
+    assert published_trades(published) == [t.trade_id for t in TAPE if t.ts_us >= start]
+    assert len(published_trades(published)) < len(TAPE)
 
 
 async def test_a_window_beyond_the_venues_reach_is_counted_and_read_from_the_reach_on() -> None:
@@ -149,7 +152,7 @@ async def test_breaks_waiting_together_are_read_once_from_the_oldest() -> None:
     fill.catch_up(NATIVE, (0, TAPE[4].ts_us), "sequence jump")
     fill.catch_up(NATIVE, (0, TAPE[10].ts_us), "periodic reconciliation", counted=False)
     await finish(fill)
-    assert fetcher.starts == [TAPE[4].ts_us]
+    assert fetcher.starts == [TAPE[4].ts_us - OVERLAP_US]
     assert metric("ticklake_feed_gaps_total") == gaps_before + 2  # the periodic tick is not a break
 
 
@@ -160,7 +163,8 @@ async def test_rest_failing_is_retried_then_a_refusal_is_counted() -> None:
     short_before = metric("ticklake_feed_backfill_short_total")
     fill.catch_up(NATIVE, (0, TAPE[-2].ts_us), "new connection")
     await finish(fill)
-    assert len(fetcher.starts) == 2 and published_trades(published) == [t.trade_id for t in TAPE[-2:]]
+    start = TAPE[-2].ts_us - OVERLAP_US
+    assert len(fetcher.starts) == 2 and published_trades(published) == [t.trade_id for t in TAPE if t.ts_us >= start]
     assert metric("ticklake_feed_backfill_short_total") == short_before
 
     refusing = FakeWindow(TAPE, failures=[RestError("HTTP 400 symbol: invalid", retryable=False)])

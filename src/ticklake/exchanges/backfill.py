@@ -34,11 +34,12 @@ a point in time on (``WindowTradeFetcher.since``: Bitstamp, Gemini, Bitfinex; co
 "reconciled-by-time"). The feed reports breaks as for a catch-up (a new connection, an unreadable frame,
 a jump in the connection's sequence number) and, every ``feed.reconcile_every_s``, the window since the
 previous tick (losses no break shows: a frame the venue never sent). ``held`` then gives the window's
-start. After the grace period the backfill reads the venue's trades from that start up to now, page by
-page, and publishes those it does not hold yet (``SeenTrades``, by native id: the socket's and earlier
-windows'). A start older than the venue's REST reach (``reach_s``: Bitstamp one day) or than the
-look-back is moved up to it, and the break is counted in ``ticklake_feed_backfill_short_total`` (what
-lies before cannot be read back); so is a window the REST API kept refusing.
+start (``RECONCILE_OVERLAP_S`` earlier). After the grace period the backfill reads the venue's trades
+from that start up to now, page by page, and publishes those it does not hold yet (``SeenTrades``, by
+native id: the socket's and earlier windows'). A start older than the venue's REST reach (``reach_s``:
+Bitstamp one day) or than the look-back is moved up to it, and the break is counted in
+``ticklake_feed_backfill_short_total`` (what lies before cannot be read back); so is a window the REST
+API kept refusing.
 
 **The look-back** (``feed.backfill_lookback_s``) is measured back from the exchange time of the
 trade that revealed the gap: trades older than that are neither fetched (where the venue lets a
@@ -90,6 +91,11 @@ CATCH_UP_SHORT = metrics.FEED_BACKFILL_SHORT
 
 
 _REST_CONN = "-rest-"
+
+# A reconciliation window starts this much earlier than the point it is asked from (the newest trade held,
+# the previous tick): the venue's REST API may serve the newest trades a little late, and our clock may
+# differ from the venue's. Only the point itself decides whether the window is beyond the venue's reach.
+RECONCILE_OVERLAP_S: Final = 5.0
 
 
 def from_rest(conn_id: str) -> bool:
@@ -408,10 +414,9 @@ class Backfill:
         earliest = now - self.lookback_us
         if reach_s is not None:
             earliest = max(earliest, now - int(reach_s * 1_000_000))
-        start = held[1]
-        if start < earliest:
+        if held[1] < earliest:
             self._short(native, held, earliest, f"{why}: older than the venue's REST window")
-            start = earliest
+        start = max(held[1] - int(RECONCILE_OVERLAP_S * 1_000_000), earliest)
         seen = self.seen
         attempt = kept_total = 0
         while True:

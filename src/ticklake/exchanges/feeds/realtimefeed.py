@@ -64,6 +64,7 @@ from typing import ClassVar
 
 import msgspec
 
+from ticklake.exchanges.backfill import RECONCILE_OVERLAP_S
 from ticklake.exchanges.feeds.backfilling import feed_backfill, rest_base_url
 from ticklake.exchanges.feeds.backoff import Backoff, backoff_delay
 from ticklake.exchanges.feeds.connection import Connection, ConnectionSpec, ConnectionState
@@ -89,11 +90,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("ticklake.feeds")
-
-# How much earlier than the newest trade held (or the previous tick) a reconciliation window starts: the
-# venue's REST API may serve the newest trades a little late, and our clock may differ from the venue's.
-RECONCILE_OVERLAP_S = 5.0
-RECONCILE_OVERLAP_US = int(RECONCILE_OVERLAP_S * 1_000_000)
 
 FeedState = ConnectionState
 
@@ -329,15 +325,13 @@ class RealtimeFeed:
             if native not in self._canonical:
                 continue
             held = newest.get(native)
-            if self.reconciled:
-                # The window starts at the newest trade held (or, nothing held yet, at the feed's start),
-                # a little earlier for trades of the same moment the venue's REST serves late.
-                trade_id, start_us = held if held is not None else (0, self._started_us + RECONCILE_OVERLAP_US)
-                held = (trade_id, start_us - RECONCILE_OVERLAP_US)
+            if self.reconciled and held is None:
+                held = (0, self._started_us)  # nothing held yet: the window starts at the feed's start
             self.backfill.catch_up(native, held, why)
 
     async def _reconcile_periodically(self) -> None:
-        """Every ``feed.reconcile_every_s``, each market's trades since the previous tick (a little before):
+        """Every ``feed.reconcile_every_s``, each market's trades since the previous tick (the backfill starts
+        each window a little earlier, ``RECONCILE_OVERLAP_S``):
         the losses no break shows (a frame the venue never sent, a stall the watchdog did not end) are
         found there. The windows chain, so every moment since the start is read back once after the fact."""
         period = self.settings.reconcile_every_s
@@ -350,6 +344,5 @@ class RealtimeFeed:
                 pass
             now_us = time.time_ns() // 1000
             for native in self._canonical:
-                self.backfill.catch_up(native, (0, previous_us - RECONCILE_OVERLAP_US), "periodic reconciliation",
-                                       counted=False)
+                self.backfill.catch_up(native, (0, previous_us), "periodic reconciliation", counted=False)
             previous_us = now_us
