@@ -125,16 +125,30 @@ def _rate(function: Any, frames: list[str], min_seconds: float = 1.0) -> float:
             return rounds * len(frames) / elapsed
 
 
-def _rate_tracked(parse: Any, frames: list[str], min_seconds: float = 1.0, dedup: bool = True) -> float:
+def _rate_tracked(exchange: str, parse: Any, frames: list[str], min_seconds: float = 1.0,
+                  dedup: bool = True) -> float:
     """Parse, track gaps (a fresh tracker each pass, so ids are new as they are live) and split the
-    pass's trades as the writer deduplicates a batch: the handler's and the writer's per-trade work."""
-    from ticklake.exchanges.gaps import GapTracker
+    pass's trades as the writer deduplicates a batch: the handler's and the writer's per-trade work.
+    A venue whose ids do not count its trades tracks no gap: its feed notes each market's newest trade
+    and, reconciled by time, the ids held (``FrameHandler.hold``) instead."""
+    from ticklake.exchanges.feeds.frames import FrameHandler
+    from ticklake.exchanges.gaps import GapTracker, SeenTrades
+    from ticklake.venues import venue
     from ticklake.warehouse.writer import split_batch
+
+    facts = venue(exchange)
+
+    def tracker() -> Any:
+        if facts.ids_count_trades:
+            return GapTracker().observe
+        seen = SeenTrades(180_000_000) if facts.completeness == "reconciled-by-time" else None
+        return FrameHandler(exchange, parse, None, GapTracker(), {}, track_ids=False,  # type: ignore[arg-type]
+                            seen=seen).hold
 
     rounds = 0
     started = time.perf_counter()
     while True:
-        observe = GapTracker().observe
+        observe = tracker()
         batch: list[Any] = []
         if dedup:
             for frame in frames:
@@ -165,8 +179,8 @@ def normalize(workdir: Path, seconds: float) -> dict[str, Any]:
             rates["orjson"].append(_rate(orjson.loads, frames))
             rates["msgspec"].append(_rate(decode, frames))
             rates["normalize"].append(_rate(bound, frames))
-            rates["gaps"].append(_rate_tracked(bound, frames, dedup=False))
-            rates["tracked"].append(_rate_tracked(bound, frames))
+            rates["gaps"].append(_rate_tracked(exchange, bound, frames, dedup=False))
+            rates["tracked"].append(_rate_tracked(exchange, bound, frames))
         normalize_rate = statistics.median(rates["normalize"])
         decode_rate = max(statistics.median(rates["orjson"]), statistics.median(rates["msgspec"]))
         results[exchange] = {

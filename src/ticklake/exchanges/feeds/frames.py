@@ -106,6 +106,10 @@ class FrameHandler:
             if last is not None and sequence > last + 1 and subscribed is not None:
                 # Frames were lost on this connection; which markets' is unknown: all of them.
                 self.on_break(subscribed, f"sequence jump on {conn_id} ({last} to {sequence})")
+        self.hold(trades)
+
+    def hold(self, trades: tuple[Trade, ...]) -> None:
+        """``track_ids`` False: note each subscribed market's newest trade, and its id in ``seen``."""
         newest = self.newest
         seen = self.seen
         for trade in trades:
