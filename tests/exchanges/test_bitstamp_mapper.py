@@ -122,7 +122,7 @@ def test_rest_pages_and_their_errors() -> None:
     assert (trade.symbol, trade.trade_id, trade.side, trade.ts_us, trade.frame_seq) == (
         "BTC/USD", 9, "sell", 1795658460_000000, 2)
     assert mapper.parse_rest_trades(b"[]", "btcusd", NOW_US) == ()
-    with pytest.raises(MalformedResponse, match="404.002.*Invalid market symbol"):
+    with pytest.raises(MalformedResponse, match=r"404\.002.*Invalid market symbol"):
         mapper.parse_rest_trades(b'{"status":"error","reason":"Invalid market symbol","code":"404.002"}', "x", 1)
     for row, field in (('"date":"1795658460.5"', "date"), ('"tid":"-9"', "tid"), ('"type":"2"', "type"),
                        ('"price":"1e3"', "price"), ('"amount":"0.5 "', "amount"), ('"tid":9', "tid")):

@@ -14,6 +14,7 @@ import pytest
 from tests.backfill.conftest import rest_client
 from tests.backfill.conftest import rest_clients as rest_clients
 from tests.feeds.conftest import assert_frames_well_formed, assert_slice_of_tape
+from ticklake.exchanges.mappers.common import MalformedResponse
 from ticklake.exchanges.rest import RestClient, WindowTradeFetcher, fetcher_for
 from ticklake.settings import SimulatorSettings
 from ticklake.simulator import Simulator, TapeTrade, VenueOptions
@@ -222,5 +223,5 @@ async def test_transactions_endpoint_errors() -> None:
         assert bad_time.status_code == 400
         assert default.status_code == 200 and isinstance(default.json(), list)  # hour by default
         assert throttled.status_code == 429 and throttled.json()["code"] == "400.002"
-        with pytest.raises(Exception, match="404.002"):
+        with pytest.raises(MalformedResponse, match=r"404\.002"):
             mapper.parse_rest_trades(unknown.content, "nopeusd", 1)
