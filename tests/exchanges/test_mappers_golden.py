@@ -18,6 +18,7 @@ from ticklake.exchanges.mappers import parser_for
 from ticklake.model import ParsedFrame
 from ticklake.venues import NAMES
 from ticklake.venues.binance import mapper as binance
+from ticklake.venues.bitstamp import mapper as bitstamp
 from ticklake.venues.coinbase import mapper as coinbase
 from ticklake.venues.kraken import mapper as kraken
 from ticklake.venues.okx import mapper as okx
@@ -101,6 +102,14 @@ def test_okx_rest_trades_golden() -> None:
     trades = okx.parse_rest_trades((FIXTURES / "okx.rest.json").read_bytes(), spec["native_symbol"],
                                    spec["received_us"], conn_id=spec["conn_id"], frame_seq=spec["frame_seq"])
     assert [msgspec.structs.asdict(trade) for trade in trades] == spec["trades"]  # newest first, as served
+
+
+def test_bitstamp_rest_trades_golden() -> None:
+    spec = _spec("bitstamp.rest.expected.json")
+    trades = bitstamp.parse_rest_trades((FIXTURES / "bitstamp.rest.json").read_bytes(), spec["native_symbol"],
+                                        spec["received_us"], conn_id=spec["conn_id"], frame_seq=spec["frame_seq"])
+    assert [msgspec.structs.asdict(trade) for trade in trades] == spec["trades"]  # newest first, as served
+    assert all(trade.ts_us % 1_000_000 == 0 for trade in trades)  # REST times are whole seconds
 
 
 def test_coinbase_market_trades_side_is_read_as_the_makers() -> None:

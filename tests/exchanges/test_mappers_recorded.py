@@ -31,7 +31,7 @@ def _trades(parsed: list[tuple[RecordedFrame, ParsedFrame]]) -> list[Trade]:
 
 
 ALL_WS_FILES = ("BINANCE.ws.1.0", "BINANCE_US.ws.1.0", "KRAKEN.ws.48.0", "KRAKEN.ws.49.0", "KRAKEN.ws.50.0",
-                "COINBASE.ws.28.0", "OKX.ws.1.0")
+                "COINBASE.ws.28.0", "OKX.ws.1.0", "BITSTAMP.ws.1.0")
 
 
 @pytest.mark.parametrize("name", ALL_WS_FILES)
@@ -50,6 +50,7 @@ def test_every_recorded_frame_parses_and_none_is_an_error(cryptofeed_dir: Path, 
     ("KRAKEN.ws.50.0", 0, 0),
     ("COINBASE.ws.28.0", 107, 107),
     ("OKX.ws.1.0", 0, 0),  # the aggregated ``trades`` channel only: recognized, not stored (test_okx_mapper)
+    ("BITSTAMP.ws.1.0", 10, 10),  # one trade per event (test_bitstamp_mapper checks each against the text)
 ])
 def test_trade_counts(cryptofeed_dir: Path, name: str, trades: int, trade_frames: int) -> None:
     parsed = _parsed(cryptofeed_dir / name)

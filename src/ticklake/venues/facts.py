@@ -39,6 +39,9 @@ class Venue:
     # check, warehouse check); the feed instead fetches the venue's most recent trades after every break
     # it can see (``exchanges/backfill.py``, "catch-up").
     ids_count_trades: bool = True
+    # Whether the venue spells its native symbols in lower case (Bitstamp ``btcusd``): a mapper accepts a
+    # native symbol only in that case (mappers/common.is_native_symbol); ``from_native`` reads either.
+    lower_case: bool = False
 
 
 def separated(separator: str) -> tuple[Callable[[str, str], str], Callable[[str], str]]:

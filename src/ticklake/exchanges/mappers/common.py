@@ -337,25 +337,28 @@ AGG_TRADE_SUFFIX: Final = "@aggTrade"
 
 def is_native_symbol(exchange: str, native: str) -> bool:
     """True when ``native`` is spelled as ``exchange`` spells a market (Binance ``BTCUSDT``, Kraken
-    ``BTC/USD``, Coinbase ``BTC-USD``): base and quote upper-case letters and digits, joined by the
-    venue's ``separator``. That is every spelling ``ticklake.venues.to_native`` can produce for a
-    configured market, and nothing with a control character, a space, a lower-case letter (stored
-    under another native symbol than the market's), or another separator (Binance ``BTC/USDT``
-    would be read as ``BTC//USDT``). A Binance aggTrade trade's ``AGG_TRADE_SUFFIX`` is allowed.
+    ``BTC/USD``, Coinbase ``BTC-USD``): base and quote upper-case letters and digits (lower-case ones
+    where the venue spells symbols so, ``Venue.lower_case``: Bitstamp ``btcusd``), joined by the venue's
+    ``separator``. That is every spelling ``ticklake.venues.to_native`` can produce for a configured
+    market, and nothing with a control character, a space, a letter in the other case (stored under
+    another native symbol than the market's), or another separator (Binance ``BTC/USDT`` would be
+    read as ``BTC//USDT``). A Binance aggTrade trade's ``AGG_TRADE_SUFFIX`` is allowed.
     """
     venue = VENUES.get(exchange)
     if venue is None or type(native) is not str:
         return False
     separator = venue.separator
+    lower = venue.lower_case
     if separator:
         base, sep, quote = native.partition(separator)
-        return bool(sep) and _is_asset(base) and _is_asset(quote)
-    return _is_asset(native.removesuffix(AGG_TRADE_SUFFIX))
+        return bool(sep) and _is_asset(base, lower) and _is_asset(quote, lower)
+    return _is_asset(native.removesuffix(AGG_TRADE_SUFFIX), lower)
 
 
-def _is_asset(text: str) -> bool:
-    # isalnum(): no control characters, spaces or punctuation (and False for ""); upper(): no lower case.
-    return text.isalnum() and text == text.upper()
+def _is_asset(text: str, lower: bool) -> bool:
+    # isalnum(): no control characters, spaces or punctuation (and False for ""); then one case only (the
+    # venue's): a symbol in the other case would be stored under a second native symbol of the market.
+    return text.isalnum() and text == (text.lower() if lower else text.upper())
 
 
 def only_subscribed(parsed: ParsedFrame, subscribed: AbstractSet[str] | None) -> ParsedFrame:
