@@ -173,7 +173,7 @@ def _parse_slow(payload: bytes | str, received_us: int, conn_id: str, frame_seq:
     if not isinstance(message, dict):
         return ParsedFrame("error", error=f"{EXCHANGE}: expected a JSON object, got {type(message).__name__}")
     kind = message.get("type")
-    if kind in _KNOWN:  # one of ours with a bad field: say which
+    if isinstance(kind, str) and kind in _KNOWN:  # one of ours with a bad field: say which
         try:
             parsed = msgspec.convert(message, _Trade | _L2 | _Heartbeat)
         except msgspec.ValidationError as exc:
