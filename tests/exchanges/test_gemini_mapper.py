@@ -34,13 +34,13 @@ def test_rest_trades_golden() -> None:
 
 
 def test_rest_errors_and_bad_rows_raise_malformed_response() -> None:
-    with pytest.raises(MalformedResponse, match="InvalidSymbol.*not a valid symbol"):
+    with pytest.raises(MalformedResponse, match=r"InvalidSymbol.*not a valid symbol"):
         mapper.parse_rest_trades(b'{"result":"error","reason":"InvalidSymbol","message":"not a valid symbol"}',
                                  "NOPE", 1)
     row = {"timestamp": 1, "timestampms": 1000, "tid": 5, "price": "1.5", "amount": "2", "exchange": "gemini",
            "type": "buy"}
     for bad in ({"type": "Buy"}, {"price": "1e3"}, {"amount": ""}, {"tid": 0}, {"tid": "5"}, {"timestampms": 10**15}):
-        with pytest.raises(MalformedResponse, match="row 0|REST trades"):
+        with pytest.raises(MalformedResponse, match=r"row 0|REST trades"):
             mapper.parse_rest_trades(json.dumps([{**row, **bad}]), "BTCUSD", 1)
     with pytest.raises(MalformedResponse, match="invalid JSON"):
         mapper.parse_rest_trades(b"<html>", "BTCUSD", 1)
@@ -105,7 +105,8 @@ def test_recorded_v2_session(cryptofeed_dir: Path) -> None:
         kinds[result.kind] = kinds.get(result.kind, 0) + 1
         assert result.error == "", (recorded.payload[:120], result.error)
         message = json.loads(recorded.payload)
-        rows = message.get("trades", []) if message["type"] == "l2_updates" else [message] * (message["type"] == "trade")
+        kind = message["type"]
+        rows = message.get("trades", []) if kind == "l2_updates" else [message] * (kind == "trade")
         assert [(t.native_symbol, t.trade_id, t.price, t.qty, t.side, t.ts_us) for t in result.trades] == [
             (r["symbol"], r["event_id"], r["price"], r["quantity"], r["side"], r["timestamp"] * 1000) for r in rows]
         assert all(t.symbol and t.symbol.replace("/", "") == t.native_symbol for t in result.trades)
