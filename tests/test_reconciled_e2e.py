@@ -9,6 +9,9 @@ reconciliation (every 2 s here) read each market's REST trades back; the asserti
 stored tape equals the venue's (every outage here is far inside the REST window), nothing is counted as
 unreconciled, no trade is stored twice, and every candle equals its recomputation from the trades.
 
+A downtime longer than the window REST is asked to reach back (here a 4 s look-back) loses what lies
+beyond it, and counts the loss per market, rather than guessing: the second test stops ticklake for 10 s.
+
 A trade recovered over REST carries the time the venue's REST API gives (Bitstamp: whole seconds, where
 its socket gives microseconds): its stored time is compared at that precision.
 """
@@ -28,6 +31,8 @@ from ticklake.app import Platform
 from ticklake.ops import metrics
 from ticklake.settings import FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
 from ticklake.simulator.faults import CHAOS_FAULTS
+from ticklake.simulator.server import Simulator
+from ticklake.simulator.venue import now_us
 from ticklake.venues import NAMES, VENUES
 
 RECONCILED = [name for name in NAMES if VENUES[name].completeness == "reconciled-by-time"]
@@ -92,3 +97,47 @@ async def test_under_every_fault_the_stored_tape_is_the_venues(exchange: str, wa
             assert same_time(mine.ts_us, t.ts_us), (symbol, t.trade_id, mine.ts_us, t.ts_us)
         everything += stored
     assert_candles_recompute(warehouse, everything)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exchange", RECONCILED[:1])
+async def test_a_downtime_beyond_the_rest_window_is_counted_and_only_it_is_lost(exchange: str, warehouse: Client,
+                                                                              warehouse_url: str) -> None:
+    symbols = list(VENUES[exchange].default_symbols[:2])
+    lookback_s = 4.0
+    venues = {name: VenueSettings(enabled=False) for name in NAMES if name != exchange}
+    base = Settings(
+        warehouse_url=warehouse_url, database="ticklake_test",
+        venues=VenuesSettings(**{exchange: VenueSettings(symbols=symbols)}, **venues),
+        feed=FeedSettings(backoff_initial_s=0.1, backoff_max_s=1.0, backfill_lookback_s=lookback_s,
+                          reconcile_every_s=1.0),
+    )
+    async with Simulator(SimulatorSettings(trades_per_second=5, seed=20261208), {exchange: symbols}) as simulator:
+        settings = simulator.settings_for(base)
+        platform = Platform(settings, serve_api=False)
+        await platform.start()
+        await asyncio.sleep(4)
+        await platform.stop()
+        stopped = now_us()
+        await asyncio.sleep(10)  # the venue trades on: more than the look-back REST will be asked to reach
+        short_before = metric_sum(metrics.FEED_BACKFILL_SHORT, exchange)
+        platform = Platform(settings, serve_api=False)
+        await platform.start()
+        restarted = now_us()
+        await asyncio.sleep(5)
+        simulator.pause(exchange)
+        await asyncio.sleep(3)
+        await platform.stop()
+        tapes = {symbol: simulator.tape(exchange, symbol) for symbol in symbols}
+
+    # One break per market reached back beyond the window: counted once each.
+    assert metric_sum(metrics.FEED_BACKFILL_SHORT, exchange) == short_before + len(symbols)
+    for symbol, tape in tapes.items():
+        stored = {t.trade_id for t in stored_trades(warehouse, exchange, symbol)}
+        first = next(i for i, t in enumerate(tape) if t.trade_id in stored)
+        missing = [t for t in tape[first:] if t.trade_id not in stored]
+        assert missing, f"{symbol}: a 10 s downtime with a 4 s look-back lost nothing?"
+        # Only the downtime beyond the window is missing: nothing from before the stop, nothing from the
+        # second before the restart on (well inside the look-back when the first window was read).
+        assert all(stopped - 2_000_000 <= t.ts_us < restarted - 1_000_000 for t in missing), \
+            (symbol, [(t.trade_id, t.ts_us) for t in missing], stopped, restarted)
