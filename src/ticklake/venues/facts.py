@@ -39,6 +39,10 @@ class Venue:
     # check, warehouse check); the feed instead fetches the venue's most recent trades after every break
     # it can see (``exchanges/backfill.py``, "catch-up").
     ids_count_trades: bool = True
+    # The venue's own test of a native symbol's form, for a spelling ``separator`` (and ``lower_case``)
+    # cannot describe (Bitfinex: ``tBTCUSD``, and ``tAVAX:USD`` with a colon only when an asset is longer
+    # than three letters); None: the separator rule of ``mappers/common.is_native_symbol``.
+    native_form: Callable[[str], bool] | None = None
     # Whether the venue spells its native symbols in lower case (Bitstamp ``btcusd``): a mapper accepts a
     # native symbol only in that case (mappers/common.is_native_symbol); ``from_native`` reads either.
     lower_case: bool = False

@@ -137,6 +137,10 @@ class RealtimeFeed:
     keepalive_periodic: ClassVar[bool] = False
     # The venue's cap on connection attempts, (attempts, seconds); repeated breaches get an IP banned.
     max_connects: ClassVar[tuple[int, float] | None] = None
+    # A venue reconciled by time reads each market's last period back every ``feed.reconcile_every_s``, for
+    # losses no break shows. False: every lost frame shows as a break (Bitfinex's per-connection sequence),
+    # so the periodic reads would find nothing and only spend the venue's REST budget.
+    periodic_reconcile: ClassVar[bool] = True
     # A replaced connection stays open this long after its successor's first frame (a property below:
     # setting it on a feed reaches its connections).
     default_rotation_overlap_s: ClassVar[float] = 1.0
@@ -264,7 +268,7 @@ class RealtimeFeed:
                        for c in self.connections]
         if self._records is not None:
             self._tasks.append(asyncio.create_task(self._records.run(), name=f"feed-{self.exchange}-recorder"))
-        if self.reconciled and self.backfill.fetcher is not None:  # no REST to read back: nothing to tick
+        if self.reconciled and self.periodic_reconcile and self.backfill.fetcher is not None:
             self._tasks.append(asyncio.create_task(self._reconcile_periodically(),
                                                    name=f"feed-{self.exchange}-reconcile"))
         results = await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -347,6 +347,8 @@ def is_native_symbol(exchange: str, native: str) -> bool:
     venue = VENUES.get(exchange)
     if venue is None or type(native) is not str:
         return False
+    if venue.native_form is not None:  # a spelling the separator cannot describe: the venue says
+        return venue.native_form(native)
     separator = venue.separator
     lower = venue.lower_case
     if separator:
