@@ -21,7 +21,7 @@ from typing import Final
 from ticklake.symbols import split_canonical
 from ticklake.venues.facts import Venue
 
-FOLDERS: Final = ("binance", "kraken", "coinbase", "okx", "bybit", "bitstamp", "gemini")
+FOLDERS: Final = ("binance", "kraken", "coinbase", "okx", "bybit", "bitstamp", "gemini", "bitfinex")
 
 VENUES: Final[dict[str, Venue]] = {name: importlib.import_module(f"ticklake.venues.{name}").VENUE for name in FOLDERS}
 NAMES: Final[tuple[str, ...]] = tuple(VENUES)
