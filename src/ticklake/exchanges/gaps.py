@@ -274,35 +274,35 @@ def resume_from(points: Iterable[tuple[int, int]], native: str = "") -> Resume |
 
 
 class SeenTrades:
-    """Per market (native symbol), the ids of the trades held, with their exchange times, for the last
-    ``keep_us`` of exchange time before the newest: what a reconciliation window must not publish again.
-    Older ids are forgotten (a window reaching further back republishes them, and the warehouse drops the
-    repeats by id). Ids arrive roughly in time order, so the oldest are dropped from the front."""
+    """Per market (native symbol), the ids of the trades held, with their exchange times, for about the last
+    ``keep_us`` of exchange time: what a reconciliation window must not publish again. Older ids are
+    forgotten (a window reaching further back republishes them, and the warehouse drops the repeats by id).
+    Ids arrive roughly in time order, so the oldest are dropped from the front, measured back from the
+    trade being added (it runs for every trade of such a venue: one dict store is all it costs)."""
 
-    __slots__ = ("_ids", "_newest", "keep_us")
+    __slots__ = ("_ids", "keep_us")
 
     def __init__(self, keep_us: int) -> None:
         self.keep_us = keep_us
         self._ids: dict[str, dict[int, int]] = {}  # native -> {trade id: exchange time µs}, in arrival order
-        self._newest: dict[str, int] = {}  # native -> the newest exchange time held
 
     def add(self, native: str, trade_id: int, ts_us: int) -> None:
         ids = self._ids.get(native)
         if ids is None:
             ids = self._ids[native] = {}
         ids[trade_id] = ts_us
-        newest = self._newest.get(native, 0)
-        if ts_us > newest:
-            self._newest[native] = newest = ts_us
         if len(ids) & 1023 == 0:  # every 1,024 ids: forget, from the oldest on, what fell out of the window
-            horizon = newest - self.keep_us
-            stale = []
-            for old, held_ts in ids.items():
-                if held_ts >= horizon:
-                    break
-                stale.append(old)
-            for old in stale:
-                del ids[old]
+            self._forget(ids, ts_us - self.keep_us)
+
+    @staticmethod
+    def _forget(ids: dict[int, int], horizon: int) -> None:
+        stale = []
+        for old, held_ts in ids.items():
+            if held_ts >= horizon:
+                break
+            stale.append(old)
+        for old in stale:
+            del ids[old]
 
     def holds(self, native: str, trade_id: int) -> bool:
         ids = self._ids.get(native)

@@ -111,14 +111,15 @@ class FrameHandler:
     def hold(self, trades: tuple[Trade, ...]) -> None:
         """``track_ids`` False: note each subscribed market's newest trade, and its id in ``seen``."""
         newest = self.newest
-        seen = self.seen
+        add = self.seen.add if self.seen is not None else None
         for trade in trades:
             if trade.symbol:
-                held = newest.get(trade.native_symbol)
-                if held is None or (trade.ts_us, trade.trade_id) > (held[1], held[0]):
-                    newest[trade.native_symbol] = (trade.trade_id, trade.ts_us)
-                if seen is not None:
-                    seen.add(trade.native_symbol, trade.trade_id, trade.ts_us)
+                native, trade_id, ts_us = trade.native_symbol, trade.trade_id, trade.ts_us
+                held = newest.get(native)
+                if held is None or ts_us > held[1] or (ts_us == held[1] and trade_id > held[0]):
+                    newest[native] = (trade_id, ts_us)
+                if add is not None:
+                    add(native, trade_id, ts_us)
 
     async def publish(self, messages: list[Message]) -> None:
         """Hand one frame's messages to the bus; retry (holding the frame) if the bus fails."""
