@@ -219,3 +219,18 @@ async def test_a_sequence_jump_on_a_connection_is_a_break_of_its_markets() -> No
     assert breaks == [f"['{NATIVE}'] new connection c1", f"['{NATIVE}'] sequence jump on c1 (3 to 6)"]
     assert seen.holds(NATIVE, 7) and seen.holds(NATIVE, 9)
     assert handler.newest[NATIVE] == (9, 2_000)
+
+
+async def test_a_window_from_after_the_feeds_start_does_not_reach_before_it() -> None:
+    published: list[Message] = []
+    fetcher = FakeWindow(TAPE)
+    fill = backfill(fetcher, published)
+    fill.floor_us = TAPE[6].ts_us  # the feed started here; nothing was stored before
+    fill.catch_up(NATIVE, (0, TAPE[6].ts_us), "new connection")  # the start itself: nothing held yet
+    await finish(fill)
+    assert fetcher.starts == [TAPE[6].ts_us]
+    assert published_trades(published) == [t.trade_id for t in TAPE if t.ts_us >= TAPE[6].ts_us]
+    # A trade stored before the start (a restart's resume point) reaches back, overlap included.
+    fill.catch_up(NATIVE, (TAPE[2].trade_id, TAPE[2].ts_us), "new connection")
+    await finish(fill)
+    assert fetcher.starts[-1] == TAPE[2].ts_us - OVERLAP_US

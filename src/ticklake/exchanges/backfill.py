@@ -141,6 +141,7 @@ class Backfill:
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
         counters: BackfillMetrics = FEED_METRICS,
         seen: SeenTrades | None = None,
+        floor_us: int = 0,
     ) -> None:
         self.exchange = exchange
         self.tracker = tracker
@@ -153,6 +154,10 @@ class Backfill:
         self._clock_us = clock_us
         self.counters = counters
         self.seen = seen  # ids already held per market, for reconciliation windows (None: none kept)
+        # The feed's start: a reconciliation window asked from a point after it (a trade the feed received,
+        # the feed's start itself, a tick) does not reach before it, overlap or not: trades from before
+        # the feed began are not the feed's to store, unless it resumes from a trade stored before.
+        self.floor_us = floor_us
         self._raw_topic = raw_topic(exchange)
         self._trades_topic = trades_topic(exchange)
         self._queues: dict[str, list[Span]] = {}
@@ -416,7 +421,10 @@ class Backfill:
             earliest = max(earliest, now - int(reach_s * 1_000_000))
         if held[1] < earliest:
             self._short(native, held, earliest, f"{why}: older than the venue's REST window")
-        start = max(held[1] - int(RECONCILE_OVERLAP_S * 1_000_000), earliest)
+        start = held[1] - int(RECONCILE_OVERLAP_S * 1_000_000)
+        if held[1] >= self.floor_us:
+            start = max(start, self.floor_us)
+        start = max(start, earliest)
         seen = self.seen
         attempt = kept_total = 0
         while True:

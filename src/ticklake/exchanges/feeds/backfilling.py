@@ -41,7 +41,7 @@ def feed_backfill(exchange: str, settings: FeedSettings, gaps: GapTracker,
                   publish: Callable[[list[Message]], Awaitable[None]], *, default_ws_url: str, ws_url: str,
                   rest: RestClient | None, rest_url: str, fetcher: TradeFetcher | None,
                   symbols: Mapping[str, str], rng: random.Random,
-                  seen: SeenTrades | None = None) -> tuple[Backfill, RestClient | None]:
+                  seen: SeenTrades | None = None, floor_us: int = 0) -> tuple[Backfill, RestClient | None]:
     """The feed's backfill, and the REST client it opened for it (None when it uses ``rest`` or none):
     the feed closes that one when it stops."""
     rest_base = rest_base_url(exchange, default_ws_url, ws_url, rest_url)
@@ -61,5 +61,6 @@ def feed_backfill(exchange: str, settings: FeedSettings, gaps: GapTracker,
         symbols=symbols,
         rng=rng,
         seen=seen,
+        floor_us=floor_us,
     )
     return backfill, own_rest

@@ -195,7 +195,7 @@ class RealtimeFeed:
         self.backfill, self._own_rest = feed_backfill(
             exchange, settings, self.gaps, self.frames.publish, default_ws_url=self.default_url,
             ws_url=self.base_url, rest=rest, rest_url=rest_url, fetcher=fetcher, symbols=self._canonical,
-            rng=self.rng, seen=self.seen)
+            rng=self.rng, seen=self.seen, floor_us=self._started_us)
         self.frames.on_gaps = self._gaps
         self.frames.on_break = self._break
         self._limiter = ConnectLimiter(exchange, self.max_connects)
