@@ -234,3 +234,25 @@ async def test_a_window_from_after_the_feeds_start_does_not_reach_before_it() ->
     fill.catch_up(NATIVE, (TAPE[2].trade_id, TAPE[2].ts_us), "new connection")
     await finish(fill)
     assert fetcher.starts[-1] == TAPE[2].ts_us - OVERLAP_US
+
+
+async def test_a_trade_rest_dates_to_the_second_before_the_start_is_kept() -> None:
+    """Bitstamp's REST dates trades in whole seconds: a trade 0.3 s after the window's start can come dated
+    0.7 s before it, and must not be dropped as too old; one dated well before the start is."""
+    start = NOW_US - 10_500_000 + OVERLAP_US  # the point asked from; the window starts OVERLAP earlier
+    window_start = start - OVERLAP_US
+    coarse = [trade(101, window_start // 1_000_000 * 1_000_000),  # 0.5 s after the start, dated to its second
+              trade(100, window_start - 3_000_000)]  # truly before the start
+    published: list[Message] = []
+    fetcher = FakeWindow([])
+    fetcher.tape = sorted(coarse, key=lambda t: t.ts_us)
+
+    async def since(client: object, native_symbol: str, start_us: int, stamp: FrameStamp) -> AsyncIterator[TradePage]:
+        fetcher.starts.append(start_us)
+        yield TradePage("[]", NOW_US, stamp.next_frame(), tuple(fetcher.tape))
+
+    fetcher.since = since  # type: ignore[method-assign]
+    fill = backfill(fetcher, published)
+    fill.catch_up(NATIVE, (0, start), "new connection")
+    await finish(fill)
+    assert published_trades(published) == [101]

@@ -96,6 +96,7 @@ _REST_CONN = "-rest-"
 # the previous tick): the venue's REST API may serve the newest trades a little late, and our clock may
 # differ from the venue's. Only the point itself decides whether the window is beyond the venue's reach.
 RECONCILE_OVERLAP_S: Final = 5.0
+REST_TIME_SLACK_US: Final = 1_000_000  # the coarsest time a venue's REST API gives a trade: whole seconds
 
 
 def from_rest(conn_id: str) -> bool:
@@ -425,6 +426,9 @@ class Backfill:
         if held[1] >= self.floor_us:
             start = max(start, self.floor_us)
         start = max(start, earliest)
+        # A venue's REST API may date trades more coarsely than its socket (Bitstamp: whole seconds): a
+        # trade of the window's first second can carry a time before the start. Keep a second more.
+        kept_from = start - REST_TIME_SLACK_US
         seen = self.seen
         attempt = kept_total = 0
         while True:
@@ -432,7 +436,7 @@ class Backfill:
                 async for page in since(client, native, start, connection):
                     keep: list[Trade] = []
                     for t in page.trades:
-                        if t.ts_us >= start and not (seen is not None and seen.holds(native, t.trade_id)):
+                        if t.ts_us >= kept_from and not (seen is not None and seen.holds(native, t.trade_id)):
                             keep.append(t)
                             if seen is not None:
                                 seen.add(native, t.trade_id, t.ts_us)
