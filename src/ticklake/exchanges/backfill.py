@@ -362,7 +362,6 @@ class Backfill:
 
     async def _catch_up_once(self, native: str, held: tuple[int, int] | None, why: str,
                              connection: _RestConnection) -> None:
-        symbol = self._label(native)
         fetcher, client = self.fetcher, self.client
         if getattr(fetcher, "since", None) is not None:
             await self._reconcile_once(native, held, why, connection)
@@ -382,13 +381,8 @@ class Backfill:
                 break
             except (RestError, MalformedResponse) as exc:
                 attempt += 1
-                if not getattr(exc, "retryable", True) or attempt > self.max_behind:
-                    self._short(native, held, None, f"{why}: REST failing ({exc})")
+                if not await self._again(exc, attempt, native, held, f"fetching the recent trades after {why}"):
                     return
-                delay = self._delay(attempt)
-                log.warning("%s %s: recent trades after %s not fetched: %s; retrying in %.1f s", self.exchange,
-                            symbol, why, exc, delay)
-                await asyncio.sleep(delay)
         cutoff = self._clock_us() - self.lookback_us
         keep = [t for t in page.trades if t.ts_us >= cutoff]
         await self._publish_page(native, page.body, page.received_us, page.frame_seq, keep, connection)
@@ -446,17 +440,25 @@ class Backfill:
                 break
             except (RestError, MalformedResponse) as exc:
                 attempt += 1
-                if not getattr(exc, "retryable", True) or attempt > self.max_behind:
-                    self._short(native, held, None, f"{why}: REST failing ({exc})")
+                if not await self._again(exc, attempt, native, held, f"the reconciliation after {why}"):
                     return
-                delay = self._delay(attempt)
-                log.warning("%s %s: reconciliation after %s failed: %s; retrying in %.1f s", self.exchange,
-                            symbol, why, exc, delay)
-                await asyncio.sleep(delay)
         if kept_total:
             self.counters.filled.labels(self.exchange, symbol).inc(kept_total)
             log.info("%s %s: %d trades the socket did not deliver recovered by reconciliation (%s)",
                      self.exchange, symbol, kept_total, why)
+
+    async def _again(self, exc: RestError | MalformedResponse, attempt: int, native: str,
+                     held: tuple[int, int] | None, doing: str) -> bool:
+        """After a REST failure of a catch-up or a reconciliation: wait and say to ask again, or, refused
+        outright or failing ``max_behind`` times, count the break as not covered and say to give up."""
+        if not getattr(exc, "retryable", True) or attempt > self.max_behind:
+            self._short(native, held, None, f"{doing}: REST failing ({exc})")
+            return False
+        delay = self._delay(attempt)
+        log.warning("%s %s: %s failed: %s; retrying in %.1f s", self.exchange, self._label(native), doing, exc,
+                    delay)
+        await asyncio.sleep(delay)
+        return True
 
     async def _publish_page(self, native: str, body: str, received_us: int, frame_seq: int, keep: list[Trade],
                             connection: _RestConnection) -> None:
