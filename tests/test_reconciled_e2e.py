@@ -1,8 +1,8 @@
 """Venues reconciled by time, end to end under the whole fault mix: what is stored is exactly the venue's
 tape, though their trade ids are global and no gap shows in them.
 
-Every registered venue whose completeness is "reconciled-by-time" (Bitstamp, Gemini, Bitfinex) runs in
-the embedded platform against its simulated server while chaos drops and shuts down its connections,
+Every registered venue whose completeness is "reconciled-by-time" (Bitstamp, Gemini, Bitfinex) runs, all
+in one embedded platform, against its simulated server while chaos drops and shuts down its connections,
 garbles, duplicates and reorders frames, hides trades from every socket (``skip_next``), stalls the
 sockets, and fails REST requests. Breaks (reconnects, unreadable frames, sequence jumps) and the periodic
 reconciliation (every 2 s here) read each market's REST trades back; the assertion is the issue's: the
