@@ -20,8 +20,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from tests.factories import recompute_candles
-from tests.test_chaos import metric_sum
-from tests.test_platform import stored_trades
+from tests.support.stored import metric_sum, stored_trades
 from ticklake.app import Platform
 from ticklake.ops import metrics
 from ticklake.settings import FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings

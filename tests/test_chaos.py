@@ -17,7 +17,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from tests.factories import recompute_candles
-from tests.test_platform import stored_trades
+from tests.support.stored import metric_sum, stored_trades
 from ticklake.app import Platform
 from ticklake.ops import metrics
 from ticklake.settings import FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
@@ -27,15 +27,6 @@ from ticklake.warehouse.reader import TIMEFRAMES, WarehouseReader
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "kraken": ["BTC/USD", "ETH/USD"],
            "coinbase": ["BTC/USD", "DOGE/USD"], "okx": ["BTC/USDT", "SOL/USDT"]}
 CHAOS_SECONDS = float(os.environ.get("TICKLAKE_CHAOS_SECONDS", "180"))
-
-
-def metric_sum(counter: object, exchange: str) -> float:
-    total = 0.0
-    for family in counter.collect():  # type: ignore[attr-defined]
-        for sample in family.samples:
-            if sample.name.endswith("_total") and sample.labels.get("exchange") == exchange:
-                total += sample.value
-    return total
 
 
 @pytest.mark.slow

@@ -16,33 +16,14 @@ import sys
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from tests.test_cli import REPO, env_for, free_port, wait_for
+from tests.support.processes import REPO, env_for, free_port, wait_for
+from tests.support.stored import all_trades, rfc3339_us
 from ticklake.venues import NAMES
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"], "okx": ["BTC/USDT"]}
-
-
-def all_trades(base: str, exchange: str, symbol: str) -> list[dict[str, Any]]:
-    trades: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        params = {"exchange": exchange, "symbol": symbol, "limit": 5000, **({"cursor": cursor} if cursor else {})}
-        page = httpx.get(f"{base}/v1/trades", params=params, timeout=30).json()
-        trades += page["trades"]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return trades
-
-
-def rfc3339_us(text: str) -> int:
-    from ticklake.exchanges.mappers.common import rfc3339_to_us
-
-    return rfc3339_to_us(text)
 
 
 @pytest.mark.slow

@@ -7,49 +7,18 @@ no gap and no duplicate, and every candle must equal its recomputation from the 
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
 
 from clickhouse_connect.driver.client import Client
 
-from tests.factories import recompute_candles
+from tests.support.stored import assert_a_stretch_of_the_tape, assert_candles_recompute, stored_trades
 from ticklake.app import Platform
 from ticklake.model import Trade
 from ticklake.settings import Settings, SimulatorSettings, VenueSettings, VenuesSettings
-from ticklake.simulator.tape import TapeTrade
 from ticklake.venues import NAMES
-from ticklake.warehouse.reader import TIMEFRAMES, WarehouseReader
+from ticklake.warehouse.reader import WarehouseReader
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD", "DOGE/USD"], "coinbase": ["BTC/USD", "SOL/USD"],
            "okx": ["BTC/USDT", "ETH/USDC"], "bybit": ["BTC/USDT", "ETH/USDC"]}
-
-
-def stored_trades(client: Client, exchange: str, symbol: str) -> list[Trade]:
-    rows = client.query(
-        "SELECT trade_id, toString(price), toString(qty), toString(side), toUnixTimestamp64Micro(ts), native_symbol "
-        "FROM silver_trades WHERE exchange = {e:String} AND symbol = {s:String} ORDER BY trade_id",
-        parameters={"e": exchange, "s": symbol}).result_rows
-    return [Trade(exchange, symbol, r[5], int(r[0]), r[1], r[2], r[3], int(r[4]), 0) for r in rows]
-
-
-def assert_a_stretch_of_the_tape(stored: list[Trade], tape: list[TapeTrade], market: object) -> None:
-    """What was stored is one contiguous stretch of the tape (from subscription, or the snapshot
-    before it, until the feeds stopped), equal field by field."""
-    first = next(i for i, t in enumerate(tape) if t.trade_id == stored[0].trade_id)
-    expected = tape[first:first + len(stored)]
-    assert [(t.trade_id, Decimal(t.price), Decimal(t.qty), t.side, t.ts_us) for t in expected] == \
-           [(t.trade_id, Decimal(t.price), Decimal(t.qty), t.side, t.ts_us) for t in stored], market
-
-
-def assert_candles_recompute(client: Client, trades: list[Trade], timeframes: dict[str, int] = TIMEFRAMES) -> None:
-    """Every stored candle of ``timeframes`` over ``trades`` equals its recomputation from them."""
-    reader = WarehouseReader(client)
-    for name, seconds in timeframes.items():
-        for (exchange, symbol, start), candle in recompute_candles(trades, seconds).items():
-            [stored_candle] = [c for c in reader.ohlcv(exchange, symbol, name, None, None, 5000)
-                               if int(c.start.timestamp()) == start]
-            assert (stored_candle.open, stored_candle.high, stored_candle.low, stored_candle.close,
-                    stored_candle.volume, stored_candle.trades) == \
-                   (candle.open, candle.high, candle.low, candle.close, candle.volume, candle.trades)
 
 
 async def test_simulated_session_is_stored_exactly_as_the_venues_traded(warehouse: Client, warehouse_url: str) -> None:

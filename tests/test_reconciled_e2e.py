@@ -26,8 +26,7 @@ from decimal import Decimal
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from tests.test_chaos import metric_sum
-from tests.test_platform import assert_candles_recompute, stored_trades
+from tests.support.stored import assert_candles_recompute, metric_sum, stored_trades
 from ticklake.app import Platform
 from ticklake.exchanges import registry
 from ticklake.exchanges.rest import RateLimit

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from tests.broker import Broker
-from tests.test_cli import env_for, free_port, ticklake
+from tests.support.processes import env_for, free_port, ticklake
 from ticklake.venues import NAMES
 
 # Every registered venue's topics, in registry order, but coinbase's: kafka_env disables it.

@@ -150,7 +150,7 @@ def test_config_masks_every_credential(monkeypatch: pytest.MonkeyPatch, capsys: 
 
 
 def test_an_unreachable_warehouse_server_is_one_line_naming_what_to_check(tmp_path: Path) -> None:
-    from tests.test_cli import free_port
+    from tests.support.processes import free_port
 
     env = {**os.environ, "TICKLAKE_WAREHOUSE_URL": f"http://reader:pw123@127.0.0.1:{free_port()}",
            "TICKLAKE_API__PORT": str(free_port()), "TICKLAKE_DATA_DIR": str(tmp_path)}

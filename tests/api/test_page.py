@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.test_cli import REPO, env_for, running, wait_for
+from tests.support.processes import REPO, env_for, running, wait_for
 from ticklake.bench.stages import synthetic_trades
 from ticklake.settings import Settings
 from ticklake.warehouse import migrate

@@ -21,7 +21,7 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.uri import parse_uri
 
 from tests.factories import trade
-from tests.test_cli import free_port
+from tests.support.processes import free_port
 from ticklake.app import Platform
 from ticklake.ops import metrics
 from ticklake.settings import ApiSettings, FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings

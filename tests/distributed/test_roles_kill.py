@@ -31,8 +31,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from tests.broker import Broker
-from tests.test_cli import REPO, env_for, free_port, wait_for
-from tests.test_crash_resume import all_trades, rfc3339_us
+from tests.support.processes import REPO, env_for, free_port, wait_for
+from tests.support.stored import all_trades, rfc3339_us
 from ticklake.venues import NAMES
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"]}

@@ -28,8 +28,8 @@ from tests.distributed.test_roles_kill import (
     stop_all,
     venue_env,
 )
-from tests.test_cli import REPO, env_for, free_port, wait_for
-from tests.test_crash_resume import all_trades
+from tests.support.processes import REPO, env_for, free_port, wait_for
+from tests.support.stored import all_trades
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("CLICKHOUSE_URL"),

@@ -23,7 +23,7 @@ from pyiceberg.types import LongType, NestedField
 
 from tests.factories import frame, trade
 from tests.lake.test_offload import NAMESPACE, rows, settle, tape, warm
-from tests.test_cli import REPO, env_for, running, stop, ticklake, wait_for
+from tests.support.processes import REPO, env_for, running, stop, ticklake, wait_for
 from ticklake.lake.catalog import open_catalog
 from ticklake.lake.offload import CLOSED_BEFORE, closed_before
 from ticklake.lake.service import MAINTAINED_AT, Offloader

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from tests.test_platform import assert_a_stretch_of_the_tape, assert_candles_recompute, stored_trades
+from tests.support.stored import assert_a_stretch_of_the_tape, assert_candles_recompute, stored_trades
 from ticklake import app
 from ticklake.app import Platform
 from ticklake.bus import MemoryBus
