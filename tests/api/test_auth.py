@@ -26,9 +26,8 @@ from websockets.exceptions import InvalidStatus
 
 from tests.api.api_data import CONFIGURED, api_settings
 from tests.api.server import serve
-from tests.api.test_api_ops import _resolve, conforms
-from tests.api.test_stream import until_answering
-from tests.support.processes import free_port
+from tests.support.openapi import _resolve, conforms
+from tests.support.processes import free_port, until_answering
 from ticklake.api import create_app
 from ticklake.api.auth import AuthSetupError, key_store_for
 from ticklake.api.keys import KeyFileError, KeyStore

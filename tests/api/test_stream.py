@@ -21,7 +21,7 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.uri import parse_uri
 
 from tests.factories import trade
-from tests.support.processes import free_port
+from tests.support.processes import free_port, until_answering
 from ticklake.app import Platform
 from ticklake.ops import metrics
 from ticklake.settings import ApiSettings, FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
@@ -128,16 +128,6 @@ async def started(settings: Settings, simulate: bool = True) -> Platform:
     await platform.start()
     await until_answering(settings.api.port)
     return platform
-
-
-async def until_answering(port: int) -> None:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as api:
-        for _ in range(200):
-            with contextlib.suppress(httpx.TransportError):
-                await api.get("/health")
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError("the API never answered")
 
 
 async def quiesce(feed: Platform, serving: Platform | None = None) -> None:

@@ -14,7 +14,6 @@ from the stored trades.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -32,77 +31,11 @@ from confluent_kafka import Consumer, TopicPartition
 
 from tests.broker import Broker
 from tests.support.processes import REPO, env_for, free_port, wait_for
+from tests.support.roles import assert_exactly_the_tape, kill, start, start_simulator, stop_all, venue_env
 from tests.support.stored import all_trades, rfc3339_us
-from ticklake.venues import NAMES
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"]}
 RATE_PER_MARKET = 450.0  # ~1,800 trades/s over four markets: > 200k trades during the ingest kills
-
-
-def start_simulator(tapes_file: Path, seed: int, rate: float, markets: dict[str, list[str]]
-                    ) -> tuple[subprocess.Popen[str], dict[str, dict[str, str]]]:
-    """The simulated venues in a process of their own (they trade on while ticklake's roles die);
-    on SIGTERM they write their tapes, the oracle, to ``tapes_file``."""
-    pythonpath = os.pathsep.join([str(REPO / "src"), str(REPO)])
-    simulator = subprocess.Popen(
-        [sys.executable, "-m", "tests.sim_server", str(tapes_file), str(seed), str(rate), json.dumps(markets)],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": pythonpath}, stdout=subprocess.PIPE, text=True)
-    assert simulator.stdout is not None
-    urls: dict[str, dict[str, str]] = json.loads(simulator.stdout.readline())
-    return simulator, urls
-
-
-def stop_all(processes: list[subprocess.Popen[bytes]], simulator: subprocess.Popen[str], broker: Broker) -> None:
-    """Stop the roles (SIGTERM, then SIGKILL), the venues and the broker, whatever state they are in."""
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    if simulator.poll() is None:
-        simulator.kill()
-    broker.remove()
-
-
-def venue_env(markets: dict[str, list[str]], urls: dict[str, dict[str, str]]) -> dict[str, str]:
-    """Settings pointing every venue of ``markets`` at the simulator's URLs."""
-    env = {}
-    for exchange, symbols in markets.items():
-        upper = exchange.upper()
-        env[f"TICKLAKE_VENUES__{upper}__SYMBOLS"] = json.dumps(symbols)
-        env[f"TICKLAKE_VENUES__{upper}__WS_URL"] = urls["ws_urls"][exchange]
-        env[f"TICKLAKE_VENUES__{upper}__REST_URL"] = urls["rest_urls"][exchange]
-    for other in NAMES:  # a registered venue the simulator does not play would reach the real one
-        if other not in markets:
-            env[f"TICKLAKE_VENUES__{other.upper()}__ENABLED"] = "false"
-    return env
-
-
-def assert_exactly_the_tape(trades: list[dict[str, Any]], tape: list[dict[str, Any]], market: str) -> None:
-    """Every trade the venue made between the first and last stored one is stored, once, exactly."""
-    ids = [int(t["trade_id"]) for t in trades]
-    assert len(ids) == len(set(ids)), f"{market}: a trade stored twice"
-    first, last = min(ids), max(ids)
-    expected = [t for t in tape if first <= t["trade_id"] <= last]
-    assert sorted(ids) == [t["trade_id"] for t in expected], f"{market}: trades missing"
-    by_id = {t["trade_id"]: t for t in tape}
-    for trade in trades:
-        oracle = by_id[int(trade["trade_id"])]
-        assert (Decimal(trade["price"]), Decimal(trade["qty"]), trade["side"], rfc3339_us(trade["time"])) == \
-               (Decimal(oracle["price"]), Decimal(oracle["qty"]), oracle["side"], oracle["ts_us"]), market
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "ticklake.cli", *args], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-
-
-def kill(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.wait(30)
 
 
 def health(base: str) -> dict[str, Any]:

@@ -20,15 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.broker import Broker
-from tests.distributed.test_roles_kill import (
-    assert_exactly_the_tape,
-    kill,
-    start,
-    start_simulator,
-    stop_all,
-    venue_env,
-)
 from tests.support.processes import REPO, env_for, free_port, wait_for
+from tests.support.roles import assert_exactly_the_tape, kill, start, start_simulator, stop_all, venue_env
 from tests.support.stored import all_trades
 
 pytestmark = pytest.mark.skipif(

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -16,22 +15,12 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
-from tests.factories import BASE_US, frame, trade
+from tests.support.lake import DAY_US, LAG_S, NAMESPACE, rows, settle, tape, warm, write
 from ticklake.lake import offload as offload_module
 from ticklake.lake.catalog import open_catalog
-from ticklake.lake.offload import OffloadResult, commit, offload_bound, offload_table, prepare, to_lake, watermark
+from ticklake.lake.offload import OffloadResult, commit, offload_bound, offload_table, prepare, watermark
 from ticklake.lake.tables import RAW_FRAMES, SILVER_TRADES, TABLES, LakeTable, ensure_table
-from ticklake.model import Trade
-from ticklake.settings import LakeSettings, ValidationSettings
-from ticklake.warehouse.sql import query
-from ticklake.warehouse.writer import WarehouseWriter
-
-# The safety lag must outlast any insert still in flight (settings demand at least 2 s of a running
-# platform). These tests write synchronously and never offload while an insert runs, so the lag only
-# has to pass the current second: 1 s, which halves what every test waits.
-LAG_S = 1
-NAMESPACE = "ticklake"
-DAY_US = 86_400_000_000
+from ticklake.settings import LakeSettings
 
 
 @pytest.fixture
@@ -39,43 +28,13 @@ def catalog(tmp_path: Path) -> Iterator[Catalog]:
     yield open_catalog(LakeSettings(), tmp_path)
 
 
-def write(warehouse: Client, trades: list[Trade]) -> None:
-    WarehouseWriter(warehouse, ValidationSettings()).write([frame("{}", trade_count=len(trades))], trades)
-
-
-def settle(warehouse: Client, lag_s: int = LAG_S) -> None:
-    """Wait until every stored row is older than the safety lag, by the warehouse's clock."""
-    # A candle's updated_at may fall a second after its trade's stored_at: wait for both.
-    newest = int(warehouse.query("SELECT greatest((SELECT toUInt32(max(stored_at)) FROM silver_trades), "
-                                 "(SELECT toUInt32(max(updated_at)) FROM gold_ohlcv))").first_row[0])
-    while offload_bound(warehouse, lag_s) < newest:
-        time.sleep(0.2)
-
-
 def run(warehouse: Client, catalog: Catalog, spec: LakeTable = SILVER_TRADES,
         max_rows: int = 1_000_000) -> OffloadResult:
     return offload_table(warehouse, catalog, NAMESPACE, spec, safety_lag_s=LAG_S, max_rows_per_commit=max_rows)
 
 
-def rows(table: pa.Table) -> list[tuple[Any, ...]]:
-    return sorted(tuple(row.values()) for row in table.to_pylist())
-
-
-def warm(warehouse: Client, spec: LakeTable = SILVER_TRADES) -> list[tuple[Any, ...]]:
-    everything = warehouse.query_arrow(query(spec.select_query), parameters={"lower": 0, "upper": 2**32 - 1})
-    return rows(to_lake(everything, spec))
-
-
 def cold(catalog: Catalog, spec: LakeTable = SILVER_TRADES) -> list[tuple[Any, ...]]:
     return rows(catalog.load_table((NAMESPACE, spec.name)).scan().to_arrow())
-
-
-def tape(first_id: int, count: int, *, ts_offset_us: int = 0) -> list[Trade]:
-    """Trades on two venues, two symbols and three days."""
-    markets = (("binance", "BTC/USDT"), ("binance", "ETH/USDT"), ("kraken", "BTC/USD"))
-    return [trade(i, f"{100 + i % 7}.{i % 1000:03d}", "0.125", exchange=markets[i % 3][0], symbol=markets[i % 3][1],
-                  side=("buy", "sell")[i % 2], ts_us=BASE_US + ts_offset_us + (i % 3) * DAY_US + i * 1000)
-            for i in range(first_id, first_id + count)]
 
 
 def test_offload_copies_silver_exactly_partitioned_sorted_and_zstd(warehouse: Client, catalog: Catalog) -> None:

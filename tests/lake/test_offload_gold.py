@@ -12,7 +12,7 @@ from clickhouse_connect.driver.client import Client
 from pyiceberg.catalog import Catalog
 
 from tests.factories import BASE_US, recompute_candles, trade
-from tests.lake.test_offload import NAMESPACE, rows, settle, tape, write
+from tests.support.lake import NAMESPACE, rows, settle, tape, write
 from ticklake.lake.catalog import open_catalog
 from ticklake.lake.offload import OffloadResult, closed_before, offload_table, to_lake, watermark
 from ticklake.lake.tables import GOLD_OHLCV, TIMEFRAMES, LakeTable

@@ -22,7 +22,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField
 
 from tests.factories import frame, trade
-from tests.lake.test_offload import NAMESPACE, rows, settle, tape, warm
+from tests.support.lake import NAMESPACE, rows, settle, tape, warm
 from tests.support.processes import REPO, env_for, running, stop, ticklake, wait_for
 from ticklake.lake.catalog import open_catalog
 from ticklake.lake.offload import CLOSED_BEFORE, closed_before

@@ -26,8 +26,8 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, OAuthError
 from pyiceberg.table import Table
 
-from tests.lake.test_offload import LAG_S, rows, settle, tape, warm, write
 from tests.seaweed import TABLE_BUCKET, Seaweed
+from tests.support.lake import LAG_S, rows, settle, tape, warm, write
 from ticklake.lake.catalog import open_catalog
 from ticklake.lake.offload import (
     Batch,

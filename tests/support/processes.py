@@ -3,6 +3,8 @@ ports, an environment per data directory, the CLI, a running process and its sto
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -74,3 +76,13 @@ def stop(process: subprocess.Popen[str]) -> str:
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     return output
+
+
+async def until_answering(port: int) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as api:
+        for _ in range(200):
+            with contextlib.suppress(httpx.TransportError):
+                await api.get("/health")
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("the API never answered")
