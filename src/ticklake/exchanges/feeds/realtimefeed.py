@@ -30,6 +30,10 @@ Robustness rules, each from something that went wrong before (shared notes, less
   lost or garbled frame, the downtime before a start) is filled from the venue's REST API by the
   feed's ``Backfill``, whose pages are published like frames; a venue's per-connection message
   sequence (Coinbase ``sequence_num``) is checked too, and a jump is counted and logged;
+* a venue whose trade ids are shared by all its markets shows no gap by id: every *break* (a new
+  connection, an unreadable frame, a sequence jump) has the backfill read the markets' recent trades
+  back (Bybit: the newest page; venues reconciled by time: the window since the newest trade held), and
+  those venues also read each market's last period back every ``feed.reconcile_every_s``;
 * an unreachable venue gives one clear log line per attempt, and the status says why and when the
   next attempt is.
 
@@ -335,9 +339,9 @@ class RealtimeFeed:
 
     async def _reconcile_periodically(self) -> None:
         """Every ``feed.reconcile_every_s``, each market's trades since the previous tick (the backfill starts
-        each window a little earlier, ``RECONCILE_OVERLAP_S``):
-        the losses no break shows (a frame the venue never sent, a stall the watchdog did not end) are
-        found there. The windows chain, so every moment since the start is read back once after the fact."""
+        each window ``RECONCILE_OVERLAP_S`` earlier): the losses no break shows (a frame the venue never
+        sent, a stall the watchdog did not end) are found there. The windows chain, so every moment since
+        the start is read back once after the fact."""
         period = self.settings.reconcile_every_s
         previous_us = self._started_us
         while not self.stopping:
