@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ticklake.model import ParsedFrame
+from ticklake.model import ParsedFrame, Trade
 from ticklake.venues import VENUES, from_native
 
 __all__ = [
@@ -95,6 +95,18 @@ def decoded(exchange: str, payload: bytes | str | bytearray | memoryview, decode
         return ParsedFrame("error", error=f"{exchange}: invalid JSON ({exc})")
     except RecursionError:
         return ParsedFrame("error", error=f"{exchange}: invalid JSON (nested too deeply)")
+
+
+def rest_rows(exchange: str, rows: list[Any], trade_of: Callable[[Any], Trade]) -> tuple[Trade, ...]:
+    """A REST page's rows made trades by ``trade_of``, in page order; the first row it refuses
+    (``ValueError``) makes the whole page a ``MalformedResponse`` naming the row and why."""
+    trades: list[Trade] = []
+    for index, row in enumerate(rows):
+        try:
+            trades.append(trade_of(row))
+        except ValueError as exc:
+            raise MalformedResponse(f"{exchange} REST trades row {index}: {exc}") from None
+    return tuple(trades)
 
 
 def string_trade_id(text: str, field: str) -> int:

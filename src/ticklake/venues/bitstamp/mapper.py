@@ -54,6 +54,7 @@ from ticklake.exchanges.mappers.common import (
     match_decimal_pair,
     only_subscribed,
     refused_payload,
+    rest_rows,
     show,
     string_trade_id,
     venue_message,
@@ -236,13 +237,7 @@ def parse_rest_trades(body: bytes | str, native_symbol: str, received_us: int, *
         rows = _decode_rest(body)
     except (ValueError, TypeError, RecursionError) as exc:
         raise MalformedResponse(_rest_error(body, exc)) from None
-    trades: list[Trade] = []
-    for index, row in enumerate(rows):
-        try:
-            trades.append(_rest_trade(row, native_symbol, received_us, conn_id, frame_seq))
-        except ValueError as exc:
-            raise MalformedResponse(f"{EXCHANGE} REST trades row {index}: {exc}") from None
-    return tuple(trades)
+    return rest_rows(EXCHANGE, rows, lambda row: _rest_trade(row, native_symbol, received_us, conn_id, frame_seq))
 
 
 def _rest_error(body: bytes | str, exc: Exception) -> str:

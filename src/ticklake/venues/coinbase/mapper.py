@@ -53,6 +53,7 @@ from ticklake.exchanges.mappers.common import (
     match_utc_times,
     only_subscribed,
     refused_payload,
+    rest_rows,
     rfc3339_to_us,
     show,
     string_trade_id,
@@ -390,13 +391,8 @@ def parse_rest_trades(body: bytes | str, native_symbol: str, received_us: int, *
         rows = _decode_rest(body)
     except (ValueError, TypeError, RecursionError) as exc:
         raise MalformedResponse(_rest_error(body, exc)) from None
-    trades: list[Trade] = []
-    for index, row in enumerate(rows):
-        try:
-            trades.append(_match_trade(row, native_symbol, symbol, received_us, conn_id, frame_seq))
-        except ValueError as exc:
-            raise MalformedResponse(f"{EXCHANGE} REST trades row {index}: {exc}") from None
-    return tuple(trades)
+    return rest_rows(EXCHANGE, rows,
+                     lambda row: _match_trade(row, native_symbol, symbol, received_us, conn_id, frame_seq))
 
 
 def _rest_error(body: bytes | str, exc: Exception) -> str:

@@ -58,6 +58,7 @@ from ticklake.exchanges.mappers.common import (
     match_utc_times,
     only_subscribed,
     refused_payload,
+    rest_rows,
     rfc3339_to_us,
     show,
     texts_valid,
@@ -424,13 +425,9 @@ def parse_rest_trades(body: bytes | str, native_symbol: str, received_us: int, *
     rows = result[pairs[0]]
     if not isinstance(rows, list):
         raise MalformedResponse(f"{EXCHANGE} REST trades: rows of {pairs[0]} are not a list")
-    trades: list[Trade] = []
-    for index, row in enumerate(rows):
-        try:
-            trades.append(_rest_trade(row, symbol, native_symbol, received_us, conn_id, frame_seq))
-        except ValueError as exc:
-            raise MalformedResponse(f"{EXCHANGE} REST trades row {index}: {exc}") from None
-    return KrakenTradesPage(tuple(trades), last)
+    trades = rest_rows(EXCHANGE, rows,
+                       lambda row: _rest_trade(row, symbol, native_symbol, received_us, conn_id, frame_seq))
+    return KrakenTradesPage(trades, last)
 
 
 def _rest_trade(row: Any, symbol: str, native: str, received_us: int, conn_id: str, frame_seq: int) -> Trade:
