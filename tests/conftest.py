@@ -26,6 +26,17 @@ os.environ.setdefault("TZ", "UTC")
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TESTDATA = REPO.parent / "shared" / "testdata" / "cryptofeed"
 
+# The per-test limit of a slow suite (a whole platform, a chaos or kill run); the others' is pyproject's
+# `timeout`. Above the longest slow test's time on a loaded 2-core machine, far below CI's budget.
+SLOW_TEST_TIMEOUT_S = 600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_S))
+
+
 LAYER_TABLES = ("raw_frames", "bronze_trades", "silver_trades", "dead_letters", "gold_ohlcv", "bus_positions",
                 "bus_dead_letters")
 

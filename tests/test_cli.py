@@ -12,6 +12,8 @@ import pytest
 from tests.support.processes import UPPER_NAMES, env_for, free_port, running, stop, ticklake, wait_for
 from ticklake.venues import NAMES
 
+pytestmark = pytest.mark.integration
+
 
 def trade_count(base: str) -> int:
     symbols = httpx.get(f"{base}/v1/symbols", timeout=10).json()["symbols"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from clickhouse_connect.driver.client import Client
 
 from tests.support.stored import assert_a_stretch_of_the_tape, assert_candles_recompute, stored_trades
@@ -16,6 +17,8 @@ from ticklake.model import Trade
 from ticklake.settings import Settings, SimulatorSettings, VenueSettings, VenuesSettings
 from ticklake.venues import NAMES
 from ticklake.warehouse.reader import WarehouseReader
+
+pytestmark = pytest.mark.integration
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD", "DOGE/USD"], "coinbase": ["BTC/USD", "SOL/USD"],
            "okx": ["BTC/USDT", "ETH/USDC"], "bybit": ["BTC/USDT", "ETH/USDC"]}

@@ -39,6 +39,8 @@ from ticklake.ops import metrics
 from ticklake.settings import ApiSettings, Settings
 from ticklake.warehouse.reader import WarehouseReader
 
+pytestmark = pytest.mark.integration
+
 SYMBOLS = "/v1/symbols"
 
 

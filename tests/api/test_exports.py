@@ -29,6 +29,8 @@ from ticklake.client import TicklakeClient
 from ticklake.settings import ApiSettings, Settings
 from ticklake.warehouse.reader import WarehouseReader
 
+pytestmark = pytest.mark.integration
+
 MARKETS = (("binance", "BTC/USDT"), ("binance", "ETH/USDT"), ("kraken", "BTC/USD"))
 BTC = {"exchange": "binance", "symbol": "BTC/USDT"}
 DECIMAL_TYPE = pa.decimal128(38, 18)

@@ -29,7 +29,7 @@ from ticklake.warehouse.reader import TIMEFRAMES
 
 MARKETS = {"binance": ["BTC/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"]}
 # Each test starts from an empty warehouse (the session's, emptied by the fixture).
-pytestmark = pytest.mark.usefixtures("warehouse")
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("warehouse")]
 
 
 def settings_for(warehouse_url: str, trades_per_second: float, **api: Any) -> Settings:

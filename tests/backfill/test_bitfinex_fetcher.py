@@ -14,6 +14,8 @@ from ticklake.simulator import Simulator, TapeTrade, VenueOptions
 from ticklake.simulator.rest import RestLimit
 from ticklake.venues.bitfinex.rest import MAX_PAGE, BitfinexTrades
 
+pytestmark = pytest.mark.integration
+
 SYMBOL = "BTC/USD"
 NATIVE = "tBTCUSD"
 

@@ -18,6 +18,8 @@ from ticklake.simulator import RestLimit, Simulator, TapeTrade, VenueOptions
 from ticklake.venues.gemini.rest import MAX_PAGE, REACH_S, GeminiTrades
 from ticklake.venues.gemini.simulated import GeminiRest
 
+pytestmark = pytest.mark.integration
+
 SYMBOL = "BTC/USD"
 NATIVE = "BTCUSD"
 

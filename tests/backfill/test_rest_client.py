@@ -14,6 +14,8 @@ from ticklake.exchanges.rest.client import retry_after_s
 from ticklake.ops.metrics import REGISTRY
 from ticklake.settings import FeedSettings
 
+pytestmark = pytest.mark.integration
+
 Handler = Callable[[httpx.Request], httpx.Response]
 
 

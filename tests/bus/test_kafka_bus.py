@@ -32,6 +32,8 @@ from ticklake.exchanges.gaps import Gap, Resume
 from ticklake.model import BusReject, Message, RawFrame, ResumePoint, Trade, raw_topic, trades_topic
 from ticklake.settings import KafkaSettings
 
+pytestmark = pytest.mark.integration
+
 
 def unique_exchange() -> str:
     return f"t{uuid.uuid4().hex[:12]}"

@@ -37,6 +37,8 @@ from ticklake.warehouse.ingest import Ingester
 from ticklake.warehouse.reader import WarehouseReader
 from ticklake.warehouse.writer import Plan, WarehouseWriter
 
+pytestmark = pytest.mark.integration
+
 T = TypeVar("T")
 
 LENIENT = ValidationSettings(max_age_days=3650)  # the synthetic trades are from 2026-01-01

@@ -16,6 +16,8 @@ from ticklake.simulator import Simulator, VenueOptions
 from ticklake.simulator.venue import SimConnection
 from ticklake.venues.binance.feed import BinanceFeed
 
+pytestmark = pytest.mark.integration
+
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 FAST_PINGS = VenueOptions(ping_interval_s=0.2, pong_timeout_s=0.6, tick_s=0.01)
 

@@ -8,6 +8,8 @@ import asyncio
 import json
 from itertools import pairwise
 
+import pytest
+
 from ticklake.exchanges.feeds import feed_for
 from ticklake.model import RawFrame
 from ticklake.ops.metrics import REGISTRY
@@ -15,6 +17,8 @@ from ticklake.settings import SimulatorSettings
 from ticklake.simulator import Simulator, VenueOptions
 from ticklake.venues.bitfinex import mapper
 from ticklake.venues.bitfinex.feed import BitfinexFeed
+
+pytestmark = pytest.mark.integration
 
 SYMBOLS = ["BTC/USD", "AVAX/USD"]
 FAST = VenueOptions(tick_s=0.01)

@@ -22,6 +22,8 @@ from ticklake.venues.bitstamp import mapper
 from ticklake.venues.bitstamp.feed import HEARTBEAT, BitstampFeed
 from ticklake.venues.bitstamp.rest import MARGIN_S, BitstampTrades, window_for
 
+pytestmark = pytest.mark.integration
+
 SYMBOLS = ["BTC/USD", "ETH/EUR"]
 
 

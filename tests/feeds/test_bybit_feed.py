@@ -16,6 +16,8 @@ from ticklake.venues.bybit import mapper
 from ticklake.venues.bybit.feed import BybitFeed
 from ticklake.venues.bybit.rest import MAX_PAGE, BybitTrades
 
+pytestmark = pytest.mark.integration
+
 SYMBOLS = ["BTC/USDT", "ETH/USDC"]
 SHORT = "ticklake_feed_backfill_short_total"
 

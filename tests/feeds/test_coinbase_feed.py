@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from ticklake.exchanges.feeds import feed_for
 from ticklake.settings import SimulatorSettings
 from ticklake.simulator import Simulator, VenueOptions
 from ticklake.venues.coinbase import mapper as coinbase_mapper
 from ticklake.venues.coinbase import simulated as coinbase_sim
+
+pytestmark = pytest.mark.integration
 
 SYMBOLS = ["BTC/USD", "ETH/USD"]
 

@@ -18,6 +18,8 @@ from ticklake.settings import FeedSettings, SimulatorSettings
 from ticklake.simulator import Simulator, VenueOptions
 from ticklake.simulator.venue import SimConnection
 
+pytestmark = pytest.mark.integration
+
 FAST = VenueOptions(tick_s=0.01, heartbeat_interval_s=0.1, batch_interval_s=0.05)
 
 

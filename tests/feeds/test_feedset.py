@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from ticklake.exchanges.feeds import FeedStatus, feed_for, run_feeds
 from ticklake.exchanges.recording import SessionWriter, read_session
 from ticklake.settings import FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
 from ticklake.simulator import Simulator, VenueOptions
 from ticklake.venues import VENUES as REGISTERED
+
+pytestmark = pytest.mark.integration
 
 # Every registered venue, one market each (coinbase ETH/USD: not the same market as kraken's).
 VENUES = {name: ["ETH/USD" if name == "coinbase" else venue.default_symbols[0]]

@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from ticklake.settings import SimulatorSettings
 from ticklake.simulator import Simulator, VenueOptions
 from ticklake.venues.gemini import mapper
 from ticklake.venues.gemini.feed import GeminiFeed
 from ticklake.venues.gemini.simulated import SNAPSHOT_TRADES
+
+pytestmark = pytest.mark.integration
 
 SYMBOLS = ["BTC/USD", "ETH/BTC"]
 

@@ -12,6 +12,8 @@ from ticklake.exchanges.feeds import feed_for
 from ticklake.settings import SimulatorSettings
 from ticklake.simulator import Simulator, VenueOptions
 
+pytestmark = pytest.mark.integration
+
 SYMBOLS = ["BTC/USD", "ETH/EUR"]
 
 

@@ -12,6 +12,8 @@ from ticklake.settings import SimulatorSettings
 from ticklake.simulator import Simulator, VenueOptions
 from ticklake.venues.okx.feed import OkxFeed
 
+pytestmark = pytest.mark.integration
+
 SYMBOLS = ["BTC/USDT", "ETH/USDC"]
 QUIET = VenueOptions(tick_s=0.01, push_timeout_s=0.5)  # OKX's 30 s rule, shortened
 

@@ -45,6 +45,8 @@ from ticklake.settings import LakeSettings, RetentionSettings, Settings, Validat
 from ticklake.warehouse import migrate
 from ticklake.warehouse.writer import WarehouseWriter
 
+pytestmark = pytest.mark.integration
+
 LAG_S = 1  # as tests/lake/test_offload.py: no insert is in flight when these tests offload
 NAMESPACE = "ticklake"
 MINUTE_US, HOUR_US, DAY_US = 60_000_000, 3_600_000_000, 86_400_000_000

@@ -11,6 +11,8 @@ from ticklake.lake.catalog import catalog_properties, open_catalog
 from ticklake.lake.tables import TABLES, ensure_table
 from ticklake.settings import ConfigError, LakeSettings, load_settings
 
+pytestmark = pytest.mark.integration
+
 
 def test_the_embedded_default_lives_under_data_dir(tmp_path: Path) -> None:
     props = catalog_properties(LakeSettings(), tmp_path)

@@ -43,6 +43,8 @@ from ticklake.settings import LakeSettings, ValidationSettings
 from ticklake.warehouse.sql import query
 from ticklake.warehouse.writer import WarehouseWriter
 
+pytestmark = pytest.mark.integration
+
 LAG_S = 1  # as tests/lake/test_offload.py: no insert is in flight when these tests offload
 NAMESPACE = "ticklake"
 DAY_US = 86_400_000_000

@@ -22,6 +22,8 @@ from ticklake.lake.offload import OffloadResult, commit, offload_bound, offload_
 from ticklake.lake.tables import RAW_FRAMES, SILVER_TRADES, TABLES, LakeTable, ensure_table
 from ticklake.settings import LakeSettings
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def catalog(tmp_path: Path) -> Iterator[Catalog]:

@@ -20,6 +20,8 @@ from ticklake.model import Trade
 from ticklake.settings import LakeSettings
 from ticklake.warehouse.sql import query
 
+pytestmark = pytest.mark.integration
+
 LAG_S = 1  # as tests/lake/test_offload.py: no insert is in flight when these tests offload
 HOUR_US = 3_600_000_000
 

@@ -32,6 +32,8 @@ from ticklake.ops import metrics
 from ticklake.settings import LakeSettings, Settings, ValidationSettings
 from ticklake.warehouse.writer import WarehouseWriter
 
+pytestmark = pytest.mark.integration
+
 FAST = {"TICKLAKE_LAKE__SAFETY_LAG_S": "2", "TICKLAKE_LAKE__OFFLOAD_INTERVAL_S": "1",
         "TICKLAKE_LAKE__RETRY_INITIAL_S": "0.5"}
 

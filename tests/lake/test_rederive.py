@@ -43,6 +43,8 @@ from ticklake.settings import LakeSettings, Settings, ValidationSettings
 from ticklake.warehouse.sql import query
 from ticklake.warehouse.writer import WarehouseWriter
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 LAG_S = 1  # as tests/lake/test_offload.py: no insert is in flight when these tests offload
 NAMESPACE = "ticklake"

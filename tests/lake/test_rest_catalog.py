@@ -46,6 +46,8 @@ from ticklake.ops import metrics
 from ticklake.settings import LakeSettings, Settings
 from ticklake.warehouse.sql import query
 
+pytestmark = pytest.mark.integration
+
 # Longer than any call a healthy loopback store makes: an outage test then fails within seconds.
 TEST_IO_TIMEOUT_S = 1.0
 

@@ -46,6 +46,8 @@ from ticklake.settings import ApiSettings, LakeSettings, RetentionSettings, Sett
 from ticklake.warehouse.reader import WarehouseReader
 from ticklake.warehouse.writer import WarehouseWriter
 
+pytestmark = pytest.mark.integration
+
 NAMESPACE = "ticklake"
 LAG_S = 1  # as tests/lake/test_offload.py: no insert is in flight when these tests offload
 MAX_LIMIT = 5000

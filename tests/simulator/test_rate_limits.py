@@ -13,6 +13,8 @@ from ticklake.simulator import RestLimit, Simulator, VenueOptions
 from ticklake.venues.coinbase import mapper as coinbase_mapper
 from ticklake.venues.kraken import mapper as kraken_mapper
 
+pytestmark = pytest.mark.integration
+
 SETTINGS = SimulatorSettings(seed=5, trades_per_second=40)
 
 

@@ -22,6 +22,8 @@ from ticklake.ops.metrics import REGISTRY
 from ticklake.settings import CompletenessSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
 from ticklake.venues import NAMES
 
+pytestmark = pytest.mark.integration
+
 MARKETS = {"binance": ["BTC/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"]}
 
 
