@@ -93,7 +93,7 @@ async def test_trades_lost_after_the_feed_are_found_in_storage_and_filled(
         for exchange, symbols in MARKETS.items():
             newest = sim.tape(exchange, symbols[0])[-1].trade_id
             lossy.lose[exchange] = set(range(newest + 20, newest + 45)) | {newest + 60}
-        await wait_until(lambda: all(not ids for ids in lossy.lose.values()), 30, "the lost trades to pass")
+        await wait_until(lambda: all(not ids for ids in lossy.lose.values()), 60, "the lost trades to pass")
         assert {ex: len(ids) for ex, ids in lossy.lost.items()} == {ex: 26 for ex in MARKETS}
 
         def complete() -> bool:
@@ -138,7 +138,7 @@ async def test_a_hole_the_venue_cannot_serve_is_counted_once_and_not_asked_again
         await wait_until(lambda: len(sim.tape("binance", "BTC/USDT")) > 40, 20, "trades")
         newest = sim.tape("binance", "BTC/USDT")[-1].trade_id
         lossy.lose["binance"] = set(range(newest + 10, newest + 15))
-        await wait_until(lambda: not lossy.lose["binance"], 30, "the lost trades to pass")
+        await wait_until(lambda: not lossy.lose["binance"], 60, "the lost trades to pass")
         sim.rest_fail_next("binance", 1, status=400, retry_after_s=None)  # refused outright: not retried
         await wait_until(lambda: metric("ticklake_completeness_trades_unrecoverable_total", "binance",
                                         "BTC/USDT") > before, 30, "the hole to be given up")

@@ -152,9 +152,9 @@ class GapTracker:
         again. Returns the ranges newly pending (ids already pending, or given up, are left out)."""
         wanted = [(first, last)]
         for lost_first, lost_last in self._lost.get(native, ()):
-            wanted = [piece for a, b in wanted for piece in _minus(a, b, lost_first, lost_last)]
+            wanted = [piece for a, b in wanted for piece in minus(a, b, lost_first, lost_last)]
         for pending_first, pending_last in self._pending.get(native, ()):
-            wanted = [piece for a, b in wanted for piece in _minus(a, b, pending_first, pending_last)]
+            wanted = [piece for a, b in wanted for piece in minus(a, b, pending_first, pending_last)]
         if wanted:
             ranges = self._pending.setdefault(native, [])
             ranges.extend([a, b] for a, b in wanted)
@@ -208,7 +208,7 @@ _MAX = 2**64  # above every trade id (ids fit UInt64)
 _LOST_KEPT = 1000  # unrecoverable ranges remembered per market (reopen skips them)
 
 
-def _minus(first: int, last: int, cut_first: int, cut_last: int) -> list[tuple[int, int]]:
+def minus(first: int, last: int, cut_first: int, cut_last: int) -> list[tuple[int, int]]:
     """The range ``first .. last`` without ``cut_first .. cut_last``: zero, one or two ranges."""
     if cut_last < first or cut_first > last:
         return [(first, last)]

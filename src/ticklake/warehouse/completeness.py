@@ -35,6 +35,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -43,7 +44,7 @@ from clickhouse_connect.driver.client import Client
 from ticklake.bus.base import PartitionKey
 from ticklake.exchanges.backfill import Backfill, BackfillMetrics
 from ticklake.exchanges.feeds import rest_url_for
-from ticklake.exchanges.gaps import Gap, GapTracker
+from ticklake.exchanges.gaps import Gap, GapTracker, minus
 from ticklake.exchanges.rest import RestClient, fetcher_for
 from ticklake.model import MessageSink
 from ticklake.ops import metrics
@@ -65,6 +66,15 @@ StoredGapRow = tuple[str, str, int, int, int, int]
 
 COUNTERS = BackfillMetrics(metrics.COMPLETENESS_GAPS, metrics.COMPLETENESS_FILLED,
                            metrics.COMPLETENESS_UNRECOVERABLE, None)
+
+
+@dataclass
+class _Refill:
+    """Ids ``first .. last`` of a market handed to a refill; ``done_at``: when a check saw it done."""
+
+    first: int
+    last: int
+    done_at: float | None = None
 
 
 class CompletenessCheck:
@@ -106,6 +116,12 @@ class CompletenessCheck:
         self.last_error = ""
         self.missing = 0  # ids missing within the window at the last check
         self._missing_labels: set[tuple[str, str]] = set()
+        # Ids handed to a refill, per market: [first, last, done_at]. A filled hole stays a hole in
+        # the warehouse until its trades have crossed the bus and the writer, so the same ids are not
+        # asked for again until settle_s after a check saw the fill done (done_at; None while it runs):
+        # the time the check leaves the feeds' own backfill. Else a slow writer makes every check
+        # fetch and count them again.
+        self._refilled: dict[tuple[str, str], list[_Refill]] = {}
 
     async def run_forever(self) -> None:
         while True:
@@ -133,17 +149,22 @@ class CompletenessCheck:
         budget = self.settings.max_missing_per_check
         asked = 0
         missing: dict[tuple[str, str], int] = {}
+        self._settle_refills(now)
         for exchange, native, first, last, before_ts_us, after_ts_us in rows:
             if not venue_facts(exchange).ids_count_trades:
                 continue  # ids shared by a venue's markets (Bybit spot): a hole in them is no missing trade
             missing[(exchange, native)] = missing.get((exchange, native), 0) + last - first + 1
             backfill = self.backfills.get(exchange)
-            if backfill is None or budget <= 0:
-                continue
-            last = min(last, first + budget - 1)  # the rest waits for the next check
-            taken = backfill.refill(Gap(native, first, last, before_ts_us, after_ts_us), "the warehouse")
-            budget -= taken
-            asked += taken
+            for piece_first, piece_last in self._not_refilled((exchange, native), first, last):
+                if backfill is None or budget <= 0:
+                    break
+                piece_last = min(piece_last, piece_first + budget - 1)  # the rest waits for the next check
+                taken = backfill.refill(Gap(native, piece_first, piece_last, before_ts_us, after_ts_us),
+                                        "the warehouse")
+                if taken:
+                    self._refilled.setdefault((exchange, native), []).append(_Refill(piece_first, piece_last))
+                budget -= taken
+                asked += taken
         self._report(missing)
         self.last_check_at = self._clock()
         self.last_error = ""
@@ -153,6 +174,27 @@ class CompletenessCheck:
             log.warning("more than %d trade ids are missing from the warehouse: the rest are asked for at the "
                         "next checks (completeness.max_missing_per_check)", self.settings.max_missing_per_check)
         return asked
+
+    def _settle_refills(self, now: float) -> None:
+        """Stamp the refills found done, and forget those done at least settle_s ago."""
+        for (exchange, native), ranges in list(self._refilled.items()):
+            running = self.backfills[exchange].busy()
+            for refill in ranges:
+                if refill.done_at is None and not running:
+                    refill.done_at = now
+            kept = [refill for refill in ranges
+                    if refill.done_at is None or now - refill.done_at < self.settings.settle_s]
+            if kept:
+                self._refilled[(exchange, native)] = kept
+            else:
+                del self._refilled[(exchange, native)]
+
+    def _not_refilled(self, market: tuple[str, str], first: int, last: int) -> list[tuple[int, int]]:
+        """The ids of ``first .. last`` not handed to a refill recently (see ``_refilled``)."""
+        pieces = [(first, last)]
+        for refill in self._refilled.get(market, ()):
+            pieces = [piece for a, b in pieces for piece in minus(a, b, refill.first, refill.last)]
+        return pieces
 
     def _look(self, since: datetime, until: datetime, owned: set[PartitionKey] | None
               ) -> tuple[list[StoredGapRow], int]:
