@@ -247,11 +247,11 @@ class KafkaSource:
         self._stop_reading = threading.Event()
         self.last_error = ""  # the consumer's last error (a failed group join, an unreachable broker)
         instance_id = settings.instance_id
+        self.instance_id = socket.gethostname() if instance_id == "hostname" else instance_id
         for topic in self.topics:  # every count at zero from the start: a dashboard line, not "no data"
             metrics.BUS_CONSUMED.labels(topic)
             for reason in REJECT_REASONS:
                 metrics.BUS_REJECTED.labels(topic, reason)
-        self.instance_id = socket.gethostname() if instance_id == "hostname" else instance_id
 
     def _open(self) -> Consumer:
         consumer = Consumer({
