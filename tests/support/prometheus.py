@@ -64,6 +64,7 @@ class Prometheus:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = work_dir / "prometheus.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.http = httpx.Client(base_url=self.url, timeout=30)  # one connection for the many queries
 
     def config(self) -> dict[str, Any]:
         interval = f"{self.scrape_interval_s:g}s"
@@ -91,7 +92,7 @@ class Prometheus:
             if self.process.poll() is not None:
                 raise RuntimeError(f"prometheus exited: {self.tail()}")
             try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                if self.http.get("/-/ready", timeout=1).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
@@ -104,6 +105,7 @@ class Prometheus:
 
     def stop(self) -> None:
         """Kill the server (its data is a test's throw-away) and reap it."""
+        self.http.close()
         if self.process is None:
             return
         if self.process.poll() is None:
@@ -115,8 +117,7 @@ class Prometheus:
     def query(self, expression: str) -> list[dict[str, Any]]:
         """The instant vector (or scalar, as one series without labels) ``expression`` evaluates to
         now; a ``QueryError`` with Prometheus's own reason if it refuses the expression."""
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expression}, timeout=30)
-        body = response.json()
+        body = self.http.get("/api/v1/query", params={"query": expression}).json()
         if body.get("status") != "success":
             raise QueryError(f"{expression!r}: {body.get('errorType')}: {body.get('error')}")
         data = body["data"]
@@ -127,7 +128,7 @@ class Prometheus:
 
     def targets_health(self) -> dict[str, str]:
         """Each active target's scrape URL -> its health (up, down, unknown) and last error."""
-        body = httpx.get(f"{self.url}/api/v1/targets", params={"state": "active"}, timeout=10).json()
+        body = self.http.get("/api/v1/targets", params={"state": "active"}).json()
         return {t["scrapeUrl"]: t["health"] + (f" ({t['lastError']})" if t.get("lastError") else "")
                 for t in body["data"]["activeTargets"]}
 
