@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.factories import frame, trade
-from ticklake.bus.codec import SCHEMA_HEADER, decode, encode
+from ticklake.bus.codec import REJECT_REASONS, SCHEMA_HEADER, decode, encode
 from ticklake.model import BusReject, RawFrame, Trade, raw_topic, trades_topic
 
 TRADES = trades_topic("binance")
@@ -240,3 +240,8 @@ def test_decode_never_raises_and_keeps_what_it_rejects(topic: str, key: bytes | 
         schemas = [v for name, v in (headers or []) if name == SCHEMA_HEADER]
         assert schemas and schemas[-1] == expected
         assert isinstance(result, RawFrame if expected == b"raw.v1" else Trade)
+
+
+def test_reject_reasons_are_the_ones_decode_gives() -> None:
+    """What the rejected-messages metric starts at zero per topic (tests above reach each reason)."""
+    assert set(REJECT_REASONS) == REASONS and len(REJECT_REASONS) == len(REASONS)

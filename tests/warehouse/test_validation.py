@@ -9,7 +9,7 @@ from tests.factories import BASE_US, trade
 from ticklake.model import Trade
 from ticklake.settings import ValidationSettings
 from ticklake.warehouse import arrow
-from ticklake.warehouse.validation import Validator
+from ticklake.warehouse.validation import RULES, Validator
 
 VALIDATOR = Validator(ValidationSettings())
 amounts = st.one_of(
@@ -47,3 +47,19 @@ def test_fast_path_accepts_a_batch_only_when_every_row_is_valid(batch: list[Trad
 
 def test_plain_valid_batch_takes_the_fast_path() -> None:
     assert VALIDATOR.all_valid(arrow.bronze([trade(1, "64123.10", "0.00000638"), trade(2, "1", "2")])) is not None
+
+
+def test_rules_names_every_rule_check_gives() -> None:
+    """``RULES`` is what the dead-letter metric starts at zero per venue: one trade breaking each rule
+    gives each name once, and no other."""
+    late, now = BASE_US - 7 * 86_400_000_000, BASE_US
+    breaking = [
+        trade(1, ts_us=-1), trade(2**64, ts_us=now, received_us=now),
+        trade(3, symbol="", native_symbol="btc-usdt!"), trade(4, symbol="", native_symbol="ETHBTC"),
+        trade(5, symbol="", native_symbol="FOOBAR"),
+        trade(6, "abc"), trade(7, "0"), trade(8, "1e40"), trade(9, qty="abc"), trade(10, qty="-1"),
+        trade(11, qty="1e40"), trade(12, side="both"), trade(13, ts_us=now + 3_600_000_000, received_us=now),
+        trade(14, ts_us=late, received_us=now),
+    ]
+    given = [violation.rule for violation in map(VALIDATOR.check, breaking) if violation is not None]
+    assert given == list(RULES)

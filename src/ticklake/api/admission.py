@@ -44,6 +44,8 @@ class ReadAdmission:
         self.retry_after = {"Retry-After": str(retry_after_s)}
         self._semaphore = anyio.Semaphore(slots)
         self.kind = "warehouse read"  # what a slot is, as a 503 names it
+        for reason in ("saturated", *_LIMIT_HINTS):  # at zero from the start: a dashboard line, not "no data"
+            API_READS_REFUSED.labels(reason)
 
     @classmethod
     def from_settings(cls, api: ApiSettings) -> ReadAdmission:

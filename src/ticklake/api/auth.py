@@ -126,6 +126,9 @@ class KeyAuth:
         self.store = store
         self.clock = clock
         self.buckets: dict[str, TokenBucket] = {}
+        # Every refusal's count at zero from the start (the reasons _judge gives): a dashboard line, not "no data".
+        for reason in ("missing", "invalid", "revoked", "rate_limited"):
+            API_AUTH_REFUSED.labels(reason)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or not needs_key(scope):

@@ -27,6 +27,8 @@ class CandleCache:
         self.max_entries = max_entries
         self.max_age_s = max_age_s
         self._entries: OrderedDict[Hashable, tuple[Version, float, bytes]] = OrderedDict()
+        for result in ("hit", "miss"):  # at zero from the start: a dashboard line, not "no data"
+            API_CACHE.labels(result)
 
     def version(self, market: Market) -> Version:
         return self.changes.version(market)

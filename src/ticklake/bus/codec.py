@@ -24,6 +24,9 @@ from ticklake.model import BusReject, RawFrame, Side, Trade
 SCHEMA_HEADER = "ticklake-schema"
 TRADE_SCHEMA = "trade.v1"
 RAW_SCHEMA = "raw.v1"
+# Why a message is a ``BusReject``, every reason ``decode`` gives (the rejected-messages metric starts
+# each at zero, so that the dashboard shows a line before anything was ever rejected).
+REJECT_REASONS = ("undecodable", "unknown_schema", "wrong_schema_for_topic")
 
 Headers = list[tuple[str, str | bytes | None]]
 ReadHeaders = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None

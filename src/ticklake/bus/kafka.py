@@ -31,7 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from ticklake.bus.base import PartitionKey, PositionLoader
-from ticklake.bus.codec import decode, encode
+from ticklake.bus.codec import REJECT_REASONS, decode, encode
 from ticklake.exchanges.backfill import from_rest
 from ticklake.exchanges.gaps import Resume, resume_from
 from ticklake.model import Message, Trade, raw_topic, trades_topic
@@ -39,6 +39,9 @@ from ticklake.ops import metrics
 from ticklake.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+_TIMED_OUT = KafkaError(KafkaError._MSG_TIMED_OUT).name()  # as a delivery report names it
+
 
 def _common(settings: KafkaSettings) -> dict[str, Any]:
     return {"bootstrap.servers": settings.bootstrap_servers, "client.id": settings.client_id, **settings.config}
@@ -73,6 +76,7 @@ class KafkaProducerBus:
         self.broker_lost = False
         self._last_error_log = 0.0
         self._last_failure_log = 0.0
+        self._topics: set[str] = set()  # the topics published to: their failure counts start at zero
 
     def _new_producer(self) -> Producer:
         settings = self.settings
@@ -154,6 +158,11 @@ class KafkaProducerBus:
                     raise ProducerFailedError(self.fatal) from None
         for topic in {m.topic for m in messages}:
             metrics.BUS_PRODUCED.labels(topic).inc(sum(1 for m in messages if m.topic == topic))
+            if topic not in self._topics:
+                # The failure a producer that retries without limit reports (the broker out of reach for
+                # message.timeout.ms) counts from zero; another reason shows when it first happens.
+                self._topics.add(topic)
+                metrics.BUS_DELIVERY_FAILURES.labels(topic, _TIMED_OUT)
         metrics.BUS_PRODUCER_QUEUE.set(len(self._producer))
 
     def depth(self) -> int:
@@ -239,6 +248,10 @@ class KafkaSource:
         self.last_error = ""  # the consumer's last error (a failed group join, an unreachable broker)
         instance_id = settings.instance_id
         self.instance_id = socket.gethostname() if instance_id == "hostname" else instance_id
+        for topic in self.topics:  # every count at zero from the start: a dashboard line, not "no data"
+            metrics.BUS_CONSUMED.labels(topic)
+            for reason in REJECT_REASONS:
+                metrics.BUS_REJECTED.labels(topic, reason)
 
     def _open(self) -> Consumer:
         consumer = Consumer({

@@ -154,6 +154,9 @@ class Backfill:
         self._rng = rng or random.Random()
         self._clock_us = clock_us
         self.counters = counters
+        for symbol in self.symbols.values():  # each market's counts at zero from the start: a dashboard line
+            for counter in (counters.gaps, counters.filled, counters.unrecoverable):
+                counter.labels(exchange, symbol)
         self.seen = seen  # ids already held per market, for reconciliation windows (None: none kept)
         # The feed's start: a reconciliation window asked from a point after it (a trade the feed received,
         # the feed's start itself, a tick) does not reach before it, overlap or not: trades from before

@@ -99,6 +99,10 @@ class Offloader:
     def __post_init__(self) -> None:
         self.lake = self.settings.lake
         self.states = {spec.name: TableState(spec) for spec in self.tables}
+        for name in self.states:  # the failure counts at zero from the start: a dashboard line, not "no data"
+            for reason in ("commit_conflict", "io"):  # those reason_of names; another shows when it happens
+                metrics.LAKE_OFFLOAD_FAILURES.labels(name, reason)
+            metrics.LAKE_AUDIT_FAILURES.labels(name)
         self._catalog: Catalog | None = None
         self._lake_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake")
         self.last_audit: list[audit_module.AuditResult] = []

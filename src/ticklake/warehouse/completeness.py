@@ -111,6 +111,11 @@ class CompletenessCheck:
                 client=rest if name in urls else None, lookback_s=settings.feed.backfill_lookback_s,
                 symbols=canonical, counters=COUNTERS)
         self._natives = {(exchange, symbol): native for (exchange, native), symbol in self._labels.items()}
+        # Every series at zero from the start (the backfills' counters too): a dashboard line, not "no data".
+        for result in ("ok", "failed"):
+            metrics.COMPLETENESS_CHECKS.labels(result)
+        for exchange, symbol in self._natives:
+            metrics.COMPLETENESS_MISSING.labels(exchange, symbol)
         self.gold_windows_mended = 0
         self.last_check_at: float | None = None
         self.last_error = ""

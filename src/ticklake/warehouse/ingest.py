@@ -26,6 +26,7 @@ from ticklake.model import RawFrame
 from ticklake.ops import metrics
 from ticklake.settings import IngestSettings
 from ticklake.warehouse.positions import read_positions
+from ticklake.warehouse.validation import RULES
 from ticklake.warehouse.writer import Plan, WarehouseWriter
 
 if TYPE_CHECKING:  # confluent-kafka is loaded only where a Kafka bus is used
@@ -70,6 +71,10 @@ class Ingester:
         self.writer = writer
         self.settings = settings
         self.topics = [t for ex in exchanges for t in (raw_topic(ex), trades_topic(ex))]
+        for exchange in exchanges:  # the venues' counts at zero from the start: a dashboard line, not "no data"
+            metrics.INGEST_DUPLICATES.labels(exchange)
+            for rule in RULES:
+                metrics.DEAD_LETTERS.labels(exchange, rule)
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse")
         self.on_batch = on_batch
         self.status = IngestStatus()

@@ -27,6 +27,13 @@ MAX_SCALE = 18
 MAX_INTEGER_DIGITS = 20
 
 
+# Every rule ``Validator.check`` names, in the order it checks them (the dead-letter metric starts each
+# at zero per venue, so that the dashboard shows a line before any trade was ever rejected).
+RULES = ("bad_timestamp", "bad_trade_id", "bad_symbol", "unsubscribed_market", "unknown_symbol", "bad_price",
+         "non_positive_price", "absurd_price", "bad_qty", "non_positive_qty", "absurd_qty", "bad_side",
+         "future_timestamp", "stale_timestamp")
+
+
 class Violation(NamedTuple):
     rule: str
     detail: str
