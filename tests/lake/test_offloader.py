@@ -8,6 +8,7 @@ import asyncio
 import random
 import subprocess
 import sys
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -216,6 +217,20 @@ def test_up_offloads_on_its_schedule_and_offload_once_finishes_the_job(tmp_path:
     assert bad.returncode == 2 and "unknown cold tables ['nope']" in bad.stderr
 
 
+def _first_line_with(process: subprocess.Popen[str], text: str) -> threading.Event:
+    """Set when the process first prints a line containing ``text``; its output is drained to the end."""
+    seen = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if text in line:
+                seen.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return seen
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_points_then_a_rerun_leaves_cold_equal_to_warm(tmp_path: Path) -> None:
     """20 SIGKILLs of the offloader while it works through a backlog in small commits, with new trades
@@ -236,8 +251,12 @@ def test_kill_9_at_random_points_then_a_rerun_leaves_cold_equal_to_warm(tmp_path
         time.sleep(2.1)  # past the safety lag
         for _kill in range(10):
             offloader = subprocess.Popen([sys.executable, "-m", "ticklake.cli", "offload"], cwd=REPO, env=env,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(1.3, 3.5))  # the process needs ~1.3 s to start: then anywhere in its work
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            # Killed anywhere in its work: from its first commit on (its start-up takes ~1.3 s on a quiet
+            # machine, far longer on a loaded one), or at once if it has nothing left to commit.
+            committing = _first_line_with(offloader, "offloaded ")
+            committing.wait(30)
+            time.sleep(rng.uniform(0, 1.5))
             offloader.kill()
             offloader.wait(30)
             kills += 1
