@@ -254,11 +254,13 @@ def test_kill_9_at_random_points_then_a_rerun_leaves_cold_equal_to_warm(tmp_path
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             # Killed anywhere in its work: from its first commit on (its start-up takes ~1.3 s on a quiet
             # machine, far longer on a loaded one), or at once if it has nothing left to commit.
-            committing = _first_line_with(offloader, "offloaded ")
-            committing.wait(30)
-            time.sleep(rng.uniform(0, 1.5))
-            offloader.kill()
-            offloader.wait(30)
+            try:
+                committing = _first_line_with(offloader, "offloaded ")
+                committing.wait(30)
+                time.sleep(rng.uniform(0, 1.5))
+            finally:
+                offloader.kill()
+                offloader.wait(30)
             kills += 1
     assert kills == 20
     # The killed processes did work (so the kills fell among commits), and left some for the re-run.
