@@ -269,7 +269,8 @@ def _drill_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _drill(args: argparse.Namespace) -> int:
-    from ticklake.drill import MODE_NAMES, run_drill
+    from ticklake.drill import MODE_NAMES
+    from ticklake.drill.run import run_drill
 
     chosen = [m.strip() for m in args.modes.split(",") if m.strip()] or list(MODE_NAMES)
     unknown = sorted(set(chosen) - set(MODE_NAMES))

@@ -17,7 +17,9 @@ import pytest
 from tests.support.processes import REPO, env_for
 from ticklake.drill.services import noida_binary, weed_binary
 
-MODES = ("ingester-killed", "venue-partitioned", "offloader-killed")
+# The partition last: the final accounts wait for the completeness check to settle the minute of the
+# last kill, and the partition's 15 s pass meanwhile.
+MODES = ("ingester-killed", "offloader-killed", "venue-partitioned")
 
 
 @pytest.mark.slow
@@ -37,7 +39,7 @@ def test_the_quick_drill_meets_every_target(tmp_path: Path) -> None:
         assert mode["mttr_s"] is not None and mode["mttr_s"] < 30, table
         assert mode["backfilled_s"] is not None, table
         assert (mode["lost"], mode["duplicated"], mode["candle_diffs"]) == (0, 0, 0), (table, mode["notes"])
-    offloader = report["modes"][2]
+    offloader = report["modes"][1]
     assert offloader["cold_resumed_s"] is not None and offloader["cold_duplicates"] == 0, table
     final = report["final"]
     assert final["whole"]["trades"] > 1000, table  # trades went through: the counts above are not vacuous

@@ -44,12 +44,15 @@ class Outcome:
 
     mode: str
     signal: str
+    fault_at: float = 0.0  # when the fault began (epoch seconds)
+    killed: bool = False  # a kill or restart (MTTR counted from it), not an outage
     outage_s: float | None = None  # how long the fault lasted (the role's restart, the outage)
     detected_s: float | None = None  # from the fault's start
     detected_by: str = ""
     mttr_s: float | None = None  # from the reference moment (the kill, or the outage's end)
     backfilled_s: float | None = None  # from the same moment
     cold_resumed_s: float | None = None  # cold-tier modes
+    first_write_s: float | None = None  # from the reference moment to the ingester's first write after it
     window: tuple[int, int] = (0, 0)  # exchange-time µs [start, end) the accounting counts over
     lost: int | None = None
     duplicated: int | None = None
@@ -349,6 +352,12 @@ class Watcher:
                     return False
         return True
 
+    async def written_after(self, moment: float) -> bool:
+        """The ingester wrote a batch after ``moment`` (where MTTR's time goes: the role's start, or the
+        way from the venues to the ingester)."""
+        samples = await self.deployment.metrics(self.deployment.node)
+        return samples is not None and _sum(samples, "ticklake_ingest_last_flush_timestamp_seconds") > moment
+
     async def cold_resumed_after(self, moment: float) -> bool:
         samples = await self.deployment.metrics(self.deployment.node)
         if samples is None:
@@ -382,6 +391,7 @@ class Watcher:
             raise
         fault["end"] = time.time()
         outcome.outage_s = fault["end"] - fault["start"]
+        outcome.fault_at, outcome.killed = fault["start"], mode.reference == "kill"
         reference = fault["start"] if mode.reference == "kill" else fault["end"]
         reference_ms = int(reference * 1000)
         end_ms = int(fault["end"] * 1000)
@@ -396,13 +406,14 @@ class Watcher:
             return None
 
         watches = [until(lambda: self.flowing_since(reference_ms), POLL_S),
-                   until(lambda: self.backfilled(window_start_ms, end_ms), 1.0)]
+                   until(lambda: self.backfilled(window_start_ms, end_ms), 1.0),
+                   until(lambda: self.written_after(reference), POLL_S)]
         if mode.cold:
             watches.append(until(lambda: self.cold_resumed_after(reference), 0.5))
         results = await asyncio.gather(*watches)
-        outcome.mttr_s, outcome.backfilled_s = results[0], results[1]
+        outcome.mttr_s, outcome.backfilled_s, outcome.first_write_s = results[0], results[1], results[2]
         if mode.cold:
-            outcome.cold_resumed_s = results[2]
+            outcome.cold_resumed_s = results[3]
         # Detection may come late (or never, when recovery was faster than anything could show).
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(detector), 5)
