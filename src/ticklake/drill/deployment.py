@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "ticklake"
 
-# What the drill runs: two venues' ways of keeping markets complete (Binance and Coinbase: trade ids
-# per market, backfilled by id; Kraken: by time, under a tight REST rate limit).
+# What the drill runs: three venues' protocols, each with trade ids per market backfilled over REST
+# (Kraken's REST under a tight rate limit, 1 request/s), two markets on one connection for Binance.
 MARKETS: dict[str, list[str]] = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"]}
 TRADES_PER_SECOND = 20.0  # per market
 SEED = 14

@@ -97,7 +97,9 @@ async def _run(chosen: list[str], quick: bool, json_path: Path | None, workdir: 
              + f"; {sum(len(s) for s in MARKETS.values())} markets at {TRADES_PER_SECOND:g} trades/s each",
              "", *report.table(outcomes), "",
              f"whole run: {final['whole']['trades']} trades stored; lost {final['whole']['lost']}, duplicated "
-             f"{final['whole']['duplicated']}, candles differing {final['whole']['candle_diffs']} (every timeframe)",
+             f"{final['whole']['duplicated']}, candles differing {final['whole']['candle_diffs']} (every timeframe"
+             + (f"; {final['whole']['candles_mended_by_completeness_check']} differed before the completeness "
+                "check mended them" if final['whole']['candles_mended_by_completeness_check'] else "") + ")",
              f"cold tier: `ticklake offload --once` exit {final['offload_exit']}, `ticklake audit` exit "
              f"{final['audit_exit']}, duplicate rows {final['cold_duplicates']}",
              "", *report.legend()]
@@ -123,11 +125,35 @@ async def finish(deployment: Deployment, watcher: Watcher, run_start_ms: int, ou
     deadline = time.monotonic() + 300
     while not await watcher.backfilled(run_start_ms, paused_ms) and time.monotonic() < deadline:
         await asyncio.sleep(1)
+    whole = await account(deployment, outcomes)
     # A kill may have cut a batch short inside the gold views: the completeness check mends such candle
-    # windows once their minute has settled (what was written after the last kill was written whole).
+    # windows once their minute has settled (its documented delay). Only then are candles counted
+    # again, and the mending said.
     last_kill = max((o.fault_at for o in outcomes if o.killed), default=0.0)
-    if last_kill:
+    mended_before = whole.candle_diffs
+    if mended_before and last_kill:
+        print(f"drill: {mended_before} candles differ: waiting for the completeness check to mend them ...",
+              file=sys.stderr, flush=True)
         await completeness_checked(deployment, last_kill, settle_s=5 if quick else 60, timeout_s=300)
+        whole = await account(deployment, outcomes)
+    feed_exit = await deployment.stop_role(deployment.feed)
+    node_exit = await deployment.stop_role(deployment.node)
+    offload = await asyncio.to_thread(_ticklake, deployment, "offload", "--once")
+    audit = await asyncio.to_thread(_ticklake, deployment, "audit")
+    duplicates = await asyncio.to_thread(cold_duplicates, deployment, tuple(COLD_TABLE_KEYS))
+    passed = (whole.lost == 0 and whole.duplicated == 0 and whole.candle_diffs == 0 and offload.returncode == 0
+              and audit.returncode == 0 and duplicates == 0)
+    return {"whole": {"trades": whole.trades, "lost": whole.lost, "duplicated": whole.duplicated,
+                      "candle_diffs": whole.candle_diffs, "candles_mended_by_completeness_check": mended_before,
+                      "examples": whole.examples},
+            "stop_exit": {"feed": feed_exit, "node": node_exit},
+            "offload_exit": offload.returncode, "offload_output": offload.stdout[-3000:] + offload.stderr[-2000:],
+            "audit_exit": audit.returncode, "audit_output": audit.stdout[-3000:] + audit.stderr[-2000:],
+            "cold_duplicates": duplicates, "passed": passed}
+
+
+async def account(deployment: Deployment, outcomes: list[Outcome]) -> Counts:
+    """Count every mode's window and the whole run (setting the modes' figures); the whole run's counts."""
     markets: list[Market] = []
     for exchange, symbols in deployment.markets.items():
         for symbol in symbols:
@@ -138,23 +164,11 @@ async def finish(deployment: Deployment, watcher: Watcher, run_start_ms: int, ou
         for market in markets:
             counts.add(count(market, *outcome.window))
         outcome.lost, outcome.duplicated, outcome.candle_diffs = counts.lost, counts.duplicated, counts.candle_diffs
-        outcome.notes += counts.examples or []
+        outcome.notes = counts.examples or []
     whole = Counts()
     for market in markets:
         whole.add(count(market, timeframes=tuple(report_timeframes())))
-    feed_exit = await deployment.stop_role(deployment.feed)
-    node_exit = await deployment.stop_role(deployment.node)
-    offload = await asyncio.to_thread(_ticklake, deployment, "offload", "--once")
-    audit = await asyncio.to_thread(_ticklake, deployment, "audit")
-    duplicates = await asyncio.to_thread(cold_duplicates, deployment, tuple(COLD_TABLE_KEYS))
-    passed = (whole.lost == 0 and whole.duplicated == 0 and whole.candle_diffs == 0 and offload.returncode == 0
-              and audit.returncode == 0 and duplicates == 0)
-    return {"whole": {"trades": whole.trades, "lost": whole.lost, "duplicated": whole.duplicated,
-                      "candle_diffs": whole.candle_diffs, "examples": whole.examples},
-            "stop_exit": {"feed": feed_exit, "node": node_exit},
-            "offload_exit": offload.returncode, "offload_output": offload.stdout[-3000:] + offload.stderr[-2000:],
-            "audit_exit": audit.returncode, "audit_output": audit.stdout[-3000:] + audit.stderr[-2000:],
-            "cold_duplicates": duplicates, "passed": passed}
+    return whole
 
 
 def report_timeframes() -> list[str]:
