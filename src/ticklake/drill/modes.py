@@ -123,7 +123,7 @@ async def _broker_trouble(deployment: Deployment, baseline: dict[str, Any]) -> s
     feed = await deployment.metrics(deployment.feed)
     if feed is not None:
         queued = _sum(feed, "ticklake_bus_producer_queue")
-        if queued > baseline.setdefault("producer_queue_max", 0.0) * 2 + 100:
+        if queued > max(2 * baseline["producer_queue_max"], baseline["producer_queue_max"] + 25):
             return f"feed ticklake_bus_producer_queue {queued:.0f} (TicklakeBusProducerBacklog's metric)"
     health = await deployment.health()
     if health is not None:
@@ -369,11 +369,14 @@ class Watcher:
         deployment = self.deployment
         outcome = Outcome(mode.name, mode.signal)
         await self.steady()
-        baseline: dict[str, Any] = {}
-        feed = await deployment.metrics(deployment.feed)
+        baseline: dict[str, Any] = {"producer_queue_max": 0.0}
+        for _ in range(8):  # the producer's queue over 2 s of normal work: what is not a backlog
+            feed = await deployment.metrics(deployment.feed)
+            if feed is not None:
+                baseline["producer_queue_max"] = max(baseline["producer_queue_max"],
+                                                     _sum(feed, "ticklake_bus_producer_queue"))
+            await asyncio.sleep(POLL_S)
         node = await deployment.metrics(deployment.node)
-        if feed is not None:
-            baseline["producer_queue_max"] = _sum(feed, "ticklake_bus_producer_queue")
         if node is not None:
             baseline["lake_failures"] = _sum(node, "ticklake_lake_offload_failures_total")
         window_start_ms = int(time.time() * 1000) - 2000
