@@ -10,7 +10,7 @@ trades lost and duplicated against the venues' tapes, candles against a recomput
 tier (``ticklake offload --once``, ``ticklake audit``, duplicates in the Iceberg tables). It prints a
 table (report.py) and exits 1 if any mode missed a target or a final check failed.
 
-Run time: about 20 minutes for every mode at full durations on a 2-core machine; ``--quick``
+Run time: 4 to 10 minutes for every mode at full durations on a 2-core machine; ``--quick``
 shortens the outages (object store 20 s instead of 60, partition 15 s instead of 30) and the
 completeness check's schedule, and says so.
 """

@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from ticklake.drill.deployment import Deployment
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ class Outcome:
     backfilled_s: float | None = None  # from the same moment
     cold_resumed_s: float | None = None  # cold-tier modes
     first_write_s: float | None = None  # from the reference moment to the ingester's first write after it
+    stored_s: float | None = None  # from the same moment until every market had a newer trade committed
+    reference_at: float = 0.0  # the moment MTTR counts from (epoch seconds)
     window: tuple[int, int] = (0, 0)  # exchange-time µs [start, end) the accounting counts over
     lost: int | None = None
     duplicated: int | None = None
@@ -283,6 +287,11 @@ class Watcher:
         # Each market's first stored trade: what the venue traded before the feed first subscribed
         # was never asked for, and is not counted.
         self.first_ids: dict[tuple[str, str], int] = {}
+        # One API read at a time: the API admits api.max_concurrent_reads (1 on 2 cores) and refuses the
+        # rest with a 503, so the drill's watches reading at once would be refused because of each
+        # other. (Seen: under a load average of 30, watches reading at once saw trades 14-18 s after
+        # the warehouse had stored them.)
+        self._reads = asyncio.Lock()
 
     async def steady(self, timeout_s: float = WATCH_TIMEOUT_S) -> None:
         """Wait until every market has a trade stored in the last few seconds and the roles answer."""
@@ -301,22 +310,24 @@ class Watcher:
         for exchange, symbols in self.deployment.markets.items():
             for symbol in symbols:
                 try:
-                    response = await self.deployment.http.get(
-                        f"{self.deployment.node.base_url}/v1/trades",
-                        params={"exchange": exchange, "symbol": symbol, "start": since_ms, "limit": 1}, timeout=5)
+                    response = await self.read("/v1/trades", {"exchange": exchange, "symbol": symbol,
+                                                              "start": since_ms, "limit": 1})
                     if response.status_code != 200 or not response.json()["trades"]:
                         return False
                 except Exception:  # the API down, or answering garbage while it starts
                     return False
         return True
 
+    async def read(self, path: str, params: dict[str, Any]) -> httpx.Response:
+        """One API request, after the drill's previous one has been answered."""
+        async with self._reads:
+            return await self.deployment.http.get(f"{self.deployment.node.base_url}{path}", params=params, timeout=30)
+
     async def _first_ids(self) -> None:
         for exchange, symbols in self.deployment.markets.items():
             for symbol in symbols:
                 if (exchange, symbol) not in self.first_ids:
-                    response = await self.deployment.http.get(
-                        f"{self.deployment.node.base_url}/v1/trades",
-                        params={"exchange": exchange, "symbol": symbol, "limit": 1}, timeout=10)
+                    response = await self.read("/v1/trades", {"exchange": exchange, "symbol": symbol, "limit": 1})
                     response.raise_for_status()
                     self.first_ids[(exchange, symbol)] = int(response.json()["trades"][0]["trade_id"])
 
@@ -329,8 +340,7 @@ class Watcher:
                                       "limit": 5000}
             if cursor:
                 params["cursor"] = cursor
-            response = await self.deployment.http.get(f"{self.deployment.node.base_url}/v1/trades", params=params,
-                                                      timeout=30)
+            response = await self.read("/v1/trades", params)
             response.raise_for_status()
             page = response.json()
             ids += [int(t["trade_id"]) for t in page["trades"]]
@@ -397,6 +407,7 @@ class Watcher:
         outcome.fault_at, outcome.killed = fault["start"], mode.reference == "kill"
         reference = fault["start"] if mode.reference == "kill" else fault["end"]
         reference_ms = int(reference * 1000)
+        outcome.reference_at = reference
         end_ms = int(fault["end"] * 1000)
 
         async def until(check: Callable[[], Awaitable[bool]], every_s: float) -> float | None:

@@ -36,15 +36,16 @@ def _n(value: int | None) -> str:
 
 
 def table(outcomes: list[Outcome]) -> list[str]:
-    lines = ["| mode | detected by | detect (s) | down (s) | first write (s) | MTTR (s) | backfilled (s) | "
-             "cold tier resumed (s) | lost | duplicated | candles differing | cold duplicates | result |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| mode | detected by | detect (s) | down (s) | first write (s) | stored (s) | MTTR (s) | "
+             "backfilled (s) | cold tier resumed (s) | lost | duplicated | candles differing | cold duplicates | "
+             "result |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         failures = o.failures()
         cold = _s(o.cold_resumed_s) if o.cold_resumed_s is not None or o.mode in ("offloader-killed",
                                                                                   "object-store-down") else "-"
         lines.append(f"| {o.mode} | {o.detected_by or '-'} | {_s(o.detected_s)} | {_s(o.outage_s)} | "
-                     f"{_s(o.first_write_s)} | {_s(o.mttr_s)} | "
+                     f"{_s(o.first_write_s)} | {_s(o.stored_s)} | {_s(o.mttr_s)} | "
                      f"{_s(o.backfilled_s)} | {cold} | {_n(o.lost)} | {_n(o.duplicated)} | {_n(o.candle_diffs)} | "
                      f"{_n(o.cold_duplicates) if o.cold_duplicates is not None else '-'} | "
                      f"{'ok' if not failures else 'FAILED: ' + ', '.join(failures)} |")
@@ -57,7 +58,9 @@ def legend() -> list[str]:
         "duplicates 0.",
         "detect: from the fault's start to ticklake showing it (the signal named); down: from the fault's start "
         "until the role or service was back (answering) or the outage ended; first write: from the kill or the "
-        "outage's end to the ingester's first batch written after it; MTTR: from the kill (kills, "
+        "outage's end to the ingester's first batch written after it; stored: from the same moment until every "
+        "market had a trade made after it committed in the warehouse (read from the warehouse after the run: "
+        "what MTTR would be, read without the API); MTTR: from the kill (kills, "
         "restarts) or the outage's end to the first trade stored with an exchange time after it, in every "
         "market; backfilled: from the same moment until every trade the venues' tapes hold up to the fault's "
         "end is stored; cold tier resumed: until the next successful offload of silver trades; lost, duplicated, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -138,6 +139,9 @@ async def finish(deployment: Deployment, watcher: Watcher, run_start_ms: int, ou
         whole = await account(deployment, outcomes)
     feed_exit = await deployment.stop_role(deployment.feed)
     node_exit = await deployment.stop_role(deployment.node)
+    stored = await asyncio.to_thread(first_stored, deployment, [o.reference_at for o in outcomes])
+    for outcome, seconds in zip(outcomes, stored, strict=True):
+        outcome.stored_s = seconds
     offload = await asyncio.to_thread(_ticklake, deployment, "offload", "--once")
     audit = await asyncio.to_thread(_ticklake, deployment, "audit")
     duplicates = await asyncio.to_thread(cold_duplicates, deployment, tuple(COLD_TABLE_KEYS))
@@ -193,6 +197,20 @@ async def completeness_checked(deployment: Deployment, moment: float, settle_s: 
             seen_after = last
         await asyncio.sleep(1)
     log.warning("no completeness check covered the last trades within %.0f s", timeout_s)
+
+
+def first_stored(deployment: Deployment, moments: list[float]) -> list[float | None]:
+    """Per moment, the seconds until every market had a trade made after it committed (stored.py)."""
+    markets = [[exchange, symbol] for exchange, symbols in deployment.markets.items() for symbol in symbols]
+    url = f"chdb://{deployment.workdir / 'data' / 'clickhouse'}"
+    result = subprocess.run([sys.executable, "-m", "ticklake.drill.stored", url, "ticklake"],
+                            input=json.dumps({"markets": markets, "moments": moments}), cwd=deployment.workdir,
+                            env=deployment.env, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        log.warning("could not read when trades were stored: %s", result.stderr[-2000:])
+        return [None] * len(moments)
+    answers: list[float | None] = json.loads(result.stdout.strip().splitlines()[-1])
+    return answers
 
 
 def _ticklake(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
