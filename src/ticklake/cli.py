@@ -247,17 +247,19 @@ def _drill_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     drill = commands.add_parser(
         "drill", help="run the failure modes against a local deployment on loopback and print a table",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Start a local deployment (simulated venues behind TCP proxies, a noida-db broker, `ticklake "
-                    "feed`, `ticklake up --roles ingest,api,offload`, SeaweedFS), run each failure mode, and print "
-                    "per mode:\n"
+        description="Start a local deployment on loopback (simulated venues behind TCP proxies, a noida-db "
+                    "broker,\n`ticklake feed`, `ticklake up --roles ingest,api,offload`, SeaweedFS), run each failure "
+                    "mode, and print per mode:\n"
                     "  detect       from the fault to ticklake showing it (/health or an alert's metric, named)\n"
-                    "  MTTR         from the kill, or the outage's end, to the first trade stored after it in\n"
-                    "               every market (target < 30 s)\n"
+                    "  down         until the killed role answers again, or the outage ends\n"
+                    "  stored       from the kill, or the outage's end, until every market has a newer trade\n"
+                    "               committed in the warehouse (read from it after the run)\n"
+                    "  MTTR         the same as the API shows it (target < 30 s)\n"
                     "  backfilled   until every trade the venues' tapes hold up to the fault's end is stored\n"
                     "  lost, duplicated (against the tapes), candles differing from a recomputation from the\n"
                     "               stored trades, duplicate rows in the cold tier: all must be 0\n"
-                    "Exit status 1 if a mode misses a target or a final check (ticklake audit...) fails; 2 if the "
-                    "broker or SeaweedFS is not installed (pip install -e '.[drill]'). docs/operations.md.")
+                    "Exit status 1 if a mode misses a target or a final check (ticklake audit...) fails; 2 if the\n"
+                    "broker or SeaweedFS is not installed (pip install -e '.[drill]'). See docs/operations.md.")
     drill.add_argument("--modes", default="", help=f"comma-separated modes (default: all): {', '.join(MODE_NAMES)}")
     drill.add_argument("--quick", action="store_true",
                        help="shorter outages (object store 20 s, partition 15 s instead of 60 and 30) and a "
