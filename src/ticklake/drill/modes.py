@@ -48,6 +48,7 @@ class Outcome:
     signal: str
     fault_at: float = 0.0  # when the fault began (epoch seconds)
     killed: bool = False  # a kill or restart (MTTR counted from it), not an outage
+    cold: bool = False  # a mode on the cold tier: the offload must resume
     outage_s: float | None = None  # how long the fault lasted (the role's restart, the outage)
     detected_s: float | None = None  # from the fault's start
     detected_by: str = ""
@@ -79,12 +80,9 @@ class Outcome:
             missed.append("candles")
         if self.cold_duplicates:
             missed.append("cold duplicates")
-        if self.mode in COLD_MODES and self.cold_resumed_s is None:
+        if self.cold and self.cold_resumed_s is None:
             missed.append("cold tier never resumed")
         return missed
-
-
-Probe = Callable[[], Awaitable[str | None]]  # what shows the fault, or None
 
 
 @dataclass
@@ -99,9 +97,6 @@ class Mode:
     inject: Callable[[Deployment, Callable[[], None]], Awaitable[None]]
     probe: Callable[[Deployment, dict[str, Any]], Awaitable[str | None]]
     cold: bool = False
-
-
-COLD_MODES = ("offloader-killed", "object-store-down")
 
 
 # --- probes: ticklake showing the fault --------------------------------------------------------------
@@ -377,7 +372,7 @@ class Watcher:
 
     async def run(self, mode: Mode) -> Outcome:
         deployment = self.deployment
-        outcome = Outcome(mode.name, mode.signal)
+        outcome = Outcome(mode.name, mode.signal, cold=mode.cold)
         await self.steady()
         baseline: dict[str, Any] = {"producer_queue_max": 0.0}
         for _ in range(8):  # the producer's queue over 2 s of normal work: what is not a backlog

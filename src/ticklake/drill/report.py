@@ -42,8 +42,7 @@ def table(outcomes: list[Outcome]) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         failures = o.failures()
-        cold = _s(o.cold_resumed_s) if o.cold_resumed_s is not None or o.mode in ("offloader-killed",
-                                                                                  "object-store-down") else "-"
+        cold = _s(o.cold_resumed_s) if o.cold else "-"
         lines.append(f"| {o.mode} | {o.detected_by or '-'} | {_s(o.detected_s)} | {_s(o.outage_s)} | "
                      f"{_s(o.first_write_s)} | {_s(o.stored_s)} | {_s(o.mttr_s)} | "
                      f"{_s(o.backfilled_s)} | {cold} | {_n(o.lost)} | {_n(o.duplicated)} | {_n(o.candle_diffs)} | "
