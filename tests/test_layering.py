@@ -52,3 +52,12 @@ def test_a_venue_folder_is_exchanges_code_and_its_simulated_server(folder: str) 
     assert imported_layers(VENUES / folder / "simulated.py") <= {"simulator"} | SHARED
     assert all("simulator" not in imported_layers(PACKAGE / layer) for layer in FLOW if (PACKAGE / layer).is_dir())
 
+
+@pytest.mark.parametrize("orchestrator", ["bench", "drill"])
+def test_no_layer_imports_the_orchestrators(orchestrator: str) -> None:
+    """The benchmark and the failure drill run the platform from above (as processes, through its
+    API); nothing of the platform depends on them."""
+    for layer in [*FLOW, "simulator"]:
+        if (PACKAGE / layer).is_dir():
+            assert orchestrator not in imported_layers(PACKAGE / layer), layer
+

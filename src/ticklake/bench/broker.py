@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ticklake.drill.services import noida_binary
 from ticklake.settings import KafkaSettings, Settings
 
 SKIPPED = ("skipped: no Kafka broker (pip install noida-db==0.2.3, or set TICKLAKE_BUS__KIND=kafka and "
@@ -36,15 +37,6 @@ SKIPPED = ("skipped: no Kafka broker (pip install noida-db==0.2.3, or set TICKLA
 # The stage processes read the broker's settings (secrets included) from the environment, not argv.
 KAFKA_ENV = "TICKLAKE_BENCH_KAFKA"
 STAGES_MODULE = "ticklake.bench.bus_stages"
-
-
-def noida_binary() -> Path | None:
-    try:
-        import noida_db  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    binary = Path(noida_db.__file__).parent / "noida-db"
-    return binary if binary.is_file() else None
 
 
 def noida_version() -> str:
