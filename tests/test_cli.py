@@ -37,7 +37,14 @@ def test_up_simulate_serves_candles_stops_cleanly_and_keeps_data(tmp_path: Path)
                             timeout=10).json()["candles"]
         # candles are queried after trades, so they can only hold more
         assert sum(c["trades"] for c in candles) >= len(trades) > 0
-        assert "ticklake_feed_trades_total" in httpx.get(f"{base}/metrics", timeout=10).text
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        assert "ticklake_feed_trades_total" in metrics
+        # What the alert rules watch beside ticklake's own series: the process, and each venue last heard.
+        samples = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line and not line.startswith("#"))
+        assert float(samples["process_start_time_seconds"]) > 0 and float(samples["process_resident_memory_bytes"]) > 0
+        for name in NAMES:
+            heard = float(samples[f'ticklake_feed_last_frame_timestamp_seconds{{exchange="{name}"}}'])
+            assert time.time() - heard < 60, name
         output = stop(process)
     assert "stopped" in output
     with running("up", "--simulate", env=env) as (process, base):

@@ -49,7 +49,9 @@ METRICS = [
     "ticklake_lake_snapshots_expired_total", "ticklake_lake_orphans_removed_total",
     "ticklake_lake_last_maintenance_timestamp_seconds", "ticklake_lake_audit_mismatched_partitions",
     "ticklake_lake_audit_rows_checked", "ticklake_lake_audit_last_run_timestamp_seconds",
-    "ticklake_lake_audit_failures_total",
+    "ticklake_lake_audit_failures_total", "ticklake_feed_last_frame_timestamp_seconds",
+    # Every role's process (prometheus_client's process collector, and its cgroup's memory limit).
+    "ticklake_process_memory_limit_bytes", "process_resident_memory_bytes", "process_start_time_seconds",
 ]
 TICKLAKE_ROLES = {"feed": 9464, "ingest": 9464, "api": 8000, "offload": 9464}
 
@@ -333,7 +335,7 @@ def test_the_alert_rules_name_only_metrics_ticklake_exposes() -> None:
     # Series that exist once labelled are not sampled before first use: take every suffix form.
     for family in REGISTRY.collect():
         exposed |= {f"{family.name}{suffix}" for suffix in ("_total", "_bucket", "_sum", "_count")}
-    named = set(re.findall(r"\bticklake_[a-z_]+", (DEPLOY / "prometheus" / "alerts.yml").read_text()))
+    named = set(re.findall(r"\b(?:ticklake|process)_[a-z_]+", (DEPLOY / "prometheus" / "alerts.yml").read_text()))
     assert named and not named - exposed, sorted(named - exposed)
 
 

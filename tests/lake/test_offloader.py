@@ -88,6 +88,38 @@ async def test_tables_offload_independently_and_a_failing_one_is_retried(warehou
         offloader.close()
 
 
+@pytest.mark.slow  # waits for runs a few seconds after the row's second
+async def test_the_lag_of_a_table_with_rare_rows_counts_from_the_last_run_not_its_last_row(
+        warehouse: Client, tmp_path: Path) -> None:
+    """Dead letters are rare: a table whose newest row is old is not behind once a run found nothing
+    more to offload. The lag (what TicklakeLakeOffloadLagHigh watches) counts from the run's bound."""
+    settings = LakeSettings(offload_interval_s=1, safety_lag_s=2, retry_initial_s=0.2)
+    trades = tape(1, 20)
+    trades[3] = trade(99_999, "-1", "0.5")  # a dead letter, the only one
+    WarehouseWriter(warehouse, ValidationSettings()).write([frame("{}", trade_count=len(trades))], trades)
+    settle(warehouse, lag_s=2)
+    stored_at = int(warehouse.query("SELECT toUnixTimestamp(max(stored_at)) FROM dead_letters").result_rows[0][0])
+    offloader = Offloader(Settings(lake=settings), warehouse, partial(open_catalog, settings, tmp_path),
+                          tables=[TABLES["dead_letters"]])
+    state = offloader.states["dead_letters"]
+    task = asyncio.create_task(offloader.run_forever())
+    try:
+        # Runs after the row's second move the position to their bound; counted from the row it would
+        # stay at stored_at for good.
+        deadline = time.monotonic() + 60
+        while state.rows < 1 or state.position <= stored_at + 3:
+            assert time.monotonic() < deadline, f"the lag still counts from the dead letter's second: {state.position}"
+            assert not state.failures, state.last_error
+            await asyncio.sleep(0.2)
+        lag = counter(metrics.LAKE_OFFLOAD_LAG, "dead_letters")
+        since_the_row = time.time() - stored_at
+        assert lag < since_the_row - 3, (lag, since_the_row)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        offloader.close()
+
+
 async def test_maintenance_and_audit_run_on_their_schedule_and_a_mismatch_shows(warehouse: Client,
                                                                                  tmp_path: Path) -> None:
     lake = LakeSettings(offload_interval_s=1, safety_lag_s=2, retry_initial_s=0.2, maintenance_interval_hours=0.001)

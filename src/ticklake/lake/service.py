@@ -34,7 +34,7 @@ from pyiceberg.table import Table
 
 from ticklake.lake import audit as audit_module
 from ticklake.lake.maintain import MaintenanceResult, maintain_table
-from ticklake.lake.offload import Batch, closed_before, commit, offload_bound, prepare, prepare_candles, watermark
+from ticklake.lake.offload import Batch, commit, offload_bound, prepare, prepare_candles
 from ticklake.lake.tables import TABLES, LakeTable, ensure_table
 from ticklake.ops import metrics
 from ticklake.settings import Settings
@@ -53,7 +53,7 @@ class TableState:
     failures: int = 0  # consecutive
     last_error: str = ""
     last_success: float = 0.0  # time.time()
-    position: int = 0  # watermark (stored_at second), or closed_before for candles: what the lag counts from
+    position: int = 0  # the bound of the last successful run: cold holds all it could by then; the lag counts from it
     rows: int = 0  # offloaded by this process
     commits: int = 0
 
@@ -137,7 +137,10 @@ class Offloader:
                 result.commits += 1
                 metrics.LAKE_OFFLOADED_ROWS.labels(name).inc(batch.rows.num_rows)
                 metrics.LAKE_OFFLOAD_COMMITS.labels(name).inc()
-            state.position = closed_before(table) if spec.timeframe is not None else watermark(table)
+            # Everything that could be offloaded by ``bound`` is in cold now: the lag counts from there,
+            # not from the newest row (a table with rare rows, dead letters, or closed candle windows
+            # awaiting a quiet market's next trade, would look hours behind while nothing waits).
+            state.position = bound
             state.failures, state.last_error, state.last_success = 0, "", time.time()
             state.rows += result.rows
             state.commits += result.commits

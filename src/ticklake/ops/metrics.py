@@ -6,9 +6,15 @@ apps from colliding, and makes ``/metrics`` show exactly ticklake's series.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+from .cgroup import MemoryLimitCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# The process itself, in every role (alert rules: restarts, memory near the limit): process_start_time_seconds,
+# process_resident_memory_bytes, CPU, open files; and its cgroup's memory limit (ops/cgroup.py).
+ProcessCollector(registry=REGISTRY)
+REGISTRY.register(MemoryLimitCollector())
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0)
@@ -48,6 +54,12 @@ FEED_BACKFILL_SHORT = Counter(
 )
 FEED_REST_REQUESTS = Counter("ticklake_feed_rest_requests", "REST requests, by answer status", ["exchange", "status"],
                              registry=REGISTRY)
+FEED_LAST_FRAME = Gauge(
+    "ticklake_feed_last_frame_timestamp_seconds", "When the venue was last heard on its most silent connection: "
+    "the oldest, over the feed's connections, of the newest frame each received, of any kind (trades, heartbeats, "
+    "WebSocket pings); the feed's start for a connection that has received none. A quiet market still sends "
+    "heartbeats: this stops moving only when a venue falls silent", ["exchange"], registry=REGISTRY,
+)
 FEED_SEQUENCE_GAPS = Counter("ticklake_feed_sequence_gaps", "Gaps in a connection's message sequence numbers",
                              ["exchange"], registry=REGISTRY)
 
@@ -130,8 +142,9 @@ LAKE_OFFLOAD_FAILURES = Counter(
     registry=REGISTRY,
 )
 LAKE_OFFLOAD_LAG = Gauge(
-    "ticklake_lake_offload_lag_seconds", "Warehouse clock minus the table's watermark (stored_at; closed windows for "
-    "gold): how far the cold tier is behind", ["table"], registry=REGISTRY,
+    "ticklake_lake_offload_lag_seconds", "Seconds since the second up to which the cold table holds everything "
+    "offloadable (the bound of its last successful run: now - lake.safety_lag_s on the warehouse clock; closed "
+    "windows for gold): how far the cold tier is behind", ["table"], registry=REGISTRY,
 )
 LAKE_LAST_OFFLOAD = Gauge("ticklake_lake_last_offload_timestamp_seconds", "When a table's last successful offload "
                           "run ended", ["table"], registry=REGISTRY)

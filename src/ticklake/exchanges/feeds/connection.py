@@ -128,6 +128,7 @@ class Connection:
         self.last_error = ""
         self.last_error_at = 0.0
         self.last_frame_at: float | None = None
+        self._heard_before_mono: float | None = None  # the newest frame of the sessions that ended
         self.next_retry_at: float | None = None
         self.sessions: list[Session] = []  # open now: one, or two while one replaces the other
         self._runners: set[asyncio.Task[None]] = set()  # the frame loops of those sessions
@@ -135,6 +136,12 @@ class Connection:
     @property
     def stopping(self) -> bool:
         return self._stopped.is_set()
+
+    def heard_mono(self) -> float | None:
+        """Monotonic time of the newest frame of any kind (data, heartbeat, ping) this connection received,
+        over all its sessions; None before the first. Kept by the socket callback already: no cost per frame."""
+        times = [t for t in (self._heard_before_mono, *(s.heard_mono for s in self.sessions)) if t is not None]
+        return max(times) if times else None
 
     def close(self) -> None:
         """Drop every open session at once (the feed is stopping)."""
@@ -258,8 +265,16 @@ class Connection:
             for task in list(self._runners):  # only left running when we were cancelled (stop)
                 task.cancel()
             await asyncio.gather(*self._runners, return_exceptions=True)
-            self.sessions.clear()
+            for ended in list(self.sessions):
+                self._forget(ended)
             self.backoff.disconnected()
+
+    def _forget(self, session: Session) -> None:
+        """Drop an ended session, keeping when it last heard from the venue (``heard_mono``)."""
+        heard = session.heard_mono
+        if heard is not None and (self._heard_before_mono is None or heard > self._heard_before_mono):
+            self._heard_before_mono = heard
+        self.sessions.remove(session)
 
     def _start(self, session: Session) -> asyncio.Task[None]:
         self.sessions.append(session)
@@ -332,7 +347,7 @@ class Connection:
             session.disconnect(session.end_reason or "stopped", graceful=False)
             self._m_connected.dec()
             if session in self.sessions:
-                self.sessions.remove(session)
+                self._forget(session)
 
     async def _subscribe(self, session: Session) -> None:
         transport = session.transport

@@ -79,6 +79,7 @@ from ticklake.exchanges.gaps import Gap, GapTracker, SeenTrades
 from ticklake.exchanges.mappers import FrameParser, parser_for
 from ticklake.exchanges.rest import RestClient, TradeFetcher
 from ticklake.model import MessageSink, ResumePoint
+from ticklake.ops.metrics import FEED_LAST_FRAME
 from ticklake.settings import FeedSettings
 from ticklake.venues import to_native, venue
 
@@ -209,6 +210,8 @@ class RealtimeFeed:
         cap = max(1, self.max_symbols_per_connection)
         self.connections = [self._connection(i, natives[start:start + cap])
                             for i, start in enumerate(range(0, len(natives), cap))]
+        # Computed at each scrape from what the socket callbacks keep anyway: nothing added per frame.
+        FEED_LAST_FRAME.labels(exchange).set_function(self.last_heard_at)
 
     def _connection(self, index: int, natives: list[str]) -> Connection:
         settings = self.settings
@@ -322,6 +325,15 @@ class RealtimeFeed:
             reconnects=sum(c.reconnects for c in connections),
             next_retry_in_s=round(max(0.0, min(retries)), 3) if retries else None,
         )
+
+    def last_heard_at(self) -> float:
+        """Epoch seconds at which the venue was last heard on its most silent connection: the oldest of
+        each connection's newest frame of any kind (pings and heartbeats too, so a quiet market is not
+        silence), a connection that has received nothing counting from the feed's start."""
+        wall, mono = time.time(), time.monotonic()
+        started = self._started_us / 1_000_000
+        heard = [c.heard_mono() for c in self.connections]
+        return min((started if t is None else wall - (mono - t) for t in heard), default=started)
 
     def _gaps(self, gaps: list[Gap]) -> None:
         for gap in gaps:

@@ -37,7 +37,8 @@ class Session:
         self.queue: asyncio.Queue[QueueItem | None] = asyncio.Queue()
         self.transport: WSTransport | None = None
         self.frame_seq = 0
-        self.last_frame_mono = time.monotonic()
+        # Any frame, pings included (the watchdog's clock; it starts at the session's creation).
+        self.opened_mono = self.last_frame_mono = time.monotonic()
         self.last_frame_at: float | None = None
         self.paused = False
         self.end_reason = ""
@@ -53,6 +54,11 @@ class Session:
         self.fragments_size = 0
         # Set when the feed records: appends to the feed's buffer (file I/O happens in a task).
         self.record: Callable[[int, str | bytes, Direction], None] | None = None
+
+    @property
+    def heard_mono(self) -> float | None:
+        """Monotonic time of the newest frame of any kind received; None before the first."""
+        return self.last_frame_mono if self.last_frame_mono > self.opened_mono else None
 
     def disconnect(self, reason: str, graceful: bool = True) -> None:
         if not self.end_reason:
