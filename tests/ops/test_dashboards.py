@@ -26,7 +26,7 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 
 from tests.broker import Broker
+from tests.support.cgroup import memory_cgroup
 from tests.support.processes import REPO, env_for, free_port, running, ticklake, wait_for
 from tests.support.prometheus import Prometheus, finite
 from tests.support.prometheus import running as prometheus_running
@@ -57,7 +58,10 @@ ONLY_DISTRIBUTED: dict[str, str] = {
     "ticklake_bus_rejected_total": "messages read from Kafka that are not ticklake records",
     "ticklake_api_auth_refused_total": "counted where the API asks for keys (api.auth; beyond loopback), as the "
                                        "distributed test's API does; `ticklake up` on loopback asks for none",
+    "ticklake_process_memory_limit_bytes": "exported by a process under a cgroup memory limit (a container's): the "
+                                           "distributed test runs the feed role in one",
 }
+FEED_MEMORY_LIMIT = 2 * 1024**3
 ONLY_EMBEDDED: dict[str, str] = {
     "ticklake_lake_": "the offload role reads the warehouse, and the embedded engine (chdb) lets one process open "
                       "it: as a role of its own it needs a ClickHouse server, which does not install here",
@@ -231,6 +235,11 @@ def distributed_roles(tmp_path: Path) -> Iterator[dict[str, list[str]]]:
     """``ticklake feed`` and ``ticklake ingest --api`` (asking for API keys, as a deployment serving
     other machines does) around a real broker, the venues in a process of their own; yields the
     scrape targets per job, named as deploy/prometheus/prometheus.yml names them."""
+    with memory_cgroup(FEED_MEMORY_LIMIT) as join_cgroup:
+        yield from _roles(tmp_path, join_cgroup)
+
+
+def _roles(tmp_path: Path, join_cgroup: Callable[[], None]) -> Iterator[dict[str, list[str]]]:
     broker = Broker(tmp_path / "broker").start()
     simulator, urls = start_simulator(tmp_path / "tapes.json", 7, 10.0, MARKETS)
     processes: list[subprocess.Popen[bytes]] = []
@@ -245,8 +254,10 @@ def distributed_roles(tmp_path: Path) -> Iterator[dict[str, list[str]]]:
         for command in (["topics"], ["keys", "create", "--name", "dashboard-test"]):
             done = ticklake(*command, env=env, timeout=60)
             assert done.returncode == 0, done.stdout + done.stderr
+        # The feed role under a memory limit, as in a container (deploy/compose.yaml): the memory panel's
+        # limit is read from its cgroup.
         processes.append(start(["feed"], {**env, "TICKLAKE_METRICS__PORT": str(feed_metrics_port)},
-                               tmp_path / "feed.log"))
+                               tmp_path / "feed.log", preexec_fn=join_cgroup))
         processes.append(start(["ingest", "--api"], env, tmp_path / "ingest.log"))
         wait_for(f"http://127.0.0.1:{api_port}/health", lambda r: r.status_code in (200, 503), timeout=90)
         yield {"ticklake-feed": [f"127.0.0.1:{feed_metrics_port}"], "ticklake-ingest": [f"127.0.0.1:{api_port}"]}

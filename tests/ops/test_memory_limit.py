@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
-import pytest
-
+from tests.support.cgroup import memory_cgroup
 from tests.support.processes import REPO
 from ticklake.ops.cgroup import MemoryLimitCollector, memory_limit_bytes
 
@@ -118,45 +116,13 @@ def test_the_collector_is_absent_without_a_limit_and_exact_with_one(tmp_path: Pa
     assert [sample.value for sample in family.samples] == [1024**3]
 
 
-def make_cgroup(limit: int) -> tuple[Path, Path]:
-    """A real child cgroup of this machine's memory controller with ``limit``: (its directory, the
-    file to write a pid into). Skips where the test cannot make one (not root, no writable cgroup)."""
-    candidates = [(Path("/sys/fs/cgroup"), "memory.max"), (Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes")]
-    for parent, limit_file in candidates:
-        if limit_file == "memory.max":
-            controllers = parent / "cgroup.subtree_control"
-            if not controllers.exists() or "memory" not in controllers.read_text().split():
-                continue
-        elif not (parent / limit_file).exists():
-            continue
-        child = parent / f"ticklake-test-{uuid.uuid4().hex[:8]}"
-        try:
-            child.mkdir()
-        except OSError:
-            continue
-        try:
-            (child / limit_file).write_text(str(limit))
-        except OSError:
-            child.rmdir()
-            continue
-        return child, child / "cgroup.procs"
-    pytest.skip("cannot create a memory cgroup here (needs root and a writable cgroup v1 or v2 memory controller)")
-
-
 def test_a_real_cgroup_limit_shows_in_the_metrics_of_a_process_inside_it() -> None:
     limit = 300 * 1024**2
-    cgroup, procs = make_cgroup(limit)
     script = ("from prometheus_client import generate_latest; from ticklake.ops.metrics import REGISTRY; "
               "print(generate_latest(REGISTRY).decode())")
-
-    def join_cgroup() -> None:  # in the child, before it runs Python: it starts inside the limit
-        procs.write_text(str(os.getpid()))
-
-    try:
+    with memory_cgroup(limit) as join_cgroup:
         result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
                                 env={**os.environ, "PYTHONPATH": str(REPO / "src")}, preexec_fn=join_cgroup)
-    finally:
-        cgroup.rmdir()  # empty again: the child has exited
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     samples = {name: float(value) for name, _, value in (line.partition(" ") for line in lines)

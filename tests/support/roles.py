@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,12 @@ def assert_exactly_the_tape(trades: list[dict[str, Any]], tape: list[dict[str, A
                (Decimal(oracle["price"]), Decimal(oracle["qty"]), oracle["side"], oracle["ts_us"]), market
 
 
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start(args: list[str], env: dict[str, str], log: Path,
+          preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+    """``ticklake <args>`` logging to ``log``; ``preexec_fn`` runs in the child first (say, to join a cgroup)."""
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "ticklake.cli", *args], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
 
 
 def kill(process: subprocess.Popen[bytes]) -> None:
