@@ -284,12 +284,12 @@ def test_kill_9_at_random_points_then_a_rerun_leaves_cold_equal_to_warm(tmp_path
         for _kill in range(10):
             offloader = subprocess.Popen([sys.executable, "-m", "ticklake.cli", "offload"], cwd=REPO, env=env,
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            # Killed anywhere in its work: from its first commit on (its start-up takes ~1.3 s on a quiet
-            # machine, far longer on a loaded one), or at once if it has nothing left to commit.
+            # Killed anywhere in its first seconds of work, counted from the end of its start-up (the log's
+            # "roles:" line; ~1.3 s on a quiet machine, far longer on a loaded one).
             try:
-                committing = _first_line_with(offloader, "offloaded ")
-                committing.wait(30)
-                time.sleep(rng.uniform(0, 1.5))
+                started = _first_line_with(offloader, "roles: offload")
+                assert started.wait(60), "the offloader never started"
+                time.sleep(rng.uniform(0, 2.2))
             finally:
                 offloader.kill()
                 offloader.wait(30)
