@@ -210,10 +210,11 @@ def _slope(points: Sequence[tuple[float, float]]) -> float | None:
 class _Sampler:
     """Samples one step, appending rows to the CSV; keeps what the verdicts need."""
 
-    def __init__(self, running: _Running, result: StepResult, writer: Any, soak_started: float) -> None:
+    def __init__(self, running: _Running, result: StepResult, handle: IO[str], soak_started: float) -> None:
         self.running = running
         self.result = result
-        self.writer = writer
+        self.handle = handle  # flushed after every sample: a soak cut short keeps what it measured
+        self.writer = csv.DictWriter(handle, CSV_FIELDS)
         self.soak_started = soak_started
         self.rows: list[dict[str, Any]] = []
         self.steady: list[dict[str, Any]] = []  # per sample: platform totals in the steady window
@@ -263,6 +264,7 @@ class _Sampler:
                        **interval_figures}
                 self.writer.writerow(row)
                 self.rows.append(row)
+            self.handle.flush()
             previous_cpu = cpu_now
             if figures is not None:
                 previous, previous_at = figures, now
@@ -348,8 +350,7 @@ def run_soak(options: SoakOptions) -> int:
     soak_started = time.monotonic()
     with (out / "soak.csv").open("w", newline="") as handle, \
             tempfile.TemporaryDirectory(prefix="ticklake-soak-") as tmp:
-        writer = csv.DictWriter(handle, CSV_FIELDS)
-        writer.writeheader()
+        csv.DictWriter(handle, CSV_FIELDS).writeheader()
         loads = [(load, True) for load in options.loads]
         step = 0
         while step < len(loads):
@@ -361,9 +362,8 @@ def run_soak(options: SoakOptions) -> int:
             running = _Running(load, Path(tmp) / f"step-{step + 1}", out, f"step-{step + 1}-{load:g}")
             try:
                 first = running.wait_ready()
-                sampler = _Sampler(running, result, writer, soak_started)
+                sampler = _Sampler(running, result, handle, soak_started)
                 sampler.run(duration, options.interval_s, first)
-                handle.flush()
                 sampler.conclude()
             finally:
                 running.close()
