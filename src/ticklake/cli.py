@@ -121,7 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="run the benchmark and print figures")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     bench.add_argument("--stages", default="", help="comma-separated stages to run (default: all): normalize, "
-                       "handlers, ingest, latency, serving, bus, cold_tier, completeness, platform")
+                       "handlers, ingest, latency, serving, bus, cold_tier, completeness, platform, stream, export, "
+                       "segments")
 
     soak = commands.add_parser("soak", help="run the platform at 1x, 5x, 10x the planned load and beyond; write a "
                                "CSV and a chart of CPU, RSS, latency and backlog; exit 1 on a missed criterion")
