@@ -58,7 +58,7 @@ RSS_MIN_WINDOW_S = 120.0
 BEHIND_P99_S = 1.0  # the TradeToCandleSlow alert (deploy/prometheus/alerts.yml)
 BEHIND_STORED_SHARE = 0.9
 CSV_FIELDS = ("time_utc", "elapsed_s", "step", "load_per_s", "role", "process", "pid", "cpu_cores", "rss_mb",
-              "stored_per_s", "received_per_s", "latency_p50_ms", "latency_p99_ms", "backlog")
+              "stored_per_s", "received_per_s", "latency_p50_ms", "latency_p99_ms", "backlog", "load_average_1m")
 
 
 class SoakError(RuntimeError):
@@ -261,7 +261,7 @@ class _Sampler:
                        "elapsed_s": round(now - self.soak_started, 1), "step": self.result.step,
                        "load_per_s": f"{self.result.load_per_s:g}", "role": role, "process": p.name, "pid": p.pid,
                        "cpu_cores": "" if cores is None else round(cores, 4), "rss_mb": round(p.rss_mb, 1),
-                       **interval_figures}
+                       **interval_figures, "load_average_1m": round(os.getloadavg()[0], 2)}
                 self.writer.writerow(row)
                 self.rows.append(row)
             self.handle.flush()
@@ -331,9 +331,15 @@ class _Sampler:
         r.held = not r.why_not
 
 
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # as Ctrl-C: the running step's processes are stopped on the way out
+
+
 def run_soak(options: SoakOptions) -> int:
     check_matplotlib()
     from ticklake.bench.soak_chart import draw
+
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
     out = options.out
     out.mkdir(parents=True, exist_ok=True)

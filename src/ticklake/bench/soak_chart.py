@@ -32,6 +32,7 @@ def draw(csv_path: Path, steps: list[StepResult], png_path: Path) -> None:
     rss: dict[int, dict[float, float]] = defaultdict(lambda: defaultdict(float))
     figures: dict[tuple[int, str], dict[float, float]] = defaultdict(dict)
     step_spans: dict[int, list[float]] = defaultdict(list)
+    load_average: dict[float, float] = {}  # the whole machine's: other work competing with the soak
     with csv_path.open() as handle:
         for row in csv.DictReader(handle):
             minute = float(row["elapsed_s"]) / 60
@@ -40,6 +41,8 @@ def draw(csv_path: Path, steps: list[StepResult], png_path: Path) -> None:
             cores = _float(row["cpu_cores"])
             if cores is not None:
                 cpu[number, row["role"]][minute] += cores
+            if row.get("load_average_1m"):
+                load_average[minute] = float(row["load_average_1m"])
             if row["role"] == "platform":
                 rss[number][minute] += float(row["rss_mb"])
                 for key in ("latency_p50_ms", "latency_p99_ms", "backlog"):
@@ -70,6 +73,11 @@ def draw(csv_path: Path, steps: list[StepResult], png_path: Path) -> None:
     cpu_axis.axhline(0.25, color="grey", linestyle=":", linewidth=1, label="0.25 core (target at 1x)")
     cpu_axis.set_ylabel("CPU (cores)")
     cpu_axis.legend(loc="upper left", fontsize=8)
+    if load_average:
+        machine = cpu_axis.twinx()
+        xs = sorted(load_average)
+        machine.plot(xs, [load_average[x] for x in xs], color="grey", linewidth=0.6, alpha=0.6)
+        machine.set_ylabel("load average, 1 min (grey)", color="grey", fontsize=8)
     for series in rss.values():
         line(rss_axis, series, "tab:purple", None)
     rss_axis.set_ylabel("RSS of ticklake up (MB)")
