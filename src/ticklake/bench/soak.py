@@ -20,10 +20,12 @@ Verdicts (the issue's pass criteria), each over the steady part of a step (its l
 - trade -> candle p99 at most 200 ms at the last planned load (10x);
 - the whole platform at the first planned load (1x) under 0.25 of one core.
 
-A step "holds" when the platform stores at least 90 % of the asked rate, its backlog does not grow
-by more than a second of trades over the steady window, and p99 stays within a second (the
-``TradeToCandleSlow`` alert's threshold). The maximum sustained rate is the highest step that held
-with every step below it holding too.
+A step "holds" (the platform keeps up) when it stores at least 90 % of the asked rate and its backlog
+does not grow by more than a second of trades over the steady window. Latency is reported, and a p99
+above a second (the ``TradeToCandleSlow`` alert) is flagged, but does not by itself end the stepping:
+on a machine other work saturates, latency says more about the machine than about the platform's
+capacity, which is where its backlog starts to grow. The maximum sustained rate is the highest step
+that held with every step below it holding too.
 """
 
 from __future__ import annotations
@@ -96,8 +98,9 @@ class StepResult:
     within_200ms: float | None = None
     backlog_max: int | None = None
     backlog_growth: float | None = None
-    held: bool = False
+    held: bool = False  # kept up: stored the asked rate, backlog not growing
     why_not: list[str] = field(default_factory=list)
+    slow: bool = False  # p99 above BEHIND_P99_S (the TradeToCandleSlow alert's threshold)
 
 
 def options_from_args(loads: str, duration: float | None, interval: float | None, quick: bool, out: Path | None,
@@ -326,9 +329,8 @@ class _Sampler:
             r.why_not.append(f"stored {r.stored_per_s} trades/s of {r.load_per_s:g} asked")
         if r.backlog_growth is not None and r.backlog_growth > max(r.load_per_s * 1.0, 100):
             r.why_not.append(f"backlog grew by {r.backlog_growth:,.0f} messages over the steady window")
-        if r.latency_p99_ms is None or r.latency_p99_ms > BEHIND_P99_S * 1000:
-            r.why_not.append(f"trade -> candle p99 {r.latency_p99_ms} ms")
         r.held = not r.why_not
+        r.slow = r.latency_p99_ms is not None and r.latency_p99_ms > BEHIND_P99_S * 1000
 
 
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
@@ -436,7 +438,8 @@ def _step_line(r: StepResult) -> str:
     return (f"{r.load_per_s:>7,.0f} asked, {r.stored_per_s or 0:>8,.1f} stored/s: platform {r.platform_cores} cores, "
             f"RSS {r.platform_rss_mb} MB ({r.rss_slope_mb_per_min:+} MB/min), p50 {r.latency_p50_ms} ms, "
             f"p99 {r.latency_p99_ms} ms, backlog max {r.backlog_max} (growth {r.backlog_growth}); simulator "
-            f"{r.simulator_cores} cores; {'held' if r.held else 'BEHIND: ' + '; '.join(r.why_not)}"
+            f"{r.simulator_cores} cores; {'kept up' if r.held else 'BEHIND: ' + '; '.join(r.why_not)}"
+            f"{'; p99 above the TradeToCandleSlow alert (1 s)' if r.slow else ''}"
             if r.rss_slope_mb_per_min is not None else
             f"{r.load_per_s:>7,.0f} asked: too few samples ({r.samples})")
 

@@ -102,7 +102,7 @@ def draw(csv_path: Path, steps: list[StepResult], png_path: Path) -> None:
             axis.axvline(start, color="grey", linewidth=0.5)
         if step is not None:
             label = (f"{step.load_per_s:,.0f}/s" + ("" if step.planned else " (beyond)")
-                     + ("" if step.held else " behind"))
+                     + ("" if step.held else " behind") + (", p99 > 1 s" if step.slow else ""))
             cpu_axis.text((start + end) / 2, 1.02, label, transform=cpu_axis.get_xaxis_transform(), ha="center",
                           fontsize=8)
     for axis in axes:
