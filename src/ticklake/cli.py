@@ -19,6 +19,8 @@
     ticklake bench [--quick] [--stages S,...]  the benchmark (prints figures)
     ticklake drill [--modes M,...] [--quick] [--json PATH]
                                                the failure modes against a local deployment, measured
+    ticklake soak [--quick] [--duration S] [--loads 50,250,500] [--out DIR]
+                                               the platform at steady loads for long: CSV, chart, verdicts
     ticklake config                            the effective settings
     ticklake keys create [--name N] [--rate R] [--burst B] | list | revoke ID
                                                API keys (asked for beyond loopback: api.auth)
@@ -121,7 +123,23 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="run the benchmark and print figures")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     bench.add_argument("--stages", default="", help="comma-separated stages to run (default: all): normalize, "
-                       "handlers, ingest, latency, serving, bus, cold_tier, completeness, platform")
+                       "handlers, ingest, latency, serving, bus, cold_tier, completeness, platform, stream, export, "
+                       "segments")
+
+    soak = commands.add_parser("soak", help="run the platform at 1x, 5x, 10x the planned load and beyond; write a "
+                               "CSV and a chart of CPU, RSS, latency and backlog; exit 1 on a missed criterion")
+    soak.add_argument("--quick", action="store_true", help="1-minute steps sampled every 2 s (default: 10 minutes, "
+                      "5 s)")
+    soak.add_argument("--duration", type=float, default=None, metavar="S", help="seconds per planned load step")
+    soak.add_argument("--interval", type=float, default=None, metavar="S", help="seconds between samples")
+    soak.add_argument("--loads", default="50,250,500", help="planned loads, total trades/s (default: 50,250,500)")
+    soak.add_argument("--no-beyond", dest="beyond", action="store_false",
+                      help="stop after the planned loads (default: double the load until the platform falls behind)")
+    soak.add_argument("--beyond-duration", type=float, default=None, metavar="S",
+                      help="seconds per step beyond the planned loads (default: --duration)")
+    soak.add_argument("--max-load", type=float, default=64_000.0, metavar="N", help="never ask more trades/s")
+    soak.add_argument("--out", type=Path, default=None, metavar="DIR", help="where the files go (default: "
+                      "./soak-<UTC time>)")
 
     _drill_parser(commands)
 
@@ -231,6 +249,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return int(run_bench(settings, quick=args.quick, stages=chosen))
     if command == "drill":
         return _drill(args)
+    if command == "soak":
+        from ticklake.bench.soak import SoakError, options_from_args, run_soak
+
+        try:
+            return run_soak(options_from_args(args.loads, args.duration, args.interval, args.quick, args.out,
+                                              args.beyond, args.beyond_duration, args.max_load))
+        except SoakError as exc:
+            print(f"ticklake soak: {exc}", file=sys.stderr)
+            return 2
     if command == "keys":
         return _keys(settings, args)
     if command == "config":

@@ -79,7 +79,7 @@ TARGETS = {
     "export_rss_mb": 300.0,
 }
 STAGES = ("normalize", "handlers", "ingest", "latency", "serving", "bus", "cold_tier", "completeness", "platform",
-          "stream", "export")
+          "stream", "export", "segments")
 LAKE_STAGES = "ticklake.bench.lake_stages"
 COMPLETENESS_STAGES = "ticklake.bench.completeness_stages"
 
@@ -378,6 +378,8 @@ def run_bench(settings: Settings, quick: bool = False, stages: frozenset[str] = 
                                                                              "stream_fanout_s": 10.0}
     # File exports: trades of one market.
     sizes |= {"export_trades": 1_000_000} if quick else {"export_trades": 10_000_000}
+    # Latency by segment: each run's measured window (embedded, then through the broker).
+    sizes |= {"segments_s": 8.0} if quick else {"segments_s": 20.0}
     unknown = stages - set(STAGES)
     if unknown:
         raise ValueError(f"unknown bench stages {sorted(unknown)}: choose from {', '.join(STAGES)}")
@@ -427,6 +429,10 @@ def _run_stage(stage: str, settings: Settings, workdir: Path, sizes: dict[str, A
         from ticklake.bench.export_stages import run_export_stages
 
         return run_export_stages(workdir, sizes)
+    if stage == "segments":
+        from ticklake.bench.segment_stages import run_segment_stages
+
+        return run_segment_stages(settings, workdir, sizes)
     from ticklake.bench.platform_stages import run_platform_stages
 
     return run_platform_stages(workdir, sizes)
@@ -446,6 +452,10 @@ def _print(report: dict[str, Any]) -> None:
                             ("stream", _stream_lines), ("export", _export_lines)):
         if stage in report:
             lines += describe(report)
+    if "segments" in report:
+        from ticklake.bench.segment_stages import segment_lines
+
+        lines += segment_lines(report)
     if "latency" in report and "serving" in report:
         lat, s = report["latency"], report["serving"]
         peak = max(lat["peak_rss_mb"], s["server_rss_mb"] or 0)
