@@ -6,19 +6,20 @@ from __future__ import annotations
 from decimal import Decimal
 
 from ticklake.drill import MODE_NAMES
-from ticklake.drill.accounting import TIMEFRAMES, Market, StoredTrade, count, recompute
+from ticklake.drill.accounting import Market, ServedTrade, count, recompute
 from ticklake.drill.modes import modes
+from ticklake.warehouse.reader import TIMEFRAMES
 
 S = 1_000_000  # µs
 
 
-def _market(stored: list[StoredTrade], tape_ids: range) -> Market:
+def _market(stored: list[ServedTrade], tape_ids: range) -> Market:
     served = {timeframe: recompute(stored, seconds) for timeframe, seconds in TIMEFRAMES.items()}
     return Market("binance", "BTC/USDT", {i: i * S for i in tape_ids}, stored, served)
 
 
-def _trade(i: int, price: str = "100") -> StoredTrade:
-    return StoredTrade(i, i * S, Decimal(price), Decimal("0.5"), "buy" if i % 2 else "sell")
+def _trade(i: int, price: str = "100") -> ServedTrade:
+    return ServedTrade(i, i * S, Decimal(price), Decimal("0.5"), "buy" if i % 2 else "sell")
 
 
 def test_a_faithful_store_counts_nothing() -> None:
@@ -40,8 +41,8 @@ def test_a_lost_trade_a_duplicate_and_a_wrong_candle_are_each_counted() -> None:
 
 
 def test_recomputed_candles_order_by_time_then_id_and_count_each_id_once() -> None:
-    trades = [StoredTrade(2, 5 * S, Decimal("11"), Decimal("1"), "buy"), StoredTrade(1, 5 * S, Decimal("10"),
-              Decimal("2"), "sell"), StoredTrade(2, 5 * S, Decimal("11"), Decimal("1"), "buy")]
+    trades = [ServedTrade(2, 5 * S, Decimal("11"), Decimal("1"), "buy"), ServedTrade(1, 5 * S, Decimal("10"),
+              Decimal("2"), "sell"), ServedTrade(2, 5 * S, Decimal("11"), Decimal("1"), "buy")]
     [(start, candle)] = recompute(trades, 60).items()
     assert start == 0
     assert candle == (Decimal("10"), Decimal("11"), Decimal("10"), Decimal("11"), Decimal("3"), Decimal("31"),

@@ -42,6 +42,7 @@ from typing import Any
 import orjson
 
 from ticklake.bench import _free_port
+from ticklake.bench.simulator_process import start_simulator
 
 # SYM0/USDT: 10 hours of one-minute candles, stored before the start, in a market the simulator does not trade.
 HEAVY_TRADES = "/v1/trades?exchange=binance&symbol=SYM0/USDT&start=1970-01-01T00:00:00Z&limit=5000"
@@ -239,15 +240,10 @@ class _Running:
         markets = sum(len(v.symbols) for v in Settings().venues.enabled().values())
         env = {**os.environ, "TZ": "UTC",
                "TICKLAKE_SIMULATOR__TRADES_PER_SECOND": str(trades_per_second / markets)}
-        self.simulator = subprocess.Popen([sys.executable, "-m", "ticklake.simulator", "--seed", "3"], env=env,
-                                          stdout=subprocess.PIPE, text=True)
-        assert self.simulator.stdout is not None
-        for line in self.simulator.stdout:
-            if "__WS_URL=" in line or "__REST_URL=" in line:
-                key, url = line.strip().split("=", 1)
-                env[key] = url
-            if line.startswith("Ctrl-C"):
-                break
+        simulator = start_simulator(env)
+        if simulator is None:
+            raise RuntimeError("the simulator did not start")
+        self.simulator = simulator
         self.port = _free_port()
         self.log = (workdir / f"{name}.log").open("w")  # the platform's own log, out of the bench's way
         self.platform = subprocess.Popen(

@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from ticklake.bench.simulator_process import start_simulator
 from ticklake.bench.soak_probe import PlatformFigures, process_tree, quantile, read_platform, share_within
 from ticklake.settings import Settings
 
@@ -140,19 +141,13 @@ class _Running:
             raise SoakError("no venue is enabled: the soak needs markets to trade")
         env = {**os.environ, "TZ": "UTC", "TICKLAKE_SIMULATOR__TRADES_PER_SECOND": str(load / markets)}
         self.logs: list[IO[str]] = [(logs / f"{name}-{part}.log").open("w") for part in ("simulator", "platform")]
-        self.simulator = subprocess.Popen([sys.executable, "-m", "ticklake.simulator", "--seed", "3"], env=env,
-                                          stdout=subprocess.PIPE, stderr=self.logs[0], text=True)
         self.platform: subprocess.Popen[str] | None = None
-        assert self.simulator.stdout is not None
-        for line in self.simulator.stdout:
-            if "__WS_URL=" in line or "__REST_URL=" in line:
-                key, url = line.strip().split("=", 1)
-                env[key] = url
-            if line.startswith("Ctrl-C"):
-                break
-        else:
-            self.close()
-            raise SoakError(f"the simulator did not start (status {self.simulator.wait()}): see {self.logs[0].name}")
+        simulator = start_simulator(env, stderr=self.logs[0])
+        if simulator is None:
+            for log in self.logs:
+                log.close()
+            raise SoakError(f"the simulator did not start: see {self.logs[0].name}")
+        self.simulator = simulator
         self.port = _free_port()
         env |= {"TICKLAKE_DATA_DIR": str(data_dir), "TICKLAKE_API__PORT": str(self.port)}
         self.platform = subprocess.Popen([sys.executable, "-m", "ticklake.cli", "up"], env=env,

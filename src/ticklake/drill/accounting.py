@@ -24,14 +24,15 @@ from typing import Any
 import httpx
 
 from ticklake.exchanges.mappers.common import rfc3339_to_us
-
-TIMEFRAMES = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
+from ticklake.warehouse.reader import TIMEFRAMES
 
 Candle = tuple[Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, int]
 
 
 @dataclass(frozen=True)
-class StoredTrade:
+class ServedTrade:
+    """A trade as the API serves it (its CSV export)."""
+
     trade_id: int
     ts_us: int
     price: Decimal
@@ -46,7 +47,7 @@ class Market:
     exchange: str
     symbol: str
     tape: dict[int, int]  # trade id -> exchange time µs
-    stored: list[StoredTrade]
+    stored: list[ServedTrade]
     served: dict[str, dict[int, Candle]]  # timeframe -> bucket start (s) -> candle
 
 
@@ -55,7 +56,7 @@ async def read_market(http: httpx.AsyncClient, api: str, tape_rows: list[list[An
     response = await http.get(f"{api}/v1/trades", params={"exchange": exchange, "symbol": symbol,
                                                           "start": 946_684_800_000, "format": "csv"}, timeout=300)
     response.raise_for_status()
-    stored = [StoredTrade(int(row["trade_id"]), rfc3339_to_us(row["time"]), Decimal(row["price"]),
+    stored = [ServedTrade(int(row["trade_id"]), rfc3339_to_us(row["time"]), Decimal(row["price"]),
                           Decimal(row["qty"]), row["side"])
               for row in csv.DictReader(io.StringIO(response.text))]
     served: dict[str, dict[int, Candle]] = {}
@@ -71,10 +72,10 @@ async def read_market(http: httpx.AsyncClient, api: str, tape_rows: list[list[An
     return Market(exchange, symbol, {int(row[0]): int(row[4]) for row in tape_rows}, stored, served)
 
 
-def recompute(trades: list[StoredTrade], seconds: int) -> dict[int, Candle]:
+def recompute(trades: list[ServedTrade], seconds: int) -> dict[int, Candle]:
     """Candles of ``seconds`` from trades, each trade id once, ordered by (exchange time, trade id)."""
     unique = {t.trade_id: t for t in trades}
-    windows: dict[int, list[StoredTrade]] = {}
+    windows: dict[int, list[ServedTrade]] = {}
     for trade in unique.values():
         windows.setdefault(trade.ts_us // 1_000_000 // seconds * seconds, []).append(trade)
     candles: dict[int, Candle] = {}

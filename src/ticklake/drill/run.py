@@ -176,7 +176,7 @@ async def account(deployment: Deployment, outcomes: list[Outcome]) -> Counts:
 
 
 def report_timeframes() -> list[str]:
-    from ticklake.drill.accounting import TIMEFRAMES
+    from ticklake.warehouse.reader import TIMEFRAMES
 
     return list(TIMEFRAMES)
 
