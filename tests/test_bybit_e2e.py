@@ -19,13 +19,12 @@ from decimal import Decimal
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from tests.factories import recompute_candles
-from tests.support.stored import metric_sum, stored_trades
+from tests.support.stored import assert_candles_recompute, metric_sum, stored_trades
 from ticklake.app import Platform
 from ticklake.ops import metrics
 from ticklake.settings import FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
 from ticklake.venues import NAMES
-from ticklake.warehouse.reader import TIMEFRAMES, WarehouseReader
+from ticklake.warehouse.reader import WarehouseReader
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "ETH/USDC"]
 SECONDS = float(os.environ.get("TICKLAKE_BYBIT_CHAOS_SECONDS", "60"))
@@ -80,10 +79,4 @@ async def test_bybit_under_faults_stores_the_tape_within_the_page(warehouse: Cli
 
     reader = WarehouseReader(warehouse)
     assert reader.layer_counts()["dead_letters"] == 0
-    for name, seconds in TIMEFRAMES.items():
-        for (exchange, symbol, start), candle in recompute_candles(everything, seconds).items():
-            [stored_candle] = [c for c in reader.ohlcv(exchange, symbol, name, None, None, 5000)
-                               if int(c.start.timestamp()) == start]
-            assert (stored_candle.open, stored_candle.high, stored_candle.low, stored_candle.close,
-                    stored_candle.volume, stored_candle.trades) == \
-                   (candle.open, candle.high, candle.low, candle.close, candle.volume, candle.trades)
+    assert_candles_recompute(warehouse, everything)

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import REPO, env_for, free_port, wait_for
+from tests.support.roles import venue_env
 from tests.support.stored import all_trades, rfc3339_us
-from ticklake.venues import NAMES
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"], "okx": ["BTC/USDT"]}
 
@@ -37,14 +37,7 @@ def test_kill_9_mid_session_then_restart_leaves_a_complete_tape(tmp_path: Path) 
         assert simulator.stdout is not None
         urls = json.loads(simulator.stdout.readline())
         env = env_for(tmp_path / "data", TICKLAKE_FEED__BACKOFF_INITIAL_S="0.1", TICKLAKE_FEED__BACKOFF_MAX_S="1")
-        for exchange, symbols in MARKETS.items():
-            upper = exchange.upper()
-            env[f"TICKLAKE_VENUES__{upper}__SYMBOLS"] = json.dumps(symbols)
-            env[f"TICKLAKE_VENUES__{upper}__WS_URL"] = urls["ws_urls"][exchange]
-            env[f"TICKLAKE_VENUES__{upper}__REST_URL"] = urls["rest_urls"][exchange]
-        for other in NAMES:  # a registered venue the simulator does not play would reach the real one
-            if other not in MARKETS:
-                env[f"TICKLAKE_VENUES__{other.upper()}__ENABLED"] = "false"
+        env.update(venue_env(MARKETS, urls))
         rng = random.Random(5)
         port = free_port()
         env["TICKLAKE_API__PORT"] = str(port)
