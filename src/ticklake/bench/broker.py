@@ -19,17 +19,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ticklake.drill.services import noida_binary
+from ticklake.drill.services import Broker, MissingBinaryError, noida_binary
 from ticklake.settings import KafkaSettings, Settings
 
 SKIPPED = ("skipped: no Kafka broker (pip install noida-db==0.2.3, or set TICKLAKE_BUS__KIND=kafka and "
@@ -48,26 +45,24 @@ def noida_version() -> str:
         return "?"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class BenchBroker:
     """One broker for one stage: ``kafka`` is what the stage's clients use."""
 
-    def __init__(self, kafka: KafkaSettings, description: str, process: subprocess.Popen[bytes] | None = None) -> None:
+    def __init__(self, kafka: KafkaSettings, description: str, started: Broker | None = None) -> None:
         self.kafka = kafka
         self.description = description
-        self.process = process
+        self.started = started  # the noida-db the bench started (drill/services.py), None: configured
         self.run_id = uuid.uuid4().hex[:8]
         self._created: list[str] = []
 
     @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.started.process if self.started is not None else None
+
+    @property
     def ours(self) -> bool:
         """Started by the bench (throwaway) rather than configured."""
-        return self.process is not None
+        return self.started is not None
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "TZ": "UTC", KAFKA_ENV: self.kafka.model_dump_json()}
@@ -131,18 +126,8 @@ class BenchBroker:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
     def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        # The broker runs in a session of its own: its whole process group goes.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        if self.started is not None:
+            self.started.stop()  # its whole process group: SIGTERM, then SIGKILL after 10 s
 
 
 def unavailable(settings: Settings) -> str | None:
@@ -177,31 +162,17 @@ def bench_broker(settings: Settings, workdir: Path) -> Iterator[BenchBroker]:
         finally:
             broker.delete_created_topics()
         return
-    binary = noida_binary()
-    if binary is None:
-        raise RuntimeError(SKIPPED)
-    data_dir = workdir / "broker-data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    with (workdir / "broker.log").open("ab") as log:
-        process = subprocess.Popen([str(binary), "start", "--only", "kafka", "--kafka-port", str(port),
-                                    "--data-dir", str(data_dir)], stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    broker = BenchBroker(_bench_kafka(settings.bus.kafka, f"127.0.0.1:{port}"),
-                         f"noida-db {noida_version()} started by the bench (fresh for each stage)", process)
+    started = Broker(workdir / "broker-data")  # its log: workdir/broker-data.log
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                tail = (workdir / "broker.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"the broker exited: {tail}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the broker did not open its port in 20 s") from None
-                time.sleep(0.03)
+        started.start()
+    except MissingBinaryError:
+        raise RuntimeError(SKIPPED) from None
+    except BaseException:  # it did not open its port in time: never leave it running
+        started.stop()
+        raise
+    broker = BenchBroker(_bench_kafka(settings.bus.kafka, started.bootstrap),
+                         f"noida-db {noida_version()} started by the bench (fresh for each stage)", started)
+    try:
         yield broker
     finally:
         broker.stop()
