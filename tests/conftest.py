@@ -38,7 +38,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 LAYER_TABLES = ("raw_frames", "bronze_trades", "silver_trades", "dead_letters", "gold_ohlcv", "bus_positions",
-                "bus_dead_letters")
+                "bus_dead_letters", "lake_audits")
 
 
 @pytest.fixture(scope="session")

@@ -32,9 +32,9 @@ from ticklake.bus import MemoryBus
 from ticklake.bus.base import PartitionKey, Position
 from ticklake.exchanges.feeds import FeedSet, FrameRecorder, run_feeds
 from ticklake.exchanges.gaps import Resume, holes
-from ticklake.lake.catalog import open_catalog
 from ticklake.lake.read import ColdReader
 from ticklake.lake.service import Offloader
+from ticklake.lake.worker import SettingsCatalog
 from ticklake.model import Message, MessageSink, Trade
 from ticklake.ops import metrics
 from ticklake.ops.redact import mask_url
@@ -242,8 +242,8 @@ class Platform:
 
         if "offload" in roles:
             assert self.client is not None
-            catalog = partial(open_catalog, settings.lake, settings.data_dir)
-            self.offloader = Offloader(settings, self.client, catalog, warehouse_executor=self._executor)
+            self.offloader = Offloader(settings, self.client, SettingsCatalog(settings.lake, settings.data_dir),
+                                       warehouse_executor=self._executor, worker_kind=settings.lake.worker)
             self._tasks.append(asyncio.create_task(self.offloader.run_forever(), name="offload"))
             log.info("cold tier: %s catalog, offload every %.0f s", settings.lake.catalog,
                      settings.lake.offload_interval_s)

@@ -401,7 +401,7 @@ def _offload_once(settings: Settings, names: list[str] | None) -> int:
         return 2
     client = open_warehouse(settings)
     offloader = Offloader(settings, client, partial(open_catalog, settings.lake, settings.data_dir),
-                          tables=[spec for name, spec in TABLES.items() if not names or name in names])
+                          tables=[name for name in TABLES if not names or name in names])
     try:
         results = asyncio.run(offloader.run_once())
     finally:
@@ -467,8 +467,9 @@ def _migrate(settings: Settings, target: int | None, status_only: bool) -> int:
 
 def _audit(settings: Settings, names: list[str] | None) -> int:
     from ticklake.app import open_warehouse
-    from ticklake.lake.audit import audit, exit_code, record, report
+    from ticklake.lake.audit import audit, exit_code, report
     from ticklake.lake.catalog import open_catalog
+    from ticklake.lake.results import record
     from ticklake.lake.tables import TABLES
 
     unknown = sorted(set(names or ()) - set(TABLES))

@@ -296,6 +296,11 @@ class LakeSettings(BaseModel):
     # often inside `ticklake up` / `ticklake offload` (daily: compaction rewrites a day's small files);
     # the time of the last run is a table property, so restarts do not postpone it.
     maintenance_interval_hours: float = Field(24.0, gt=0)
+    # Where the platform runs those jobs (ticklake.lake.worker): "process", a worker process started
+    # when a job is due and stopped after worker_idle_s without one, so that their memory (Arrow,
+    # pyiceberg) leaves with it; "thread", the platform's own lake thread.
+    worker: Literal["process", "thread"] = "process"
+    worker_idle_s: float = Field(10.0, ge=0)
 
 
 class Settings(BaseSettings):

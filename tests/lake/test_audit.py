@@ -31,13 +31,13 @@ from ticklake.lake.audit import (
     audit,
     exit_code,
     group_column,
-    record,
     report,
     retention_s,
     row_hashes,
 )
 from ticklake.lake.catalog import open_catalog
 from ticklake.lake.offload import offload_bound, offload_table, watermark
+from ticklake.lake.results import record
 from ticklake.lake.tables import GOLD_OHLCV, SILVER_TRADES, TABLES, LakeTable
 from ticklake.model import BusReject, Message, Trade
 from ticklake.ops import metrics

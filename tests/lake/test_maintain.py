@@ -30,7 +30,6 @@ from ticklake.lake.maintain import (
     expire_snapshots,
     live_files,
     maintain,
-    maintain_table,
     plan_compaction,
     remove_orphans,
     rewrite,
@@ -326,8 +325,8 @@ def test_after_full_maintenance_every_row_is_readable_and_expired_files_are_gone
 
     # A week later, keeping only the newest snapshot: the offload snapshots expire, and with them the
     # small files compaction replaced.
-    result = maintain_table(catalog, NAMESPACE, SILVER_TRADES, LakeSettings(min_snapshots=1),
-                            now=time.time() + A_WEEK_LATER)
+    [result] = maintain(catalog, LakeSettings(namespace=NAMESPACE, min_snapshots=1), ["silver_trades"],
+                        now=time.time() + A_WEEK_LATER)
 
     assert result.ok and not result.compaction_skipped
     assert (result.files_before, result.files_after, result.files_rewritten) == (80, PARTITIONS, 80)

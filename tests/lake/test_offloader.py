@@ -12,7 +12,7 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pyarrow as pa
@@ -27,8 +27,9 @@ from tests.support.lake import NAMESPACE, rows, settle, tape, warm
 from tests.support.processes import REPO, env_for, running, stop, ticklake, wait_for
 from ticklake.lake.catalog import open_catalog
 from ticklake.lake.offload import CLOSED_BEFORE, closed_before
-from ticklake.lake.service import MAINTAINED_AT, Offloader
+from ticklake.lake.service import Offloader
 from ticklake.lake.tables import TABLES
+from ticklake.lake.work import MAINTAINED_AT
 from ticklake.ops import metrics
 from ticklake.settings import LakeSettings, Settings, ValidationSettings
 from ticklake.warehouse.writer import WarehouseWriter
@@ -43,7 +44,9 @@ def counter(metric: Any, *labels: str) -> float:
     return float(metric.labels(*labels)._value.get())
 
 
-async def test_tables_offload_independently_and_a_failing_one_is_retried(warehouse: Client, tmp_path: Path) -> None:
+@pytest.mark.parametrize("worker", ["process", "thread"])
+async def test_tables_offload_independently_and_a_failing_one_is_retried(warehouse: Client, tmp_path: Path,
+                                                                          worker: Literal["process", "thread"]) -> None:
     settings = LakeSettings(offload_interval_s=1, safety_lag_s=2, retry_initial_s=0.2)
     catalog = open_catalog(settings, tmp_path)
     # A dead_letters table someone created by hand with another schema: its offload cannot succeed.
@@ -54,7 +57,8 @@ async def test_tables_offload_independently_and_a_failing_one_is_retried(warehou
     WarehouseWriter(warehouse, ValidationSettings()).write([frame("{}", trade_count=len(trades))], trades)
     settle(warehouse, lag_s=2)  # the Offloader's lag: settings allow no less
     failures_before = counter(metrics.LAKE_OFFLOAD_FAILURES, "dead_letters", "ValueError")
-    offloader = Offloader(Settings(lake=settings), warehouse, partial(open_catalog, settings, tmp_path))
+    offloader = Offloader(Settings(lake=settings), warehouse, partial(open_catalog, settings, tmp_path),
+                          worker_kind=worker)
     task = asyncio.create_task(offloader.run_forever())
     try:
         deadline = time.monotonic() + 30
@@ -100,7 +104,7 @@ async def test_the_lag_of_a_table_with_rare_rows_counts_from_the_last_run_not_it
     settle(warehouse, lag_s=2)
     stored_at = int(warehouse.query("SELECT toUnixTimestamp(max(stored_at)) FROM dead_letters").result_rows[0][0])
     offloader = Offloader(Settings(lake=settings), warehouse, partial(open_catalog, settings, tmp_path),
-                          tables=[TABLES["dead_letters"]])
+                          tables=["dead_letters"])
     state = offloader.states["dead_letters"]
     task = asyncio.create_task(offloader.run_forever())
     try:
@@ -120,8 +124,9 @@ async def test_the_lag_of_a_table_with_rare_rows_counts_from_the_last_run_not_it
         offloader.close()
 
 
-async def test_maintenance_and_audit_run_on_their_schedule_and_a_mismatch_shows(warehouse: Client,
-                                                                                 tmp_path: Path) -> None:
+@pytest.mark.parametrize("worker", ["process", "thread"])
+async def test_maintenance_and_audit_run_on_their_schedule_and_a_mismatch_shows(
+        warehouse: Client, tmp_path: Path, worker: Literal["process", "thread"]) -> None:
     lake = LakeSettings(offload_interval_s=1, safety_lag_s=2, retry_initial_s=0.2, maintenance_interval_hours=0.001)
     catalog = open_catalog(lake, tmp_path)
     for first in (1, 301):  # two inserts, two offloads: files for compaction to merge
@@ -131,7 +136,7 @@ async def test_maintenance_and_audit_run_on_their_schedule_and_a_mismatch_shows(
         offloaded = Offloader(Settings(lake=lake), warehouse, partial(open_catalog, lake, tmp_path))
         await offloaded.run_once()
         offloaded.close()
-    offloader = Offloader(Settings(lake=lake), warehouse, partial(open_catalog, lake, tmp_path))
+    offloader = Offloader(Settings(lake=lake), warehouse, partial(open_catalog, lake, tmp_path), worker_kind=worker)
     task = asyncio.create_task(offloader.run_forever())
     try:
         deadline = time.monotonic() + 60

@@ -41,7 +41,7 @@ from ticklake.lake.offload import (
     watermark,
 )
 from ticklake.lake.service import Offloader
-from ticklake.lake.tables import GOLD_OHLCV, SILVER_TRADES, TABLE_PROPERTIES, TABLES, LakeTable, ensure_table
+from ticklake.lake.tables import GOLD_OHLCV, SILVER_TRADES, TABLE_PROPERTIES, LakeTable, ensure_table
 from ticklake.ops import metrics
 from ticklake.settings import LakeSettings, Settings
 from ticklake.warehouse.sql import query
@@ -267,7 +267,7 @@ async def test_the_scheduled_offloader_rides_out_an_outage_and_the_lag_shows(
     lake = outage_settings(own_seaweed).model_copy(
         update={"offload_interval_s": 1, "safety_lag_s": 2, "retry_initial_s": 0.2})
     offloader = Offloader(Settings(lake=lake), warehouse, partial(open_catalog, lake, tmp_path),
-                          tables=[SILVER_TRADES, TABLES["bronze_trades"]])
+                          tables=["silver_trades", "bronze_trades"])
     silver = offloader.states["silver_trades"]
     task = asyncio.create_task(offloader.run_forever())
 

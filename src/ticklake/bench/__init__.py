@@ -562,7 +562,8 @@ def _platform_lines(report: dict[str, Any]) -> list[str]:
         tables = ", ".join(f"{table} {ms}" for table, ms in w["by_table_ms"].items())
         lines.append(f"  {label:48s} {w['ms_per_write']:>6} ms ({tables}; {w['writes']} writes)")
     lines += ["", "the whole embedded platform (`ticklake up`: feeds, embedded bus, writer, API, offloader), the "
-                  "simulator in another process, 30 markets:"]
+                  "simulator in another process, 80 markets; cores count the platform process and its cold-tier "
+                  "worker:"]
     for rate, r in p["loads"].items():
         target = {"50": TARGETS["platform_cores_at_50"], "500": TARGETS["platform_cores_at_500"]}.get(rate)
         cores = f"{r['cores']:.3f} cores" + (f" ({_verdict(r['cores'], target, False)} ≤ {target:g})" if target else "")
@@ -575,6 +576,13 @@ def _platform_lines(report: dict[str, Any]) -> list[str]:
                      f"writes/s | trade → candle p50 {r['latency_p50_ms']} ms, p99 {p99} ms "
                      f"({_verdict(p99 or 1e9, TARGETS['platform_latency_p99_ms'], False)} ≤ 200), max "
                      f"{r['latency_max_ms']} ms")
+    for rate, r in p["loads"].items():
+        if r.get("worker_runs"):
+            lines.append(f"    at {int(rate):,} trades/s the cold tier's worker process (lake/worker.py) ran "
+                         f"{r['worker_runs']} time(s) before and during the window, {r['worker_cpu_s_so_far']} CPU-s "
+                         f"in all (counted in the cores above when in the window: {r['worker_cores']}); in the "
+                         f"window it ran {r['worker_alive_share']:.0%} of the time, peak RSS "
+                         f"{r['worker_peak_rss_mb']} MB, the platform with it {r['with_worker_peak_rss_mb']} MB")
     lines.append("  where the CPU goes (cores, per thread group) at " + ", ".join(f"{int(k):,}" for k in p["loads"])
                  + " trades/s:")
     groups = sorted({g for r in p["loads"].values() for g in r["cpu_by_thread"]},

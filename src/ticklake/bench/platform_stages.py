@@ -101,6 +101,64 @@ class _AsInstalled(importlib.abc.MetaPathFinder):
         return None
 
 
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds of a live process (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class _WorkerWatch:
+    """The cold tier's worker process (lake/worker.py), charged to the platform: its CPU (reaped
+    workers through RUSAGE_CHILDREN, the live one from /proc), its peak RSS and the platform's
+    together with it, and how long one was running."""
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker  # a ProcessWorker (pid: the live worker's or None; started: how many so far)
+        self.reset()
+
+    def worker_pid(self) -> int | None:
+        return getattr(self.worker, "pid", None)
+
+    def cpu_s(self) -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        pid = self.worker_pid()
+        return usage.ru_utime + usage.ru_stime + (_process_cpu_s(pid) if pid else 0.0)
+
+    def reset(self) -> None:
+        self.started_cpu = self.cpu_s()
+        self.peak_rss_mb = self.peak_total_mb = 0.0
+        self.alive_s = 0.0
+
+    def sample(self, interval_s: float) -> None:
+        pid = self.worker_pid()
+        if pid is None:
+            return
+        rss = _process_rss_mb(pid)
+        self.alive_s += interval_s
+        self.peak_rss_mb = max(self.peak_rss_mb, rss)
+        self.peak_total_mb = max(self.peak_total_mb, rss + _memory_mb()["VmRSS"])
+
+    def figures(self, seconds: float) -> dict[str, Any]:
+        return {"worker_runs": getattr(self.worker, "started", 0), "worker_cpu_s_so_far": round(self.cpu_s(), 2),
+                "worker_cores": round((self.cpu_s() - self.started_cpu) / seconds, 3),
+                "worker_peak_rss_mb": round(self.peak_rss_mb), "with_worker_peak_rss_mb": round(self.peak_total_mb),
+                "worker_alive_share": round(self.alive_s / seconds, 3)}
+
+
 def _quantile(ordered: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else None
 
@@ -114,6 +172,9 @@ def child(path: str, port: int) -> None:
 
     settings = Settings(data_dir=path)
     settings.api = settings.api.model_copy(update={"port": port})
+    # The first offload 10 s after the start instead of 60, so that it (and its worker process) has come
+    # and gone by the end of the warm-up: every window measures the platform as it is between offloads.
+    settings.lake = settings.lake.model_copy(update={"safety_lag_s": 10})
     samples: list[float] = []
     flushes = [0]
 
@@ -132,10 +193,16 @@ def child(path: str, port: int) -> None:
                                           start_us=int(time.time() * 1e6) - 36_000_000_000)
         await loop.run_in_executor(platform._executor, platform.ingester.writer.write, frames, trades)
         backlog = [0]
+        offloader = platform.offloader
+        worker = _WorkerWatch(offloader.worker if offloader is not None else None)
 
         async def watch_backlog() -> None:
+            ticks = 0
             while True:
                 backlog[0] = max(backlog[0], platform.ingester.depth() if platform.ingester else 0)
+                ticks += 1
+                if ticks % 25 == 0:
+                    worker.sample(0.5)
                 await asyncio.sleep(0.02)
 
         watcher = asyncio.create_task(watch_backlog())
@@ -149,8 +216,16 @@ def child(path: str, port: int) -> None:
                           "threads": _thread_cpu(), "flushes": flushes[0]}
                 samples.clear()
                 backlog[0] = 0
+                worker.reset()
             elif command == "end":
-                print(json.dumps(_window_figures(window, samples, flushes[0], backlog[0])), flush=True)
+                figures = _window_figures(window, samples, flushes[0], backlog[0])
+                figures.update(worker.figures(figures["seconds"]))
+                # The worker's CPU is the platform's: "cores" counts both, "process_cores" the process.
+                figures["process_cores"] = figures["cores"]
+                figures["cores"] = round(figures["cores"] + figures["worker_cores"], 3)
+                if figures["trades_per_s"]:
+                    figures["cores_per_1000_trades_per_s"] = round(figures["cores"] / figures["trades_per_s"] * 1000, 3)
+                print(json.dumps(figures), flush=True)
             elif command in ("stop", ""):
                 break
         watcher.cancel()

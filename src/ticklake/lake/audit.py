@@ -43,7 +43,6 @@ import hashlib
 import itertools
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -53,15 +52,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from clickhouse_connect.driver.client import Client
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.expressions import And, BooleanExpression, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
 from pyiceberg.table import Table
 
 from ticklake.lake.offload import closed_before, to_lake, watermark
+from ticklake.lake.results import AuditResult, PartitionAudit, audit_failed, count_audit, iso_z, new_run_id
 from ticklake.lake.tables import TABLES, LakeTable
-from ticklake.ops import metrics
+from ticklake.lake.warm import WarmTier
 from ticklake.settings import RetentionSettings, Settings
 from ticklake.warehouse.sql import query
 
@@ -126,85 +125,6 @@ def retention_s(spec: LakeTable, retention: RetentionSettings) -> int:
 def overlap_start(now: int, retention: int) -> int:
     """The oldest second (exclusive) whose rows the warm tier surely still holds for the audit's duration."""
     return max(0, now - retention + min(MARGIN_S, retention // 4))
-
-
-# --- results ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PartitionAudit:
-    """One partition of one cold table, warm against cold over the overlap."""
-
-    partition: str  # e.g. "ts_day=2026-01-01/exchange=binance", "bucket_month=2026-01/exchange=kraken"
-    warm_count: int
-    cold_count: int
-    warm_checksum: int  # sum of the row hashes, modulo 2**64
-    cold_checksum: int
-    cold_duplicate_keys: int = 0  # cold rows repeating the key of an earlier one (in the same chunk)
-
-    @property
-    def ok(self) -> bool:
-        return (self.warm_count == self.cold_count and self.warm_checksum == self.cold_checksum
-                and self.cold_duplicate_keys == 0)
-
-    def describe(self) -> str:
-        text = f"warm {self.warm_count} rows, cold {self.cold_count} rows"
-        if self.warm_checksum != self.cold_checksum:
-            text += f", checksums differ (warm {self.warm_checksum:016x}, cold {self.cold_checksum:016x})"
-        if self.cold_duplicate_keys:
-            text += f", {self.cold_duplicate_keys} duplicate keys in cold"
-        return text
-
-
-@dataclass(frozen=True)
-class AuditResult:
-    """The audit of one cold table in one run."""
-
-    table: str
-    run_id: str
-    checked_at: int  # Unix seconds, the warehouse's clock
-    overlap_from: int = 0  # stored_at (updated_at for candles) in (overlap_from, overlap_to]
-    overlap_to: int = 0  # the cold table's watermark
-    closed_before: int = 0  # candles: windows starting before this second
-    pending_buckets: int = 0  # candles: buckets changed after the watermark, left out
-    partitions: tuple[PartitionAudit, ...] = ()
-    seconds: float = 0.0
-    note: str = ""  # why nothing was compared, when nothing was
-    error: str = ""  # the audit of this table failed (the table is not known to be equal)
-
-    @property
-    def mismatches(self) -> list[PartitionAudit]:
-        return [p for p in self.partitions if not p.ok]
-
-    @property
-    def ok(self) -> bool:
-        return not self.error and not self.mismatches
-
-    @property
-    def warm_rows(self) -> int:
-        return sum(p.warm_count for p in self.partitions)
-
-    @property
-    def cold_rows(self) -> int:
-        return sum(p.cold_count for p in self.partitions)
-
-    def summary(self) -> str:
-        if self.error:
-            return f"{self.table}: ERROR {self.error}"
-        if self.note:
-            return f"{self.table}: ok, nothing to compare ({self.note})"
-        verdict = "ok" if self.ok else f"MISMATCH in {len(self.mismatches)} of"
-        overlap = f"{'updated_at' if self.closed_before else 'stored_at'} in ({_iso(self.overlap_from)}, " \
-                  f"{_iso(self.overlap_to)}]"
-        if self.closed_before:
-            overlap = f"windows before {_iso(self.closed_before)}, {overlap}, {self.pending_buckets} buckets " \
-                      "pending rewrite"
-        return (f"{self.table}: {verdict} {len(self.partitions)} partitions, warm {self.warm_rows} rows, "
-                f"cold {self.cold_rows} rows ({overlap}; {self.seconds:.1f} s)")
-
-
-def _iso(second: int) -> str:
-    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _literal(second: int) -> str:
@@ -460,7 +380,7 @@ def _regrouped(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(pending)
 
 
-def _warm_tables(client: Client, spec: LakeTable, parameters: Mapping[str, object]) -> Iterator[pa.Table]:
+def _warm_tables(client: WarmTier, spec: LakeTable, parameters: Mapping[str, object]) -> Iterator[pa.Table]:
     """Warm rows from the offloader's select query, in the cold schema exactly as an offload writes them."""
     with client.query_arrow_stream(query(spec.select_query), parameters=dict(parameters)) as stream:
         for table in _regrouped(stream):
@@ -480,21 +400,21 @@ def _seconds(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.floor_divide(np.asarray(column.cast(pa.int64()), dtype=np.int64), 1_000_000)
 
 
-def _chunk_end(client: Client, spec: LakeTable, start: int, upper: int) -> int:
+def _chunk_end(client: WarmTier, spec: LakeTable, start: int, upper: int) -> int:
     """Where the chunk starting after ``start`` ends: about CHUNK_ROWS warm rows on, at a whole second."""
     found = client.query(query("lake_stored_seconds"), parameters={
         "table": spec.name, "lower": start, "upper": upper, "max_rows": CHUNK_ROWS}).result_rows
     return int(found[0][0]) if found and found[0][0] else upper  # no warm row left: cold may still hold some
 
 
-def _warm_stored(client: Client, spec: LakeTable, start: int, end: int, labels: _Partitions) -> _Side:
+def _warm_stored(client: WarmTier, spec: LakeTable, start: int, end: int, labels: _Partitions) -> _Side:
     warm = _Side()
     for rows in _warm_tables(client, spec, {"lower": start, "upper": end}):
         warm.add(labels.codes(rows), row_hashes(rows), None)
     return warm
 
 
-def _audit_stored(client: Client, table: Table, spec: LakeTable, lower: int, upper: int, labels: _Partitions,
+def _audit_stored(client: WarmTier, table: Table, spec: LakeTable, lower: int, upper: int, labels: _Partitions,
                   on_warehouse: OnWarehouse) -> _Tally:
     tally = _Tally()
     keys = key_columns(spec)
@@ -521,7 +441,7 @@ def _month_bounds(month: int) -> tuple[int, int]:
             int(datetime(*following, 1, tzinfo=UTC).timestamp()))
 
 
-def _warm_candle_plan(client: Client, spec: LakeTable, updated_after: int, changed_after: int,
+def _warm_candle_plan(client: WarmTier, spec: LakeTable, updated_after: int, changed_after: int,
                       before: int) -> tuple[set[int], set[int]]:
     """The buckets pending rewrite, and the months (YYYYMM) with candles in the overlap."""
     parameters = {"timeframe": spec.timeframe, "closed_before": before}
@@ -532,7 +452,7 @@ def _warm_candle_plan(client: Client, spec: LakeTable, updated_after: int, chang
     return pending, months
 
 
-def _warm_candles(client: Client, spec: LakeTable, start: int, end: int, updated_after: int, changed_after: int,
+def _warm_candles(client: WarmTier, spec: LakeTable, start: int, end: int, updated_after: int, changed_after: int,
                   labels: _Partitions) -> tuple[_Side, set[int]]:
     """The warm candles of the windows in [start, end) changed after ``updated_after``, and the buckets
     holding a candle changed after ``changed_after`` (pending rewrite: since the plan, a late trade may
@@ -549,7 +469,7 @@ def _warm_candles(client: Client, spec: LakeTable, start: int, end: int, updated
     return warm, pending
 
 
-def _audit_candles(client: Client, table: Table, spec: LakeTable, updated_after: int, changed_after: int,
+def _audit_candles(client: WarmTier, table: Table, spec: LakeTable, updated_after: int, changed_after: int,
                    before: int, labels: _Partitions, on_warehouse: OnWarehouse) -> tuple[_Tally, int]:
     """Month by month; returns the tally and how many buckets were left out as pending rewrite."""
     pending, months = on_warehouse(partial(_warm_candle_plan, client, spec, updated_after, changed_after, before))
@@ -580,15 +500,11 @@ def _audit_candles(client: Client, table: Table, spec: LakeTable, updated_after:
 # --- the audit -----------------------------------------------------------------------------------------
 
 
-def new_run_id() -> str:
-    return uuid.uuid4().hex
-
-
-def warehouse_clock(client: Client) -> int:
+def warehouse_clock(client: WarmTier) -> int:
     return int(client.query(query("lake_audit_clock")).result_rows[0][0])
 
 
-def audit_table(client: Client, catalog: Catalog, namespace: str, spec: LakeTable, settings: Settings, *,
+def audit_table(client: WarmTier, catalog: Catalog, namespace: str, spec: LakeTable, settings: Settings, *,
                 run_id: str | None = None, on_warehouse: OnWarehouse = _in_place) -> AuditResult:
     """Compare one cold table with the warm tier over their overlap; log and count every mismatch.
 
@@ -610,7 +526,7 @@ def audit_table(client: Client, catalog: Catalog, namespace: str, spec: LakeTabl
         upper = watermark(table)
         if upper <= lower:
             result = replace(result, note="everything offloaded is older than the warm tier keeps "
-                                          f"(watermark {_iso(upper)})")
+                                          f"(watermark {iso_z(upper)})")
         else:
             labels = _Partitions(spec)
             tally = _audit_stored(client, table, spec, lower, upper, labels, on_warehouse)
@@ -627,13 +543,10 @@ def audit_table(client: Client, catalog: Catalog, namespace: str, spec: LakeTabl
         log.error("cold tier audit: %s %s differs from the warm tier: %s", spec.name, mismatch.partition,
                   mismatch.describe())
     log.info("cold tier audit: %s", result.summary())
-    metrics.LAKE_AUDIT_MISMATCHED.labels(spec.name).set(len(result.mismatches))
-    metrics.LAKE_AUDIT_ROWS.labels(spec.name).set(result.warm_rows)
-    metrics.LAKE_AUDIT_LAST_RUN.labels(spec.name).set(time.time())
     return result
 
 
-def audit(client: Client, catalog: Catalog, settings: Settings, tables: Sequence[LakeTable] | None = None, *,
+def audit(client: WarmTier, catalog: Catalog, settings: Settings, tables: Sequence[LakeTable] | None = None, *,
           on_warehouse: OnWarehouse = _in_place) -> list[AuditResult]:
     """Audit every cold table (or those given) in one run. A table whose audit fails (catalog or object
     store unreachable) gets a result with the error, and the others are still audited."""
@@ -641,40 +554,14 @@ def audit(client: Client, catalog: Catalog, settings: Settings, tables: Sequence
     results = []
     for spec in tables if tables is not None else TABLES.values():
         try:
-            results.append(audit_table(client, catalog, settings.lake.namespace, spec, settings, run_id=run_id,
-                                       on_warehouse=on_warehouse))
+            result = audit_table(client, catalog, settings.lake.namespace, spec, settings, run_id=run_id,
+                                 on_warehouse=on_warehouse)
         except Exception as exc:
             log.exception("cold tier audit of %s failed", spec.name)
-            metrics.LAKE_AUDIT_FAILURES.labels(spec.name).inc()
-            results.append(AuditResult(table=spec.name, run_id=run_id, checked_at=int(time.time()),
-                                       error=f"{type(exc).__name__}: {exc}"))
+            result = audit_failed(spec.name, run_id, exc)
+        count_audit(result)
+        results.append(result)
     return results
-
-
-_RECORD_COLUMNS = ("run_id", "checked_at", "table", "partition", "status", "warm_count", "cold_count",
-                   "cold_duplicate_keys", "warm_checksum", "cold_checksum", "overlap_from", "overlap_to",
-                   "closed_before", "detail")
-
-
-def record(client: Client, results: Sequence[AuditResult]) -> int:
-    """Store the results in ``lake_audits``: a row per partition compared, a row per table that failed.
-    Returns the number of rows stored."""
-    rows: list[list[object]] = []
-    def at(second: int) -> datetime:
-        return datetime.fromtimestamp(second, UTC)
-
-    for result in results:
-        common = [result.run_id, at(result.checked_at), result.table]
-        bounds = [at(result.overlap_from), at(result.overlap_to), at(result.closed_before)]
-        if result.error:
-            rows.append([*common, "", "error", 0, 0, 0, 0, 0, *bounds, result.error])
-        for p in result.partitions:
-            rows.append([*common, p.partition, "ok" if p.ok else "mismatch", p.warm_count, p.cold_count,
-                         p.cold_duplicate_keys, p.warm_checksum, p.cold_checksum, *bounds,
-                         "" if p.ok else p.describe()])
-    if rows:
-        client.insert("lake_audits", rows, column_names=list(_RECORD_COLUMNS))
-    return len(rows)
 
 
 def report(results: Sequence[AuditResult]) -> list[str]:

@@ -58,8 +58,8 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import FileScanTask, Table, TableProperties
 from pyiceberg.table.metadata import TableMetadata
 
+from ticklake.lake.results import MaintenanceResult, count_maintenance
 from ticklake.lake.tables import TABLES, LakeTable
-from ticklake.ops import metrics
 from ticklake.settings import LakeSettings
 
 log = logging.getLogger(__name__)
@@ -81,24 +81,6 @@ class CompactionResult:
     files_written: int  # the files that replaced them
     rows_rewritten: int
     skipped: bool = False  # lost a race with another commit: nothing changed, the next run retries
-
-
-@dataclass(frozen=True)
-class MaintenanceResult:
-    table: str
-    files_before: int = 0
-    files_after: int = 0
-    files_rewritten: int = 0
-    snapshots_expired: int = 0
-    orphans_removed: int = 0
-    seconds: float = 0.0
-    compaction_skipped: bool = False  # a concurrent commit won: compaction is retried at the next run
-    missing: bool = False  # the table does not exist yet (never offloaded): nothing to do
-    error: str | None = None  # what failed; the remaining steps of this table were not run
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 @dataclass(frozen=True)
@@ -388,20 +370,7 @@ def maintain_table(catalog: Catalog, namespace: str, spec: LakeTable, settings: 
         snapshots_expired=expired, orphans_removed=removed, seconds=time.monotonic() - started,
         compaction_skipped=bool(compaction and compaction.skipped), error=error,
     )
-    _record(result)
     return result
-
-
-def _record(result: MaintenanceResult) -> None:
-    outcome = "failed" if result.error else "skipped" if result.compaction_skipped else "ok"
-    metrics.LAKE_MAINTENANCE_RUNS.labels(result.table, outcome).inc()
-    metrics.LAKE_MAINTENANCE_SECONDS.labels(result.table).observe(result.seconds)
-    metrics.LAKE_FILES_COMPACTED.labels(result.table).inc(result.files_rewritten)
-    metrics.LAKE_SNAPSHOTS_EXPIRED.labels(result.table).inc(result.snapshots_expired)
-    metrics.LAKE_ORPHANS_REMOVED.labels(result.table).inc(result.orphans_removed)
-    if result.error is None:
-        metrics.LAKE_DATA_FILES.labels(result.table).set(result.files_after)
-        metrics.LAKE_LAST_MAINTENANCE.labels(result.table).set(time.time())
 
 
 def maintain(catalog: Catalog, settings: LakeSettings, tables: Iterable[str] | None = None,
@@ -411,4 +380,7 @@ def maintain(catalog: Catalog, settings: LakeSettings, tables: Iterable[str] | N
     unknown = [name for name in names if name not in TABLES]
     if unknown:
         raise ValueError(f"unknown cold tables: {', '.join(unknown)} (known: {', '.join(TABLES)})")
-    return [maintain_table(catalog, settings.namespace, TABLES[name], settings, now=now) for name in names]
+    results = [maintain_table(catalog, settings.namespace, TABLES[name], settings, now=now) for name in names]
+    for result in results:
+        count_maintenance(result)
+    return results

@@ -44,12 +44,12 @@ from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from clickhouse_connect.driver.client import Client
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import In
 from pyiceberg.table import Table
 
 from ticklake.lake.tables import LakeTable, ensure_table
+from ticklake.lake.warm import WarmTier
 from ticklake.warehouse.sql import query
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def closed_before(table: Table) -> int:
     return int(table.properties.get(CLOSED_BEFORE, "0"))
 
 
-def offload_bound(client: Client, safety_lag_s: int) -> int:
+def offload_bound(client: WarmTier, safety_lag_s: int) -> int:
     """The newest stored_at second that may be offloaded now (see the module docstring)."""
     return int(client.query(query("lake_offload_bound"), parameters={"safety_lag_s": safety_lag_s}).result_rows[0][0])
 
@@ -127,7 +127,7 @@ def to_lake(rows: pa.Table, spec: LakeTable, *, sort: bool = True) -> pa.Table:
 _ARROW_SETTINGS = {"output_format_arrow_compression_method": "none"}
 
 
-def read_warm(client: Client, spec: LakeTable, parameters: dict[str, int]) -> pa.Table:
+def read_warm(client: WarmTier, spec: LakeTable, parameters: dict[str, int]) -> pa.Table:
     """The warm rows ``spec.select_query`` selects, in the cold table's exact schema and sort order.
 
     The queries return their rows in the table's sort order (ORDER BY ``sort_keys``): ClickHouse sorts
@@ -138,7 +138,7 @@ def read_warm(client: Client, spec: LakeTable, parameters: dict[str, int]) -> pa
     return to_lake(rows, spec, sort=False)
 
 
-def prepare(client: Client, table: Table, spec: LakeTable, bound: int, max_rows: int) -> Batch | None:
+def prepare(client: WarmTier, table: Table, spec: LakeTable, bound: int, max_rows: int) -> Batch | None:
     """The next batch to offload, up to the second ``bound``; None when nothing is stored beyond the
     watermark. Reads the watermark from ``table`` as loaded: its commit fails if another offloader
     committed since."""
@@ -155,7 +155,7 @@ def prepare(client: Client, table: Table, spec: LakeTable, bound: int, max_rows:
     return Batch(lower=lower, upper=cut, rows=rows)
 
 
-def prepare_candles(client: Client, table: Table, spec: LakeTable, bound: int, max_rows: int,
+def prepare_candles(client: WarmTier, table: Table, spec: LakeTable, bound: int, max_rows: int,
                     rewrite_late: bool = True) -> Batch | None:
     """The candle windows closed by the second ``bound`` and not yet in cold (at most about
     ``max_rows`` candles, whole buckets), plus the buckets to rewrite because a candle changed after
@@ -213,7 +213,7 @@ def _iso(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(second))
 
 
-def offload_table(client: Client, catalog: Catalog, namespace: str, spec: LakeTable, *, safety_lag_s: int,
+def offload_table(client: WarmTier, catalog: Catalog, namespace: str, spec: LakeTable, *, safety_lag_s: int,
                   max_rows_per_commit: int) -> OffloadResult:
     """Offload everything the warm table stored up to now() - safety_lag_s, in one or more commits."""
     started = time.monotonic()

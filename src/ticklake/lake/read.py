@@ -52,7 +52,8 @@ from pyiceberg.table import FileScanTask, Table
 from pyiceberg.types import PrimitiveType
 
 from ticklake.lake.catalog import catalog_properties, lake_dir, open_catalog
-from ticklake.lake.tables import SILVER_TRADES, gold_table_name
+from ticklake.lake.names import gold_table_name
+from ticklake.lake.tables import SILVER_TRADES
 from ticklake.settings import LakeSettings
 from ticklake.warehouse.reader import EPOCH, FAR_FUTURE, TIMEFRAMES, CandleRow, StoredTrade
 

@@ -24,6 +24,9 @@ from pyiceberg.table.sorting import SortField, SortOrder
 from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform, YearTransform
 from pyiceberg.types import DecimalType, IntegerType, LongType, NestedField, StringType, TimestamptzType
 
+from ticklake.lake.names import COLD_TABLES, gold_table_name
+from ticklake.warehouse.reader import TIMEFRAMES
+
 # Table properties every cold table carries.
 TABLE_PROPERTIES = {
     "format-version": "2",
@@ -163,7 +166,7 @@ _GOLD = _schema(
     ("quote_volume", StringType()), ("buy_volume", _PRICE), ("trades", LongType()),
     ("updated_at", TimestamptzType()),
 )
-TIMEFRAMES = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
+
 
 
 def _gold_partitioning(timeframe: int) -> PartitionSpec:
@@ -177,10 +180,6 @@ def _gold_partitioning(timeframe: int) -> PartitionSpec:
         name = "bucket_month" if isinstance(transform, MonthTransform) else "bucket_year"
         fields.insert(0, PartitionField(_GOLD.find_field("bucket").field_id, 1000, transform, name))
     return PartitionSpec(*fields)
-
-
-def gold_table_name(label: str) -> str:
-    return f"gold_ohlcv_{label}"
 
 
 GOLD_OHLCV = {
@@ -198,6 +197,8 @@ GOLD_OHLCV = {
 # Offloaded independently, each with its own watermark, in this order.
 TABLES: dict[str, LakeTable] = {t.name: t for t in (RAW_FRAMES, BRONZE_TRADES, SILVER_TRADES, DEAD_LETTERS,
                                                     BUS_DEAD_LETTERS, *GOLD_OHLCV.values())}
+if tuple(TABLES) != COLD_TABLES:  # the platform process schedules by those names (names.py)
+    raise RuntimeError(f"lake.names.COLD_TABLES {COLD_TABLES} differs from the tables defined: {tuple(TABLES)}")
 
 
 def ensure_table(catalog: Catalog, namespace: str, spec: LakeTable) -> Table:
