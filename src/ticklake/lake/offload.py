@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -79,6 +80,7 @@ class OffloadResult:
     rows: int
     commits: int
     watermark: int  # after the run
+    bound: int  # the stored_at second the run offloaded up to
     seconds: float
 
 
@@ -214,8 +216,9 @@ def _iso(second: int) -> str:
 
 
 def offload_table(client: WarmTier, catalog: Catalog, namespace: str, spec: LakeTable, *, safety_lag_s: int,
-                  max_rows_per_commit: int) -> OffloadResult:
-    """Offload everything the warm table stored up to now() - safety_lag_s, in one or more commits."""
+                  max_rows_per_commit: int, on_commit: Callable[[Batch], None] | None = None) -> OffloadResult:
+    """Offload everything the warm table stored up to now() - safety_lag_s, in one or more commits.
+    ``on_commit`` hears of each commit as it lands (a failure after it leaves the commit standing)."""
     started = time.monotonic()
     table = ensure_table(catalog, namespace, spec)
     # One bound per run: a run ends even when rows arrive faster than it offloads them.
@@ -233,11 +236,13 @@ def offload_table(client: WarmTier, catalog: Catalog, namespace: str, spec: Lake
         commit(table, batch)  # the transaction updates ``table`` to the committed metadata
         rows += batch.rows.num_rows
         commits += 1
+        if on_commit is not None:
+            on_commit(batch)
         if spec.timeframe is None:
-            log.info("offloaded %d %s rows stored in (%d, %d]", batch.rows.num_rows, spec.name, batch.lower,
+            log.debug("offloaded %d %s rows stored in (%d, %d]", batch.rows.num_rows, spec.name, batch.lower,
                      batch.upper)
         else:
-            log.info("offloaded %d %s candles: windows [%d, %d), %d late buckets rewritten", batch.rows.num_rows,
+            log.debug("offloaded %d %s candles: windows [%d, %d), %d late buckets rewritten", batch.rows.num_rows,
                      spec.name, batch.closed_from, batch.closed_before, len(batch.late_buckets))
-    return OffloadResult(table=spec.name, rows=rows, commits=commits, watermark=watermark(table),
+    return OffloadResult(table=spec.name, rows=rows, commits=commits, watermark=watermark(table), bound=bound,
                          seconds=time.monotonic() - started)

@@ -16,9 +16,9 @@ from pyiceberg.exceptions import CommitFailedException
 
 from ticklake.lake import audit
 from ticklake.lake.maintain import maintain_table
-from ticklake.lake.offload import commit, offload_bound, prepare, prepare_candles
+from ticklake.lake.offload import Batch, offload_table
 from ticklake.lake.results import AuditResult, MaintenanceResult, OffloadRun, audit_failed
-from ticklake.lake.tables import TABLES, LakeTable, ensure_table
+from ticklake.lake.tables import TABLES, LakeTable
 from ticklake.lake.warm import WarmTier
 from ticklake.settings import Settings
 
@@ -56,31 +56,24 @@ class ColdWork:
 
     def offload(self, name: str) -> OffloadRun:
         """Offload one table up to now - safety lag, in one or more commits."""
-        spec = self.tables[name]
         started = time.monotonic()
-        rows = commits = 0
+        committed = [0, 0]  # rows, commits: they stand even when a later commit fails, so count them either way
+
+        def count(batch: Batch) -> None:
+            committed[0] += batch.rows.num_rows
+            committed[1] += 1
+
         try:
-            table = ensure_table(self.catalog(), self.lake.namespace, spec)
-            bound = offload_bound(self.warm, self.lake.safety_lag_s)  # one bound: a run ends while rows arrive
-            while True:
-                if spec.timeframe is None:
-                    batch = prepare(self.warm, table, spec, bound, self.lake.max_rows_per_commit)
-                else:
-                    # Late candle buckets are rewritten by the first commit of a run only, so that a run
-                    # ends even while late trades keep arriving (the next run takes them).
-                    batch = prepare_candles(self.warm, table, spec, bound, self.lake.max_rows_per_commit,
-                                            rewrite_late=commits == 0)
-                if batch is None:
-                    break
-                commit(table, batch)  # the transaction updates ``table`` to the committed metadata
-                rows += batch.rows.num_rows
-                commits += 1
+            done = offload_table(self.warm, self.catalog(), self.lake.namespace, self.tables[name],
+                                 safety_lag_s=self.lake.safety_lag_s, max_rows_per_commit=self.lake.max_rows_per_commit,
+                                 on_commit=count)
         except Exception as exc:
             if not isinstance(exc, CommitFailedException):
                 self._catalog = None  # reconnect next time: the catalog may have been the cause
-            return OffloadRun(name, rows, commits, seconds=time.monotonic() - started,
-                              error=f"{type(exc).__name__}: {exc}"[:500], reason=reason_of(exc))
-        return OffloadRun(name, rows, commits, bound=bound, seconds=time.monotonic() - started)
+            return OffloadRun(name, committed[0], committed[1],
+                              seconds=time.monotonic() - started, error=f"{type(exc).__name__}: {exc}"[:500],
+                              reason=reason_of(exc))
+        return OffloadRun(name, done.rows, done.commits, bound=done.bound, seconds=done.seconds)
 
     def maintain(self, name: str) -> MaintenanceResult:
         """Compact, expire, remove orphans; then mark the table maintained (a table property)."""
