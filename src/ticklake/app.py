@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import signal
 import time
@@ -37,13 +38,14 @@ from ticklake.lake.service import Offloader
 from ticklake.lake.worker import SettingsCatalog
 from ticklake.model import Message, MessageSink, Trade
 from ticklake.ops import metrics
+from ticklake.ops.code_pages import release_code_pages
 from ticklake.ops.redact import mask_url
 from ticklake.settings import Settings
 from ticklake.simulator.server import Simulator
 from ticklake.venues import to_native
 from ticklake.warehouse import migrate
 from ticklake.warehouse.changes import StoredChanges
-from ticklake.warehouse.client import open_client
+from ticklake.warehouse.client import is_embedded, open_client
 from ticklake.warehouse.completeness import CompletenessCheck
 from ticklake.warehouse.ingest import Ingester
 from ticklake.warehouse.pool import ClientPool, read_limits
@@ -53,6 +55,7 @@ from ticklake.warehouse.writer import Plan, WarehouseWriter
 
 if TYPE_CHECKING:  # confluent-kafka is loaded only when the Kafka bus is used
     from ticklake.bus.kafka import KafkaProducerBus, KafkaSource
+    from ticklake.lake.service import Offloader
 
 log = logging.getLogger("ticklake")
 
@@ -288,6 +291,18 @@ class Platform:
             self.metrics_port = self._metrics_server.server_port
             log.info("metrics on http://%s:%d/metrics", settings.metrics.host, self.metrics_port)
         log.info("roles: %s (bus: %s)", ", ".join(r for r in ROLES if r in roles), settings.bus.kind)
+        if self.client is not None and is_embedded(settings.resolved_warehouse_url):
+            self._tasks.append(asyncio.create_task(self._release_code_pages(), name="code-pages"))
+
+    async def _release_code_pages(self) -> None:
+        """The embedded engine's code that ran once leaves this process's RSS (ops/code_pages.py): what
+        opening and migrating ran, after 15 s; what the first completeness check and merges ran, at
+        2.5 min; then every 10 minutes, what ran since (~100 MB of RssFile in all; what the steady work
+        runs comes back on minor faults within a second)."""
+        for delay in itertools.chain((15.0, 135.0), itertools.repeat(600.0)):
+            await asyncio.sleep(delay)
+            released = release_code_pages()
+            log.debug("released %d MB of the engine's mapped code", released >> 20)
 
     def _start_completeness(self, memory_bus: MemoryBus | None) -> None:
         """The check of the stored trade ids for holes (warehouse/completeness.py). Its backfilled trades

@@ -20,14 +20,12 @@ catalog"). What it takes, found against a real ``weed mini`` (tests/lake/test_re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.catalog.rest import RestCatalog
-from requests import PreparedRequest, Response, Session
-from requests.adapters import HTTPAdapter
+from typing import TYPE_CHECKING
 
 from ticklake.settings import LakeSettings
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
 
 CATALOG_NAME = "ticklake"
 # A property of our own (pyiceberg has none): the REST client's timeout, see _BoundedRestCatalog.
@@ -81,6 +79,11 @@ def catalog_properties(settings: LakeSettings, data_dir: Path) -> dict[str, str]
 
 
 def open_catalog(settings: LakeSettings, data_dir: Path) -> Catalog:
+    # pyiceberg (~24 MB of memory in a process) is imported on the first catalog opened, not before.
+    from pyiceberg.catalog import load_catalog
+
+    from ticklake.lake.rest_catalog import _BoundedRestCatalog
+
     if settings.catalog == "rest":
         # Not load_catalog: it would also merge ~/.pyiceberg.yaml and PYICEBERG_* variables into
         # what settings say.
@@ -89,32 +92,3 @@ def open_catalog(settings: LakeSettings, data_dir: Path) -> Catalog:
         # SQLite creates the file, not its folder; the local warehouse folder is created on write.
         lake_dir(data_dir).mkdir(parents=True, exist_ok=True)
     return load_catalog(CATALOG_NAME, **catalog_properties(settings, data_dir))
-
-
-class _TimeoutAdapter(HTTPAdapter):
-    """Every request through it gets (connect, read) timeouts unless the caller set its own."""
-
-    def __init__(self, timeout: tuple[float, float]) -> None:
-        super().__init__()  # max_retries=0: a commit is never re-sent (its outcome decides, see offload.py)
-        self.timeout = timeout
-
-    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:  # type: ignore[override]
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
-        return super().send(request, **kwargs)
-
-
-class _BoundedRestCatalog(RestCatalog):
-    """pyiceberg's REST catalog with a timeout on every HTTP call, the first ones included (the
-    config fetch and the OAuth2 token, made while the catalog is constructed).
-
-    A timed-out commit may still have been applied by the catalog: harmless here, as the watermark
-    moves in the same commit (the next run reads it) and commits are never retried."""
-
-    def _config_headers(self, session: Session) -> None:
-        # Called first thing for every session pyiceberg creates, before any request is made.
-        super()._config_headers(session)
-        timeout = float(self.properties.get(HTTP_TIMEOUT_PROPERTY, LakeSettings().io_timeout_s))
-        adapter = _TimeoutAdapter((min(CONNECT_TIMEOUT_S, timeout), timeout))
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)

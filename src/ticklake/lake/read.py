@@ -23,6 +23,10 @@ statistics) by the same row filter.
 seconds, so a request costs no catalog round trip; what an offload commits becomes visible within
 that time. Each request works on one loaded snapshot.
 
+**Memory.** pyiceberg (with what it pulls in, ~24 MB) is imported by the first read that reaches
+the cold tier, not by the serving process's start: a platform whose requests stay in the warm tier
+never loads it.
+
 **Failures.** A cold table that does not exist (nothing was ever offloaded to it) is reported by
 ``holds_*`` as False: the caller serves the range from the warm tier. Anything else that goes wrong
 while reaching the catalog or the files raises ``ColdTierUnavailable`` (the API answers 503).
@@ -38,26 +42,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.catalog import Catalog
-from pyiceberg.conversions import from_bytes
-from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
-from pyiceberg.expressions import And, BooleanExpression, EqualTo, GreaterThanOrEqual, LessThan
-from pyiceberg.io.pyarrow import ArrowScan
-from pyiceberg.manifest import DataFile, DataFileContent, ManifestContent
-from pyiceberg.table import FileScanTask, Table
-from pyiceberg.types import PrimitiveType
 
 from ticklake.lake.catalog import catalog_properties, lake_dir, open_catalog
 from ticklake.lake.names import gold_table_name
-from ticklake.lake.tables import SILVER_TRADES
 from ticklake.settings import LakeSettings
 from ticklake.warehouse.reader import EPOCH, FAR_FUTURE, TIMEFRAMES, CandleRow, StoredTrade
 
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.manifest import DataFile
+    from pyiceberg.table import Table
+
 log = logging.getLogger(__name__)
+
 
 DEFAULT_REFRESH_S = 5.0
 _TRADE_COLUMNS = ("trade_id", "ts", "price", "qty", "side", "received_at", "native_symbol")
@@ -139,10 +141,11 @@ class ColdReader:
 
     # -- what the cold tier holds ------------------------------------------------------------------
     def holds_trades(self) -> bool:
-        return self._loaded(SILVER_TRADES.name, "ts").table is not None
+        # (No pyiceberg import for this: a process whose catalog was never created never needs it.)
+        return self._loaded("silver_trades", "ts").table is not None
 
     def holds_candles(self, timeframe: str) -> bool:
-        return self._loaded(gold_table_name(timeframe), "bucket").table is not None
+        return self._loaded(f"gold_ohlcv_{timeframe}", "bucket").table is not None  # tables.gold_table_name
 
     # -- reads -------------------------------------------------------------------------------------
     def trades(self, exchange: str, symbol: str, start: datetime | None, end: datetime | None, limit: int,
@@ -164,6 +167,8 @@ class ColdReader:
                      after: tuple[int, int] | None = None) -> pa.Table:
         """The rows of ``trades`` as an Arrow table (columns trade_id, ts, price, qty, side, received_at,
         native_symbol as the cold table types them): a chunk of a file export (api/export.py)."""
+        from ticklake.lake.tables import SILVER_TRADES  # pyiceberg: only once a read reaches the cold tier
+
         loaded = self._loaded(SILVER_TRADES.name, "ts")
         lower_us = _micros(start) if start else 0
         if after is not None:
@@ -235,8 +240,13 @@ class ColdReader:
         try:
             if self._catalog is None:
                 self._catalog = self._open_catalog()
+        except NoColdTier:
+            return None
+        from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+        try:
             return self._catalog.load_table((self.namespace, name))
-        except (NoColdTier, NoSuchTableError, NoSuchNamespaceError):
+        except (NoSuchTableError, NoSuchNamespaceError):
             return None
 
     def _guarded(self, work: Callable[[], _T]) -> _T:
@@ -251,6 +261,8 @@ class ColdReader:
     # -- planning and reading ----------------------------------------------------------------------
     def _live_files(self, loaded: _Loaded) -> list[_File] | None:
         """Every live data file of the loaded snapshot; None when it has delete files."""
+        from pyiceberg.manifest import DataFileContent, ManifestContent
+
         table = loaded.table
         assert table is not None
         snapshot = table.current_snapshot()
@@ -284,6 +296,9 @@ class ColdReader:
                       keep: Callable[[pa.Table], pa.Table] | None = None) -> pa.Table:
         """The first ``limit`` rows of one market with a time in [lower_us, upper_us) in ``sort_keys``
         order (whose first key is the time column), reading only the files that can hold them."""
+        from pyiceberg.io.pyarrow import ArrowScan
+        from pyiceberg.table import FileScanTask
+
         table = loaded.table
         assert table is not None
         time_column = loaded.time_column
@@ -338,6 +353,9 @@ def _snapshot_id(table: Table) -> int | None:
 
 
 def _file(data_file: DataFile, schema: Any, time_column: str) -> _File:
+    from pyiceberg.conversions import from_bytes
+    from pyiceberg.types import PrimitiveType
+
     def bounds(name: str) -> tuple[Any, Any]:
         column = schema.find_field(name)
         kind = column.field_type
@@ -352,6 +370,8 @@ def _file(data_file: DataFile, schema: Any, time_column: str) -> _File:
 
 def _market_range(exchange: str, symbol: str, time_column: str, lower_us: int, upper_us: int) -> BooleanExpression:
     """One market's rows with ``time_column`` in [lower_us, upper_us), applied exactly to the rows read."""
+    from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
+
     return And(EqualTo(term="exchange", value=exchange), EqualTo(term="symbol", value=symbol),
                GreaterThanOrEqual(term=time_column, value=_iso(lower_us)),
                LessThan(term=time_column, value=_iso(upper_us)))
