@@ -73,10 +73,10 @@ def raw_columns(client: Client) -> set[str]:
 
 def test_version_2_rolls_back_and_forward_without_touching_version_1(warehouse: Client) -> None:
     assert {"source", "native_symbol"} <= raw_columns(warehouse)
-    assert migrate.downgrade(warehouse, 1) == [6, 5, 4, 3, 2]
+    assert migrate.downgrade(warehouse, 1) == [7, 6, 5, 4, 3, 2]
     assert not {"source", "native_symbol"} & raw_columns(warehouse)
     assert sorted(migrate.applied(warehouse)) == [1]
-    assert migrate.upgrade(warehouse) == [2, 3, 4, 5, 6]
+    assert migrate.upgrade(warehouse) == [2, 3, 4, 5, 6, 7]
     assert {"source", "native_symbol"} <= raw_columns(warehouse)
 
 
@@ -88,11 +88,11 @@ def test_version_3_rolls_back_keeping_the_trades_and_forward_again(warehouse: Cl
     writer = WarehouseWriter(warehouse, ValidationSettings(max_age_days=3650))
     writer.write([], [trade(1)])
     assert raw_columns(warehouse) >= BUS_COLUMNS and {"bus_positions", "bus_dead_letters"} <= tables(warehouse)
-    assert migrate.downgrade(warehouse, 2) == [6, 5, 4, 3]
+    assert migrate.downgrade(warehouse, 2) == [7, 6, 5, 4, 3]
     assert not BUS_COLUMNS & raw_columns(warehouse)
     assert not {"bus_positions", "bus_dead_letters"} & tables(warehouse)
     assert warehouse.command("SELECT count() FROM bronze_trades") == 1
-    assert migrate.upgrade(warehouse) == [3, 4, 5, 6]
+    assert migrate.upgrade(warehouse) == [3, 4, 5, 6, 7]
     writer.forget_state()
     writer.write([], [trade(2)])
     assert WarehouseReader(warehouse).ohlcv("binance", "BTC/USDT", "1d", None, None, 5)[0].trades == 2
@@ -114,12 +114,12 @@ def test_version_5_packs_small_parts_and_rolls_back_keeping_them_readable(wareho
     writer.write([], [trade(1)])
     packed = part_storage(warehouse)
     assert packed["bronze_trades"] == packed["silver_trades"] == packed["gold_ohlcv"] == {"Packed"}
-    assert migrate.downgrade(warehouse, 4) == [6, 5]
+    assert migrate.downgrade(warehouse, 4) == [7, 6, 5]
     writer = WarehouseWriter(warehouse, ValidationSettings(max_age_days=3650))
     writer.write([], [trade(2)])
     assert part_storage(warehouse)["silver_trades"] == {"Packed", "Full"}
     assert WarehouseReader(warehouse).ohlcv("binance", "BTC/USDT", "1d", None, None, 5)[0].trades == 2
-    assert migrate.upgrade(warehouse) == [5, 6]
+    assert migrate.upgrade(warehouse) == [5, 6, 7]
     writer.write([], [trade(3)])
     assert WarehouseReader(warehouse).ohlcv("binance", "BTC/USDT", "1d", None, None, 5)[0].trades == 3
 
@@ -127,15 +127,15 @@ def test_version_5_packs_small_parts_and_rolls_back_keeping_them_readable(wareho
 def test_version_6_orders_silver_by_commit_and_rolls_back_keeping_the_trades(warehouse: Client) -> None:
     """Each batch's silver rows carry its place in commit order, increasing; rows stored before the
     version read 0; rolled back, the column goes and the trades stay."""
-    assert migrate.downgrade(warehouse, 5) == [6]
+    assert migrate.downgrade(warehouse, 5) == [7, 6]
     WarehouseWriter(warehouse, ValidationSettings(max_age_days=3650)).write([], [trade(1)])
-    assert migrate.upgrade(warehouse) == [6]
+    assert migrate.upgrade(warehouse) == [6, 7]
     writer = WarehouseWriter(warehouse, ValidationSettings(max_age_days=3650))
     writer.write([], [trade(3), trade(2)])
     writer.write([], [trade(4)])
     rows = warehouse.query("SELECT trade_id, committed_us FROM silver_trades ORDER BY trade_id").result_rows
     assert rows[0] == (1, 0)
     assert rows[1][1] == rows[2][1] > 0 and rows[3][1] > rows[1][1]
-    assert migrate.downgrade(warehouse, 5) == [6]
+    assert migrate.downgrade(warehouse, 5) == [7, 6]
     assert warehouse.query("SELECT count() FROM silver_trades").result_rows[0][0] == 4
-    assert migrate.upgrade(warehouse) == [6]
+    assert migrate.upgrade(warehouse) == [6, 7]
