@@ -291,7 +291,8 @@ class Platform:
             self.metrics_port = self._metrics_server.server_port
             log.info("metrics on http://%s:%d/metrics", settings.metrics.host, self.metrics_port)
         log.info("roles: %s (bus: %s)", ", ".join(r for r in ROLES if r in roles), settings.bus.kind)
-        if self.client is not None and is_embedded(settings.resolved_warehouse_url):
+        if self.client is not None and is_embedded(settings.resolved_warehouse_url) \
+                and settings.warehouse_release_code_pages:
             self._tasks.append(asyncio.create_task(self._release_code_pages(), name="code-pages"))
 
     async def _release_code_pages(self) -> None:
@@ -301,7 +302,7 @@ class Platform:
         runs comes back on minor faults within a second)."""
         for delay in itertools.chain((15.0, 135.0), itertools.repeat(600.0)):
             await asyncio.sleep(delay)
-            released = release_code_pages()
+            released = await asyncio.to_thread(release_code_pages)  # reads smaps: not on the event loop
             log.debug("released %d MB of the engine's mapped code", released >> 20)
 
     def _start_completeness(self, memory_bus: MemoryBus | None) -> None:

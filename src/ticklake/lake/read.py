@@ -52,17 +52,11 @@ from ticklake.lake.names import gold_table_name
 from ticklake.settings import LakeSettings
 from ticklake.warehouse.reader import EPOCH, FAR_FUTURE, TIMEFRAMES, CandleRow, StoredTrade
 
-if TYPE_CHECKING:  # at run time _iceberg() binds these names, on the first cold read
+if TYPE_CHECKING:  # at run time pyiceberg is imported where a read reaches the cold tier
     from pyiceberg.catalog import Catalog
-    from pyiceberg.conversions import from_bytes
-    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
-    from pyiceberg.expressions import And, BooleanExpression, EqualTo, GreaterThanOrEqual, LessThan
-    from pyiceberg.io.pyarrow import ArrowScan
-    from pyiceberg.manifest import DataFile, DataFileContent, ManifestContent
-    from pyiceberg.table import FileScanTask, Table
-    from pyiceberg.types import PrimitiveType
-
-    from ticklake.lake.tables import SILVER_TRADES, gold_table_name
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.manifest import DataFile
+    from pyiceberg.table import Table
 
 log = logging.getLogger(__name__)
 
