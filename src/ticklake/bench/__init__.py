@@ -581,8 +581,9 @@ def _platform_lines(report: dict[str, Any]) -> list[str]:
             lines.append(f"    at {int(rate):,} trades/s the cold tier's worker process (lake/worker.py) ran "
                          f"{r['worker_runs']} time(s) before and during the window, {r['worker_cpu_s_so_far']} CPU-s "
                          f"in all (counted in the cores above when in the window: {r['worker_cores']}); in the "
-                         f"window it ran {r['worker_alive_share']:.0%} of the time, peak RSS "
-                         f"{r['worker_peak_rss_mb']} MB, the platform with it {r['with_worker_peak_rss_mb']} MB")
+                         f"window it ran {r['worker_alive_share']:.0%} of the time; its peak RSS since the start "
+                         f"{r.get('worker_peak_ever_rss_mb')} MB, the platform's with it "
+                         f"{r.get('with_worker_peak_ever_rss_mb')} MB")
     lines.append("  where the CPU goes (cores, per thread group) at " + ", ".join(f"{int(k):,}" for k in p["loads"])
                  + " trades/s:")
     groups = sorted({g for r in p["loads"].values() for g in r["cpu_by_thread"]},
