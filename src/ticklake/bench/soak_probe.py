@@ -30,7 +30,8 @@ class ProcessTimes:
 
 
 def _children(pid: int) -> list[int]:
-    """Every descendant of ``pid`` (none expected of ``ticklake up``; counted if it ever starts any)."""
+    """Every descendant of ``pid``: the cold tier's worker process of ``ticklake up`` while it runs
+    (lake/worker.py), counted with the platform."""
     parents: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
