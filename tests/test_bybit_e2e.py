@@ -19,8 +19,8 @@ from decimal import Decimal
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from tests.support.simulated import SimulatedPlatform
 from tests.support.stored import assert_candles_recompute, metric_sum, stored_trades
-from ticklake.app import Platform
 from ticklake.ops import metrics
 from ticklake.settings import FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
 from ticklake.venues import NAMES
@@ -42,7 +42,7 @@ async def test_bybit_under_faults_stores_the_tape_within_the_page(warehouse: Cli
     )
     breaks_before = metric_sum(metrics.FEED_GAPS, "bybit")
     short_before = metric_sum(metrics.FEED_BACKFILL_SHORT, "bybit")
-    platform = Platform(settings, simulate=True, serve_api=False)
+    platform = SimulatedPlatform(settings, serve_api=False)
     await platform.start()
     simulator = platform.simulator
     assert simulator is not None

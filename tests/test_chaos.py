@@ -17,8 +17,8 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from tests.factories import recompute_candles
+from tests.support.simulated import SimulatedPlatform
 from tests.support.stored import metric_sum, stored_trades
-from ticklake.app import Platform
 from ticklake.ops import metrics
 from ticklake.settings import FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
 from ticklake.venues import NAMES
@@ -40,7 +40,7 @@ async def test_randomized_faults_over_minutes_leave_the_exact_tape(warehouse: Cl
         feed=FeedSettings(backoff_initial_s=0.1, backoff_max_s=1.0, stable_after_s=2.0),
     )
     gaps_before = {ex: metric_sum(metrics.FEED_GAPS, ex) for ex in MARKETS}
-    platform = Platform(settings, simulate=True, serve_api=False)
+    platform = SimulatedPlatform(settings, serve_api=False)
     await platform.start()
     simulator = platform.simulator
     assert simulator is not None

@@ -61,3 +61,39 @@ def test_no_layer_imports_the_orchestrators(orchestrator: str) -> None:
         if (PACKAGE / layer).is_dir():
             assert orchestrator not in imported_layers(PACKAGE / layer), layer
 
+
+
+# --- above the layers: the platform, the simulator, replay, the bench -------------------------------
+LAYERS = set(FLOW) | SHARED
+
+
+def test_the_simulator_shares_no_code_with_the_platform() -> None:
+    """The simulated venues speak each exchange's protocol from their own facts, so that a parser's
+    mistake cannot hide behind the same code on both sides of the socket."""
+    assert imported_layers(PACKAGE / "simulator") <= SHARED | {"simulator"}
+
+
+def test_the_platform_composes_the_layers_and_nothing_else() -> None:
+    """``app.py`` (what ``ticklake up`` runs in production) knows the layers only: the simulator is the
+    CLI's ``--simulate``, which hands the platform the venues' URLs."""
+    assert imported_layers(PACKAGE / "app.py") <= LAYERS
+
+
+def test_replay_drives_the_platform_from_outside() -> None:
+    """Recording and replaying frames uses the platform, the layers it feeds and the simulator (``record
+    --simulate``), never the tools above it."""
+    assert imported_layers(PACKAGE / "replay.py") <= LAYERS | {"app", "simulator"}
+
+
+@pytest.mark.parametrize("orchestrator", ["bench", "drill"])
+def test_the_orchestrators_stand_above_the_platform(orchestrator: str) -> None:
+    """They run the platform from outside; the command line is the only thing above them."""
+    assert "cli" not in imported_layers(PACKAGE / orchestrator)
+
+
+@pytest.mark.parametrize("entry_point", ["app", "replay", "cli"])
+def test_no_layer_imports_an_entry_point(entry_point: str) -> None:
+    for below in [*FLOW, "simulator", *SHARED]:
+        path = PACKAGE / below if (PACKAGE / below).is_dir() else PACKAGE / f"{below}.py"
+        if path.exists():
+            assert entry_point not in imported_layers(path), below

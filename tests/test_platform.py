@@ -11,8 +11,8 @@ import asyncio
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from tests.support.simulated import SimulatedPlatform
 from tests.support.stored import assert_a_stretch_of_the_tape, assert_candles_recompute, stored_trades
-from ticklake.app import Platform
 from ticklake.model import Trade
 from ticklake.settings import Settings, SimulatorSettings, VenueSettings, VenuesSettings
 from ticklake.venues import NAMES
@@ -30,7 +30,7 @@ async def test_simulated_session_is_stored_exactly_as_the_venues_traded(warehous
         venues=VenuesSettings(**{ex: VenueSettings(symbols=symbols) for ex, symbols in MARKETS.items()}),
         simulator=SimulatorSettings(trades_per_second=40, seed=42),
     )
-    platform = Platform(settings, simulate=True, serve_api=False)
+    platform = SimulatedPlatform(settings, serve_api=False)
     await platform.start()
     await asyncio.sleep(4)
     await platform.stop()
@@ -74,7 +74,7 @@ async def test_malformed_frames_and_invalid_trades_land_where_described(warehous
             return [text.replace('"p":"', '"p":"-', 1)]
         return [text]
 
-    platform = Platform(settings, simulate=True, serve_api=False)
+    platform = SimulatedPlatform(settings, serve_api=False)
     await platform.start()
     assert platform.simulator is not None
     platform.simulator.venue("binance").frame_filter = corrupt

@@ -26,6 +26,7 @@ from decimal import Decimal
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from tests.support.simulated import SimulatedPlatform
 from tests.support.stored import assert_candles_recompute, metric_sum, stored_trades
 from ticklake.app import Platform
 from ticklake.exchanges import registry
@@ -75,7 +76,7 @@ async def test_under_every_fault_the_stored_tape_is_the_venues(warehouse: Client
     )
     short_before = {exchange: metric_sum(metrics.FEED_BACKFILL_SHORT, exchange) for exchange in RECONCILED}
     recovered_before = {exchange: metric_sum(metrics.FEED_BACKFILLED, exchange) for exchange in RECONCILED}
-    platform = Platform(settings, simulate=True, serve_api=False)
+    platform = SimulatedPlatform(settings, serve_api=False)
     await platform.start()
     simulator = platform.simulator
     assert simulator is not None

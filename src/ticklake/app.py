@@ -41,7 +41,6 @@ from ticklake.ops import metrics
 from ticklake.ops.code_pages import release_code_pages
 from ticklake.ops.redact import mask_url
 from ticklake.settings import Settings
-from ticklake.simulator.server import Simulator
 from ticklake.venues import to_native
 from ticklake.warehouse import migrate
 from ticklake.warehouse.changes import StoredChanges
@@ -134,7 +133,7 @@ class Platform:
     bus the first three run together; with a Kafka bus any subset, in as many processes as wanted
     (docs/deploy.md). ``offload`` is left out of the default when ``lake.enabled`` is off."""
 
-    def __init__(self, settings: Settings, simulate: bool = False, recorder: FrameRecorder | None = None,
+    def __init__(self, settings: Settings, recorder: FrameRecorder | None = None,
                  serve_api: bool = True, on_batch: Callable[[Plan], None] | None = None,
                  roles: frozenset[str] | None = None) -> None:
         roles = default_roles(settings) if roles is None else roles
@@ -142,9 +141,7 @@ class Platform:
         self.roles = roles if serve_api else roles - {"api"}
         self.settings = settings
         self.on_batch = on_batch
-        self.simulate = simulate
         self.recorder = recorder
-        self.simulator: Simulator | None = None
         self.client: Client | None = None
         self.feeds: FeedSet | None = None
         self.ingester: Ingester | None = None
@@ -187,12 +184,6 @@ class Platform:
                 # a global repair could race other ingesters writing the same warehouse.
                 lookback = timedelta(minutes=settings.ingest.repair_lookback_minutes)
                 await loop.run_in_executor(self._executor, repair, writer, lookback, subscribed_natives(settings))
-
-        if self.simulate and "feed" in roles:
-            self.simulator = Simulator.from_settings(settings)
-            await self.simulator.start()
-            self.settings = settings = self.simulator.settings_for(settings)
-            log.info("simulated exchanges on loopback: %s", self.simulator.ws_urls)
 
         exchanges = list(settings.venues.enabled())
         memory_bus = None if self.kafka else MemoryBus(settings.ingest.bus_queue_size)
@@ -504,8 +495,6 @@ class Platform:
             await self.source.close()  # leaves the group: the partitions move at once
         if self.offloader is not None:
             self.offloader.close()
-        if self.simulator is not None:
-            await self.simulator.close()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
         self._executor.shutdown(wait=True)  # an insert in flight finishes before the engine closes

@@ -323,11 +323,24 @@ def _up(settings: Settings, simulate: bool, record_path: Path | None, roles: fro
 
     async def run() -> int:
         recorder = open_recorder(record_path) if record_path else None
+        simulator = None
         try:
-            platform = Platform(settings, simulate=simulate, recorder=recorder, roles=roles)
+            venue_settings = settings
+            if simulate and "feed" in roles:
+                # The simulated venues run beside the platform, which only gets their URLs: the
+                # platform itself never depends on the simulator.
+                from ticklake.simulator.server import Simulator
+
+                simulator = Simulator.from_settings(settings)
+                await simulator.start()
+                venue_settings = simulator.settings_for(settings)
+                log.info("simulated exchanges on loopback: %s", simulator.ws_urls)
+            platform = Platform(venue_settings, recorder=recorder, roles=roles)
             await platform.run_until_signalled()
             return platform.exit_code
         finally:
+            if simulator is not None:
+                await simulator.close()  # after the platform: its feeds close their connections first
             if recorder is not None:
                 recorder.close()
 

@@ -22,6 +22,7 @@ from websockets.uri import parse_uri
 
 from tests.factories import trade
 from tests.support.processes import free_port, until_answering
+from tests.support.simulated import SimulatedPlatform
 from ticklake.app import Platform
 from ticklake.ops import metrics
 from ticklake.settings import ApiSettings, FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
@@ -122,9 +123,9 @@ def position(trade: dict[str, Any]) -> tuple[str, int]:
     return trade["time"], int(trade["trade_id"])
 
 
-async def started(settings: Settings, simulate: bool = True) -> Platform:
+async def started(settings: Settings) -> SimulatedPlatform:
     """A platform whose API answers."""
-    platform = Platform(settings, simulate=simulate)
+    platform = SimulatedPlatform(settings)
     await platform.start()
     await until_answering(settings.api.port)
     return platform
@@ -170,7 +171,7 @@ async def test_the_stream_equals_the_warehouse_with_a_kafka_bus(warehouse_url: s
         create_topics(kafka, settings.venues.enabled(), kafka.retention_hours)
         ingest = Platform(settings, roles=frozenset({"ingest", "api"}))
         feed_settings = settings.model_copy(update={"api": ApiSettings(port=free_port())})
-        feed = Platform(feed_settings, simulate=True, roles=frozenset({"feed"}))
+        feed = SimulatedPlatform(feed_settings, roles=frozenset({"feed"}))
         await feed.start()
         try:
             await ingest.start()
@@ -185,7 +186,8 @@ async def test_the_stream_equals_the_warehouse_with_a_kafka_bus(warehouse_url: s
         broker.remove()
 
 
-async def stream_equals_warehouse(feed: Platform, serving: Platform, port: int, provisional: bool = False) -> None:
+async def stream_equals_warehouse(feed: SimulatedPlatform, serving: Platform, port: int,
+                                  provisional: bool = False) -> None:
     """Under the simulator's fault mix (``feed``'s venues), every trade and candle the stream of
     ``serving`` pushes is what its warehouse serves (but for ``provisional`` open candles, pushed as
     trades enter the bus where the feeds run in the same process, and always followed by the stored
@@ -195,7 +197,6 @@ async def stream_equals_warehouse(feed: Platform, serving: Platform, port: int, 
     assert serving.live is not None
     encode_cursor = serving.live.cursors.encode  # the installation's key seals every cursor
     simulator = feed.simulator
-    assert simulator is not None
     # Everything from the beginning (a cursor before the first trade, candles since 1970), then live.
     full = Collector(await connect(url))
     for exchange, symbols in MARKETS.items():

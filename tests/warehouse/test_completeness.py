@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from tests.support.simulated import SimulatedPlatform
 from tests.support.stored import assert_a_stretch_of_the_tape, assert_candles_recompute, stored_trades
 from ticklake import app
-from ticklake.app import Platform
 from ticklake.bus import MemoryBus
 from ticklake.model import Message, Trade
 from ticklake.ops.metrics import REGISTRY
@@ -83,7 +83,7 @@ async def test_trades_lost_after_the_feed_are_found_in_storage_and_filled(
     before = {(ex, sym): [metric(f"ticklake_{name}_total", ex, sym) for name in
                           ("completeness_trades_filled", "completeness_trades_unrecoverable", "feed_gaps")]
               for ex, syms in MARKETS.items() for sym in syms}
-    platform = Platform(settings, simulate=True, serve_api=False)
+    platform = SimulatedPlatform(settings, serve_api=False)
     await platform.start()
     try:
         sim = platform.simulator
@@ -129,7 +129,7 @@ async def test_a_hole_the_venue_cannot_serve_is_counted_once_and_not_asked_again
     settings = settings_for(warehouse_url, interval_s=0.5, settle_s=1.0)
     settings.venues.kraken.enabled = settings.venues.coinbase.enabled = False
     before = metric("ticklake_completeness_trades_unrecoverable_total", "binance", "BTC/USDT")
-    platform = Platform(settings, simulate=True, serve_api=False)
+    platform = SimulatedPlatform(settings, serve_api=False)
     await platform.start()
     try:
         sim = platform.simulator
