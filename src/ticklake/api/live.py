@@ -38,11 +38,11 @@ from ticklake.api.cursor import CursorSeal
 from ticklake.api.formats import decimal_text, epoch_text, trade_json, vwap
 from ticklake.model import Trade
 from ticklake.ops import metrics
+from ticklake.warehouse.changes import Market
 from ticklake.warehouse.reader import TIMEFRAMES, CandleRow, WarehouseReader
 
 log = logging.getLogger(__name__)
 
-MarketKey = tuple[str, str]  # exchange, canonical symbol
 # A bucket with no later trade is closed this long after its end by the clock: a trade made just
 # before the end may still be on its way.
 CLOSE_GRACE_S = 5.0
@@ -60,7 +60,7 @@ class Channel:
     timeframe: str = ""  # candles only
 
     @property
-    def market(self) -> MarketKey:
+    def market(self) -> Market:
         return self.exchange, self.symbol
 
     def describe(self) -> dict[str, str]:
@@ -131,18 +131,18 @@ class LiveHub:
         self.cursors = cursors or CursorSeal.random()  # the installation's, to hand out resumable cursors
         self.queue_size = queue_size
         self._subscribers: dict[Channel, set[Subscriber]] = defaultdict(set)
-        self._newest: dict[MarketKey, tuple[int, int]] = {}  # newest (ts_us, trade_id) committed per market
+        self._newest: dict[Market, tuple[int, int]] = {}  # newest (ts_us, trade_id) committed per market
         self._dirty: dict[Channel, dict[int, bool]] = defaultdict(dict)  # bucket start -> corrected
         # The last candle read from the warehouse per bucket (the base of provisional candles), and the
         # trades handed to the bus but not committed yet, per market (trade id -> trade, arrival time).
         self._rows: dict[Channel, dict[int, CandleRow]] = defaultdict(dict)
-        self._pending: dict[MarketKey, dict[int, tuple[Trade, float]]] = defaultdict(dict)
+        self._pending: dict[Market, dict[int, tuple[Trade, float]]] = defaultdict(dict)
         # Trades committed since the last candle read of their market began: the read does not show them
         # yet, a provisional candle must (with the number of the commit, to forget them after the read).
-        self._unread: dict[MarketKey, list[tuple[Trade, int]]] = defaultdict(list)
+        self._unread: dict[Market, list[tuple[Trade, int]]] = defaultdict(list)
         self._commits = 0
         # Ids committed lately per market: a repeat of one (a venue's duplicate) is not pending.
-        self._recent: dict[MarketKey, OrderedDict[int, None]] = defaultdict(OrderedDict)
+        self._recent: dict[Market, OrderedDict[int, None]] = defaultdict(OrderedDict)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -168,7 +168,7 @@ class LiveHub:
         for channel in list(subscriber.channels):
             self.unsubscribe(subscriber, channel)
 
-    def _follows_candles(self, market: MarketKey) -> bool:
+    def _follows_candles(self, market: Market) -> bool:
         return any(Channel("candles", *market, tf) in self._subscribers for tf in TIMEFRAMES)
 
     # -- the bus's side: provisional open candles ---------------------------------------------------
@@ -178,7 +178,7 @@ class LiveHub:
         if not followed:  # the common case on the feeds' hot path: nothing to do per trade
             return
         now = time.monotonic()
-        touched: set[MarketKey] = set()
+        touched: set[Market] = set()
         for trade in trades:
             market = (trade.exchange, trade.symbol)
             if market in followed and trade.trade_id not in self._recent[market]:
@@ -187,7 +187,7 @@ class LiveHub:
         for market in touched:
             self._push_provisional(market)
 
-    def _push_provisional(self, market: MarketKey) -> None:
+    def _push_provisional(self, market: Market) -> None:
         unread = [trade for trade, _commit in self._unread[market]]
         pending = unread + [trade for trade, _at in self._pending[market].values()]
         for timeframe, seconds in TIMEFRAMES.items():
@@ -212,7 +212,7 @@ class LiveHub:
     def committed(self, trades: Sequence[Trade], committed_us: int = 0) -> None:
         """A batch the warehouse now holds (its silver rows, and their place in commit order: 0 where
         the schema has none). On the event loop; never blocks."""
-        by_market: dict[MarketKey, list[Trade]] = defaultdict(list)
+        by_market: dict[Market, list[Trade]] = defaultdict(list)
         for trade in trades:
             by_market[(trade.exchange, trade.symbol)].append(trade)
         self._commits += 1
@@ -247,7 +247,7 @@ class LiveHub:
         if any(self._dirty.values()):
             self._wake.set()
 
-    def _push_trades(self, market: MarketKey, trades: list[Trade], before: tuple[int, int] | None,
+    def _push_trades(self, market: Market, trades: list[Trade], before: tuple[int, int] | None,
                      committed_us: int) -> None:
         channel = Channel("trades", *market)
         subscribers = self._subscribers.get(channel)
@@ -270,7 +270,7 @@ class LiveHub:
             subscriber.offer(channel, message, encoded)
         metrics.STREAM_MESSAGES.labels("trades").inc(len(subscribers))
 
-    def _mark_candles(self, market: MarketKey, trades: list[Trade], before: tuple[int, int] | None) -> None:
+    def _mark_candles(self, market: Market, trades: list[Trade], before: tuple[int, int] | None) -> None:
         newest_s = self._newest[market][0] // 1_000_000
         before_s = before[0] // 1_000_000 if before is not None else None
         for timeframe, seconds in TIMEFRAMES.items():
@@ -306,7 +306,7 @@ class LiveHub:
             self._wake.clear()
             dirty, self._dirty = self._dirty, defaultdict(dict)
             read_after = self._commits  # the reads below show every commit up to this one
-            read: set[MarketKey] = set()
+            read: set[Market] = set()
             for channel, buckets in dirty.items():
                 if not buckets or channel not in self._subscribers:
                     continue

@@ -32,12 +32,11 @@ from ticklake.model import EXCHANGES
 from ticklake.settings import ApiSettings, RetentionSettings
 from ticklake.symbols import canonical, split_canonical
 from ticklake.venues import VENUES
+from ticklake.warehouse.changes import Market
 from ticklake.warehouse.reader import EPOCH, WarehouseReader
 
-MarketKey = tuple[str, str]  # (exchange, canonical symbol)
 
-
-def normalize_markets(markets: Iterable[tuple[str, str]]) -> frozenset[MarketKey]:
+def normalize_markets(markets: Iterable[tuple[str, str]]) -> frozenset[Market]:
     """Configured markets in the API's spelling; a wrong one fails at start, not per request."""
     normalized = set()
     for exchange, symbol in markets:
@@ -48,7 +47,7 @@ def normalize_markets(markets: Iterable[tuple[str, str]]) -> frozenset[MarketKey
 
 
 class MarketDataEndpoints:
-    def __init__(self, reader: WarehouseReader, max_limit: int, configured: frozenset[MarketKey],
+    def __init__(self, reader: WarehouseReader, max_limit: int, configured: frozenset[Market],
                  tiers: TieredReader | None = None, admission: ReadAdmission | None = None,
                  cache: CandleCache | None = None, cursors: CursorSeal | None = None,
                  exports: ReadAdmission | None = None) -> None:

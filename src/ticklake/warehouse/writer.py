@@ -39,7 +39,7 @@ from ticklake.warehouse.validation import MAX_TIMESTAMP_US, UINT64_MAX, Validato
 
 log = logging.getLogger(__name__)
 
-MarketKey = tuple[str, str]  # (exchange, native symbol)
+NativeMarket = tuple[str, str]  # (exchange, the venue's own symbol); a canonical one is changes.Market
 Origin = tuple[str, int, int]  # where a message was read: (topic, partition, offset)
 NO_ORIGIN: Origin = ("", -1, -1)
 # Lower layers first: a crash between inserts leaves a higher layer behind, never ahead (see repair).
@@ -69,7 +69,7 @@ class Plan:
     silver: list[Trade] = field(default_factory=list)
     dead: list[tuple[Trade, str, str, str]] = field(default_factory=list)
     duplicates: int = 0
-    new_max_ids: dict[MarketKey, int] = field(default_factory=dict)
+    new_max_ids: dict[NativeMarket, int] = field(default_factory=dict)
     tables: dict[str, pa.Table] = field(default_factory=dict)
     rejects: list[tuple[Origin, BusReject]] = field(default_factory=list)
     positions: dict[tuple[str, int], int] = field(default_factory=dict)  # next offset per topic partition
@@ -77,13 +77,13 @@ class Plan:
     committed_us: int = 0  # this batch's place in silver's commit order (migration 0006; 0 without it)
 
 
-def split_batch(trades: Iterable[Trade]) -> tuple[dict[MarketKey, list[Trade]], list[Trade], list[Trade]]:
+def split_batch(trades: Iterable[Trade]) -> tuple[dict[NativeMarket, list[Trade]], list[Trade], list[Trade]]:
     """A batch's trades by market, without repeats inside the batch: (by market, unstorable, repeats).
 
     The first step of deduplication, in memory; the second asks bronze about ids at or below the
     newest it holds. (It runs for every trade: one dict per market keyed by id is the cheapest form.)
     """
-    markets: dict[MarketKey, dict[int, Trade]] = {}
+    markets: dict[NativeMarket, dict[int, Trade]] = {}
     unstorable: list[Trade] = []
     repeated: list[Trade] = []
     for trade in trades:
@@ -113,13 +113,13 @@ class WarehouseWriter:
         self.client = client
         self.changes = changes
         self.validator = Validator(validation)
-        self._max_ids: dict[MarketKey, int] | None = None
+        self._max_ids: dict[NativeMarket, int] | None = None
         # Silver's commit order (migration 0006), where the schema has it: increasing per batch.
         self._commit_order = bool(self.client.query(query("has_commit_order")).result_rows[0][0])
         self._last_commit_us = 0
 
     # -- plan ----------------------------------------------------------------------------------
-    def _stored_max_ids(self) -> dict[MarketKey, int]:
+    def _stored_max_ids(self) -> dict[NativeMarket, int]:
         if self._max_ids is None:
             rows = self.client.query(query("max_trade_ids")).result_rows
             self._max_ids = {(exchange, native): int(max_id) for exchange, native, max_id in rows}
@@ -129,7 +129,7 @@ class WarehouseWriter:
         """Reload the newest stored ids from bronze at the next batch (after repair or rollback)."""
         self._max_ids = None
 
-    def _already_stored(self, key: MarketKey, ids: list[int]) -> set[int]:
+    def _already_stored(self, key: NativeMarket, ids: list[int]) -> set[int]:
         rows = self.client.query(
             query("stored_trade_ids"),
             parameters={"exchange": key[0], "native_symbol": key[1], "low": min(ids), "high": max(ids),
@@ -257,7 +257,7 @@ class WarehouseWriter:
             plan.tables["bus_dead_letters"] = arrow.bus_dead_letters(rejects)
         return plan
 
-    def _stored_origins(self, key: MarketKey, ids: list[int]) -> dict[int, Origin]:
+    def _stored_origins(self, key: NativeMarket, ids: list[int]) -> dict[int, Origin]:
         rows = self.client.query(
             query("stored_trade_origins"),
             parameters={"exchange": key[0], "native_symbol": key[1], "low": min(ids), "high": max(ids),
@@ -270,7 +270,7 @@ class WarehouseWriter:
         if not trades:
             return [], []
         present: set[tuple[str, str, int]] = set()
-        by_market: dict[MarketKey, list[Trade]] = {}
+        by_market: dict[NativeMarket, list[Trade]] = {}
         for trade in trades:
             by_market.setdefault((trade.exchange, trade.native_symbol), []).append(trade)
         for (exchange, native_symbol), market_trades in by_market.items():
