@@ -23,8 +23,14 @@ def test_every_query_loads_with_its_fragments_replaced(name: str) -> None:
 def test_a_fragment_is_replaced_by_its_text_without_comments() -> None:
     [statement] = query_statements("SELECT\n    {{gold_candle_states}}\nFROM silver_trades;\n")
     assert statement.startswith("SELECT\n    argMinState(price, (ts, trade_id)) AS open,\n")
-    assert statement.endswith("max(now()) AS updated_at\nFROM silver_trades")
+    assert statement.endswith("\n    max(now()) AS updated_at\nFROM silver_trades")
     assert statement.count("\n") == fragment("gold_candle_states").count("\n") + 2
+
+
+def test_a_fragment_inside_a_line_keeps_the_rest_of_the_line() -> None:
+    [statement] = query_statements("SELECT exchange, {{gold_candle_states}} FROM silver_trades GROUP BY exchange")
+    assert statement.startswith("SELECT exchange, argMinState(price, (ts, trade_id)) AS open,\nmaxState(price)")
+    assert statement.endswith("AS updated_at FROM silver_trades GROUP BY exchange")
 
 
 def test_a_fragment_named_in_a_comment_is_left_out() -> None:

@@ -45,10 +45,18 @@ def fragment(name: str) -> str:
     return text
 
 
+def _fragment_in_place(match: re.Match[str]) -> str:
+    # Every line of the fragment at the indentation of the line that names it, so that the query reads
+    # as written where ClickHouse shows it (errors, the query log).
+    line_start = match.string.rfind("\n", 0, match.start()) + 1
+    indent = match.string[line_start:match.start()]
+    return fragment(match.group(1)).replace("\n", "\n" + indent if indent.isspace() else "\n")
+
+
 def query_statements(text: str) -> list[str]:
     """The statements of a query file's ``text``, each ``{{name}}`` replaced by its fragment."""
     # Comments go first: a fragment named in a comment is not part of the query.
-    return split_statements(_FRAGMENT.sub(lambda match: fragment(match.group(1)), _strip_comments(text)))
+    return split_statements(_FRAGMENT.sub(_fragment_in_place, _strip_comments(text)))
 
 
 @cache
