@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ticklake.model import RawFrame, Trade
+from ticklake.warehouse.reader import TIMEFRAMES as TIMEFRAMES  # the candle tests go over every one
 
 BASE_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
-TIMEFRAMES = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
 
 
 def trade(trade_id: int, price: str = "100.5", qty: str = "0.25", *, exchange: str = "binance",

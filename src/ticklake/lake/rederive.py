@@ -81,6 +81,7 @@ from ticklake.lake.tables import GOLD_OHLCV
 from ticklake.model import Trade
 from ticklake.settings import Settings, ValidationSettings
 from ticklake.warehouse import arrow, gold
+from ticklake.warehouse.reader import timeframe_seconds
 from ticklake.warehouse.sql import query
 from ticklake.warehouse.validation import Validator, Violation
 
@@ -572,7 +573,8 @@ class Rederivation:
         if scope.layer == "gold" and scope.source == "warm":
             for day in scope.days:
                 start = _midnight(day)
-                self.client.command(query("rederive_gold"), parameters=scope.params(start, start + DAY))
+                self.client.command(query("rederive_gold"), parameters={
+                    **scope.params(start, start + DAY), "timeframes": timeframe_seconds()})
             return
         for exchange, symbol, day in sorted(key for key, count in source.items() if count):
             rows = self._source_rows(exchange, symbol, day)
@@ -671,8 +673,8 @@ class Rederivation:
         mended = 0
         for day in self.scope.days:
             start = _midnight(day)
-            rows = self.client.query(query("rederive_disagreeing_windows"),
-                                     parameters=self.scope.params(start, start + DAY)).result_rows
+            rows = self.client.query(query("rederive_disagreeing_windows"), parameters={
+                **self.scope.params(start, start + DAY), "timeframes": timeframe_seconds()}).result_rows
             windows = [(str(e), str(s), int(tf), gold.as_utc(bucket)) for e, s, tf, bucket, _, _ in rows]
             if windows:
                 log.warning("%d gold windows of %s disagree with silver: recomputing them", len(windows), day)

@@ -16,6 +16,7 @@ from clickhouse_connect.driver.client import Client
 
 from ticklake.model import Trade
 from ticklake.ops import metrics
+from ticklake.warehouse.reader import timeframe_seconds
 from ticklake.warehouse.sql import query
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ def recheck_gold(client: Client, trades: Iterable[Trade]) -> int:
         days[(trade.exchange, trade.symbol)].add(datetime.fromtimestamp(trade.ts_us / 1e6, UTC).date())
     mended = 0
     for (exchange, symbol), market_days in days.items():
-        params: dict[str, object] = {"exchange": exchange, "symbol": symbol, "days": sorted(market_days)}
+        params: dict[str, object] = {"exchange": exchange, "symbol": symbol, "days": sorted(market_days),
+                                     "timeframes": timeframe_seconds()}
         wrong = disagreeing(window_counts(client, "market_silver_window_counts", params),
                             window_counts(client, "market_gold_window_counts", params))
         mended += recompute(client, wrong)

@@ -14,6 +14,12 @@ from ticklake.exchanges.gaps import Resume, resume_from
 from ticklake.warehouse.pool import ClientPool
 from ticklake.warehouse.sql import query
 
+# The candle timeframes, label -> seconds: the one definition. The API accepts these labels, the cold
+# tier keeps a gold table per label, and the queries that go over every timeframe bind these seconds
+# ({timeframes:Array(UInt32)}, timeframe_seconds()). Migration 0001's view gold_ohlcv_mv writes its own
+# literal list, [60, 300, 900, 1800, 3600, 86400], and keeps it: an applied migration is history and
+# never changes. So a timeframe added or removed here needs a new migration that replaces the view;
+# tests/warehouse/test_sql_facts.py checks that the view's candles are still these.
 TIMEFRAMES: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
@@ -58,6 +64,11 @@ class Market:
     first_day: datetime
     last_day: datetime
     trades: int
+
+
+def timeframe_seconds() -> list[int]:
+    """Every timeframe in seconds, as the queries bind them (a list: a tuple would not bind as an Array)."""
+    return list(TIMEFRAMES.values())
 
 
 def _utc(value: datetime) -> datetime:

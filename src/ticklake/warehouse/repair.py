@@ -24,6 +24,7 @@ from ticklake.exchanges.mappers import parser_for, rest_trades
 from ticklake.model import Trade
 from ticklake.ops import metrics
 from ticklake.warehouse import gold
+from ticklake.warehouse.reader import timeframe_seconds
 from ticklake.warehouse.sql import query
 from ticklake.warehouse.writer import WarehouseWriter
 
@@ -93,7 +94,7 @@ def _bronze_to_silver(writer: WarehouseWriter, since: datetime) -> int:
 
 
 def _silver_to_gold(writer: WarehouseWriter, since: datetime) -> int:
-    params: dict[str, object] = {"since": since}
+    params: dict[str, object] = {"since": since, "timeframes": timeframe_seconds()}
     wrong = gold.disagreeing(gold.window_counts(writer.client, "silver_window_counts", params),
                              gold.window_counts(writer.client, "gold_window_counts", params))
     if not wrong:

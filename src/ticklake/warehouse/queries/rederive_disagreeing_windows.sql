@@ -1,5 +1,6 @@
--- Candle windows in [start, end) (whole UTC days; optional filters) whose trade count in gold differs
--- from silver's: what is left to mend after a re-derivation (gold.recompute). Normally none.
+-- Candle windows in [start, end) (whole UTC days; optional filters; every timeframe bound, reader.py's
+-- TIMEFRAMES) whose trade count in gold differs from silver's: what is left to mend after a
+-- re-derivation (gold.recompute). Normally none.
 SELECT exchange, symbol, timeframe, bucket, sum(silver) AS silver_trades, sum(gold) AS gold_trades
 FROM
 (
@@ -7,7 +8,7 @@ FROM
            toDateTime(intDiv(toUnixTimestamp(ts), timeframe) * timeframe, 'UTC') AS bucket,
            count() AS silver, toUInt64(0) AS gold
     FROM silver_trades FINAL
-    ARRAY JOIN [60, 300, 900, 1800, 3600, 86400] AS timeframe
+    ARRAY JOIN {timeframes:Array(UInt32)} AS timeframe
     WHERE ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')}
       AND ({exchange:String} = '' OR exchange = {exchange:String})
       AND ({symbol:String} = '' OR symbol = {symbol:String})
