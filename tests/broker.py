@@ -16,9 +16,8 @@ from __future__ import annotations
 import pytest
 
 from ticklake.drill import services
-from ticklake.drill.services import free_port
 
-__all__ = ["Broker", "free_port"]
+__all__ = ["Broker"]
 
 
 class Broker(services.Broker):

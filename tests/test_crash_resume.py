@@ -7,8 +7,6 @@ venues would; the trades made during the downtime are only on their REST APIs.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import signal
 import subprocess
@@ -20,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import REPO, env_for, free_port, wait_for
-from tests.support.roles import venue_env
+from tests.support.roles import start_simulator, stop_simulator, venue_env
 from tests.support.stored import all_trades, rfc3339_us
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"], "okx": ["BTC/USDT"]}
@@ -28,14 +26,8 @@ MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase
 
 @pytest.mark.slow
 def test_kill_9_mid_session_then_restart_leaves_a_complete_tape(tmp_path: Path) -> None:
-    tapes_file = tmp_path / "tapes.json"
-    pythonpath = os.pathsep.join([str(REPO / "src"), str(REPO)])
-    simulator = subprocess.Popen(
-        [sys.executable, "-m", "tests.sim_server", str(tapes_file), "11", "20", json.dumps(MARKETS)],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": pythonpath}, stdout=subprocess.PIPE, text=True)
+    simulator, urls = start_simulator(11, 20, MARKETS)
     try:
-        assert simulator.stdout is not None
-        urls = json.loads(simulator.stdout.readline())
         env = env_for(tmp_path / "data", TICKLAKE_FEED__BACKOFF_INITIAL_S="0.1", TICKLAKE_FEED__BACKOFF_MAX_S="1")
         env.update(venue_env(MARKETS, urls))
         rng = random.Random(5)
@@ -59,9 +51,7 @@ def test_kill_9_mid_session_then_restart_leaves_a_complete_tape(tmp_path: Path) 
         try:
             wait_for(f"{base}/health", lambda r: r.status_code == 200, timeout=60)
             time.sleep(8)  # backfill the last downtime
-            simulator.send_signal(signal.SIGTERM)
-            simulator.wait(30)
-            tapes = json.loads(tapes_file.read_text())
+            tapes = stop_simulator(simulator, urls, MARKETS)
             stored = {(ex, sym): all_trades(base, ex, sym) for ex, syms in MARKETS.items() for sym in syms}
         finally:
             process.send_signal(signal.SIGTERM)

@@ -13,7 +13,6 @@ from the stored trades.
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import subprocess
@@ -31,7 +30,15 @@ from confluent_kafka import Consumer, TopicPartition
 
 from tests.broker import Broker
 from tests.support.processes import REPO, env_for, free_port, wait_for
-from tests.support.roles import assert_exactly_the_tape, kill, start, start_simulator, stop_all, venue_env
+from tests.support.roles import (
+    assert_exactly_the_tape,
+    kill,
+    start,
+    start_simulator,
+    stop_all,
+    stop_simulator,
+    venue_env,
+)
 from tests.support.stored import all_trades, rfc3339_us
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USD"], "coinbase": ["ETH/USD"]}
@@ -168,8 +175,7 @@ def served_candles(base: str, exchange: str, symbol: str, timeframe: str) -> dic
 def test_kill_9_of_every_role_and_a_broker_restart_lose_and_duplicate_nothing(tmp_path: Path) -> None:
     rng = random.Random(20261126)
     broker = Broker(tmp_path / "broker").start()
-    tapes_file = tmp_path / "tapes.json"
-    simulator, urls = start_simulator(tapes_file, 23, RATE_PER_MARKET, MARKETS)
+    simulator, urls = start_simulator(23, RATE_PER_MARKET, MARKETS)
     processes: list[subprocess.Popen[bytes]] = []
     try:
         port = free_port()
@@ -252,12 +258,10 @@ def test_kill_9_of_every_role_and_a_broker_restart_lose_and_duplicate_nothing(tm
         complete(base, timeout=300, supervise=still_running)
         still_running()
 
-        simulator.send_signal(signal.SIGTERM)
-        simulator.wait(30)
+        tapes = stop_simulator(simulator, urls, MARKETS)
         feed.send_signal(signal.SIGTERM)  # delivers what its producer still holds
         feed.wait(60)
         caught_up(base)
-        tapes = json.loads(tapes_file.read_text())
         stored = {(ex, sym): all_trades(base, ex, sym) for ex, syms in MARKETS.items() for sym in syms}
         newest = max(rfc3339_us(t["time"]) for trades in stored.values() for t in trades) / 1e6
         candles_checked(base, newest, settle_s=10)

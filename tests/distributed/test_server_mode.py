@@ -8,7 +8,6 @@ per data directory, so two ingest processes cannot share it. Each run uses a fre
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,7 +20,15 @@ import pytest
 
 from tests.broker import Broker
 from tests.support.processes import REPO, env_for, free_port, wait_for
-from tests.support.roles import assert_exactly_the_tape, kill, start, start_simulator, stop_all, venue_env
+from tests.support.roles import (
+    assert_exactly_the_tape,
+    kill,
+    start,
+    start_simulator,
+    stop_all,
+    stop_simulator,
+    venue_env,
+)
 from tests.support.stored import all_trades
 
 pytestmark = pytest.mark.skipif(
@@ -36,8 +43,7 @@ MARKETS = {"binance": ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "coinbase": ["ETH/US
 def test_two_ingesters_one_killed_the_other_takes_over_with_no_loss_or_duplicate(tmp_path: Path) -> None:
     database = f"ticklake_it_{uuid.uuid4().hex[:8]}"
     broker = Broker(tmp_path / "broker").start()
-    tapes_file = tmp_path / "tapes.json"
-    simulator, urls = start_simulator(tapes_file, 31, 200, MARKETS)
+    simulator, urls = start_simulator(31, 200, MARKETS)
     processes: list[subprocess.Popen[bytes]] = []
     try:
         port = free_port()
@@ -63,8 +69,7 @@ def test_two_ingesters_one_killed_the_other_takes_over_with_no_loss_or_duplicate
         time.sleep(15)  # both members joined and are writing
         kill(first)
         time.sleep(25)  # the survivor takes the dead member's partitions over and catches up
-        simulator.send_signal(signal.SIGTERM)
-        simulator.wait(30)
+        tapes = stop_simulator(simulator, urls, MARKETS)
         feed.send_signal(signal.SIGTERM)
         feed.wait(60)
         # The API process has no ingester to report on: wait until the stored tape stops growing.
@@ -76,7 +81,6 @@ def test_two_ingesters_one_killed_the_other_takes_over_with_no_loss_or_duplicate
             if stored and {k: len(v) for k, v in now.items()} == {k: len(v) for k, v in stored.items()}:
                 break
             stored = now
-        tapes = json.loads(tapes_file.read_text())
         assert second.poll() is None
     finally:
         stop_all(processes, simulator, broker)

@@ -5,25 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import socket
 
 import pytest
 
+from tests.support.processes import free_port
 from ticklake.bus import MemoryBus
 from ticklake.exchanges.feeds import feed_for
 from ticklake.settings import FeedSettings
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        (f"ws://127.0.0.1:{closed_port()}", None),
+        (f"ws://127.0.0.1:{free_port()}", None),
         ("wss://nonexistent.invalid", "wss://nonexistent.invalid/stream?..."),
     ],
     ids=["closed-port", "unresolvable-host"],
@@ -61,7 +55,7 @@ async def test_unreachable_venue_is_retried_and_reported(url: str, shown: str | 
 
 
 async def test_closed_port_error_names_the_refusal() -> None:
-    port = closed_port()
+    port = free_port()
     feed = feed_for("binance", ["BTC/USDT"], MemoryBus(), FeedSettings(backoff_initial_s=0.05), f"ws://127.0.0.1:{port}")
     task = asyncio.create_task(feed.run())
     while not feed.status().last_error:

@@ -241,7 +241,7 @@ def distributed_roles(tmp_path: Path) -> Iterator[dict[str, list[str]]]:
 
 def _roles(tmp_path: Path, join_cgroup: Callable[[], None]) -> Iterator[dict[str, list[str]]]:
     broker = Broker(tmp_path / "broker").start()
-    simulator, urls = start_simulator(tmp_path / "tapes.json", 7, 10.0, MARKETS)
+    simulator, urls = start_simulator(7, 10.0, MARKETS)
     processes: list[subprocess.Popen[bytes]] = []
     try:
         api_port, feed_metrics_port = free_port(), free_port()

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,17 +17,12 @@ from typing import Any
 
 import httpx
 
+from ticklake.drill.services import free_port  # the one definition; test modules take it from here
 from ticklake.venues import NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 
 UPPER_NAMES = tuple(name.upper() for name in NAMES)  # as environment variables spell them
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def env_for(data_dir: Path, **extra: str) -> dict[str, str]:

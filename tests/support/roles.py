@@ -1,4 +1,5 @@
-"""Running the roles as processes against a broker and a simulator in its own process, and killing them."""
+"""Running the roles as processes against a broker and the simulated venues in a process of their own
+(the drill's, ``ticklake.drill.venues``), and killing them."""
 
 from __future__ import annotations
 
@@ -12,23 +13,43 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.broker import Broker
 from tests.support.processes import REPO
 from tests.support.stored import rfc3339_us
+from ticklake.drill import venues as simulated_venues
 from ticklake.venues import NAMES
 
 
-def start_simulator(tapes_file: Path, seed: int, rate: float, markets: dict[str, list[str]]
-                    ) -> tuple[subprocess.Popen[str], dict[str, dict[str, str]]]:
-    """The simulated venues in a process of their own (they trade on while ticklake's roles die);
-    on SIGTERM they write their tapes, the oracle, to ``tapes_file``."""
-    pythonpath = os.pathsep.join([str(REPO / "src"), str(REPO)])
-    simulator = subprocess.Popen(
-        [sys.executable, "-m", "tests.sim_server", str(tapes_file), str(seed), str(rate), json.dumps(markets)],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": pythonpath}, stdout=subprocess.PIPE, text=True)
+def start_simulator(seed: int, rate: float, markets: dict[str, list[str]]
+                    ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """The simulated venues in a process of their own (they trade on while ticklake's roles die), and
+    the URLs it prints: ``ws_urls``, ``rest_urls`` per venue and ``control_url`` (see ``stop_simulator``)."""
+    simulator = subprocess.Popen(simulated_venues.command(seed, rate, markets), cwd=REPO,
+                                 env={**os.environ, "PYTHONPATH": str(REPO / "src")}, stdout=subprocess.PIPE, text=True)
     assert simulator.stdout is not None
-    urls: dict[str, dict[str, str]] = json.loads(simulator.stdout.readline())
+    urls: dict[str, Any] = json.loads(simulator.stdout.readline())
     return simulator, urls
+
+
+def stop_simulator(simulator: subprocess.Popen[str], urls: dict[str, Any], markets: dict[str, list[str]]
+                   ) -> dict[str, list[dict[str, Any]]]:
+    """Stop the venues trading, take every market's tape (the oracle, final once they are paused) as
+    ``{"exchange|symbol": [{"trade_id": ..., "price": ..., "qty": ..., "side": ..., "ts_us": ...}]}``,
+    then stop the process (its servers close, as a venue's outage)."""
+    control = urls["control_url"]
+    httpx.post(f"{control}/pause", timeout=10).raise_for_status()
+    tapes = {}
+    for exchange, symbols in markets.items():
+        for symbol in symbols:
+            response = httpx.get(f"{control}/tape", params={"exchange": exchange, "symbol": symbol}, timeout=60)
+            response.raise_for_status()
+            tapes[f"{exchange}|{symbol}"] = [dict(zip(simulated_venues.TAPE_FIELDS, row, strict=True))
+                                             for row in response.json()]
+    simulator.send_signal(signal.SIGTERM)
+    simulator.wait(30)
+    return tapes
 
 
 def stop_all(processes: list[subprocess.Popen[bytes]], simulator: subprocess.Popen[str], broker: Broker) -> None:

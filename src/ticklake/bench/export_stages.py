@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ticklake.bench import _free_port, _stage
+from ticklake.bench import _stage
+from ticklake.drill.services import free_port
 
 MODULE = "ticklake.bench.export_stages"
 DATABASE = "bench"
@@ -165,7 +166,7 @@ def _client_frames(port: int, rows: int = 1_000_000) -> dict[str, Any]:
 
 def api_exports(path: str, workdir: Path) -> dict[str, Any]:
     """``ticklake api`` over the warehouse; each format exported once after a small warm-up."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "TZ": "UTC", "TICKLAKE_WAREHOUSE_URL": f"chdb://{path}", "TICKLAKE_DATABASE": DATABASE,
            "TICKLAKE_DATA_DIR": str(workdir / "api-data"), "TICKLAKE_API__PORT": str(port),
            "TICKLAKE_API__HOST": "127.0.0.1", "TICKLAKE_LOG_LEVEL": "WARNING"}

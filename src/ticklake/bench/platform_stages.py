@@ -41,8 +41,8 @@ from typing import Any
 
 import orjson
 
-from ticklake.bench import _free_port
 from ticklake.bench.simulator_process import start_simulator
+from ticklake.drill.services import free_port
 
 # SYM0/USDT: 10 hours of one-minute candles, stored before the start, in a market the simulator does not trade.
 HEAVY_TRADES = "/v1/trades?exchange=binance&symbol=SYM0/USDT&start=1970-01-01T00:00:00Z&limit=5000"
@@ -324,7 +324,7 @@ class _Running:
         if simulator is None:
             raise RuntimeError("the simulator did not start")
         self.simulator = simulator
-        self.port = _free_port()
+        self.port = free_port()
         self.log = (workdir / f"{name}.log").open("w")  # the platform's own log, out of the bench's way
         self.platform = subprocess.Popen(
             [sys.executable, "-m", "ticklake.bench.platform_stages", "child", str(workdir / name), str(self.port)],

@@ -48,6 +48,7 @@ from typing import IO, Any
 
 from ticklake.bench.simulator_process import start_simulator
 from ticklake.bench.soak_probe import PlatformFigures, process_tree, quantile, read_platform, share_within
+from ticklake.drill.services import free_port
 from ticklake.settings import Settings
 
 PLANNED_LOADS = (50.0, 250.0, 500.0)
@@ -148,7 +149,7 @@ class _Running:
                 log.close()
             raise SoakError(f"the simulator did not start: see {self.logs[0].name}")
         self.simulator = simulator
-        self.port = _free_port()
+        self.port = free_port()
         env |= {"TICKLAKE_DATA_DIR": str(data_dir), "TICKLAKE_API__PORT": str(self.port)}
         self.platform = subprocess.Popen([sys.executable, "-m", "ticklake.cli", "up"], env=env,
                                          stdout=self.logs[1], stderr=subprocess.STDOUT, text=True)
@@ -182,14 +183,6 @@ class _Running:
                     process.wait(30)
         for log in self.logs:
             log.close()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _slope(points: Sequence[tuple[float, float]]) -> float | None:

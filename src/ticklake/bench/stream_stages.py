@@ -28,8 +28,8 @@ from typing import Any
 
 import orjson
 
-from ticklake.bench import _free_port
 from ticklake.bench.platform_stages import _quantile
+from ticklake.drill.services import free_port
 
 MARKET = {"exchange": "binance", "symbol": "BTC/USDT"}
 
@@ -235,7 +235,7 @@ async def _count(url: str, clients: int, seconds: float, subscribe: bool) -> int
 def fanout(seconds: float, clients: int = 100) -> dict[str, Any]:
     result: dict[str, Any] = {"clients": clients}
     for mode in ("hub", "raw"):
-        port = _free_port()
+        port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "ticklake.bench.stream_stages", "fanout", str(port),
                                    str(seconds), mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                   env={**os.environ, "TZ": "UTC"})

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 
 import ticklake
+from ticklake.drill import venues as simulated_venues
 from ticklake.drill.proxy import Proxy
 from ticklake.drill.services import Broker, Seaweed, _die_with_the_parent, free_port
 from ticklake.venues import NAMES
@@ -124,11 +125,9 @@ class Deployment:
         await self.until_answering(self.feed, 60)
 
     def _start_venues(self) -> None:
-        markets = json.dumps(self.markets)
         self.venues = subprocess.Popen(
-            [sys.executable, "-m", "ticklake.drill.venues", str(self.seed), str(self.rate), markets],
-            cwd=self.workdir, env=self._python_env(), stdout=subprocess.PIPE,
-            stderr=(self.workdir / "venues.log").open("ab"), text=True, start_new_session=True,
+            simulated_venues.command(self.seed, self.rate, self.markets), cwd=self.workdir, env=self._python_env(),
+            stdout=subprocess.PIPE, stderr=(self.workdir / "venues.log").open("ab"), text=True, start_new_session=True,
             preexec_fn=_die_with_the_parent if sys.platform == "linux" else None)
 
     async def _venue_urls(self) -> dict[str, dict[str, str]]:

@@ -47,6 +47,8 @@ class MissingBinaryError(RuntimeError):
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on now, for a server about to start (or a client to be refused).
+    The one definition: the drill, the bench and the tests all take theirs from here."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

@@ -1,5 +1,6 @@
 """The simulated venues of a drill, in a process of their own (they trade on while ticklake's roles
-die), with a control endpoint for the drill: the tapes, the oracle of what the venues traded.
+die), with a control endpoint for the drill: the tapes, the oracle of what the venues traded. The
+tests that kill ticklake's processes run the same process (``command``), for the same reasons.
 
     python -m ticklake.drill.venues SEED TRADES_PER_SECOND '{"binance": ["BTC/USDT"], ...}'
 
@@ -7,7 +8,8 @@ prints one JSON line ``{"ws_urls": {...}, "rest_urls": {...}, "control_url": "ht
 once listening, then serves, on loopback:
 
 * ``GET /tape?exchange=E&symbol=S[&start_us=A&end_us=B]``: the venue's trades of the market so far
-  (exchange time in [A, B) when given), oldest first, as ``[trade_id, price, qty, side, ts_us]``;
+  (exchange time in [A, B) when given), oldest first, as ``[trade_id, price, qty, side, ts_us]``
+  (``TAPE_FIELDS``);
 * ``POST /pause``: stop trading (every venue), so that a tape read afterwards is final.
 
 It exits on SIGTERM or SIGINT.
@@ -32,6 +34,13 @@ from starlette.routing import Route
 from ticklake.settings import SimulatorSettings
 from ticklake.simulator import Simulator
 
+TAPE_FIELDS = ("trade_id", "price", "qty", "side", "ts_us")  # a tape row's columns, in order
+
+
+def command(seed: int, rate: float, markets: dict[str, list[str]]) -> list[str]:
+    """The command line that starts this process: ``markets`` traded at ``rate`` trades/s each."""
+    return [sys.executable, "-m", "ticklake.drill.venues", str(seed), str(rate), json.dumps(markets)]
+
 
 def _control_app(sim: Simulator) -> Starlette:
     async def tape(request: Request) -> Response:
@@ -41,7 +50,7 @@ def _control_app(sim: Simulator) -> Starlette:
             start, end = int(params.get("start_us", 0)), int(params.get("end_us", 2**63 - 1))
         except (KeyError, ValueError) as exc:
             return Response(f"bad request: {exc!r}", status_code=400)
-        rows = [[t.trade_id, t.price, t.qty, t.side, t.ts_us] for t in trades if start <= t.ts_us < end]
+        rows = [[getattr(t, field) for field in TAPE_FIELDS] for t in trades if start <= t.ts_us < end]
         return Response(orjson.dumps(rows), media_type="application/json")
 
     async def pause(_request: Request) -> Response:
