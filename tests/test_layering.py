@@ -9,8 +9,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ticklake"
 FLOW = ["exchanges", "bus", "warehouse", "lake", "api"]  # earlier may not import later
-# records, names, settings, metrics, the venue registry's static facts: used by every layer
-SHARED = {"model", "symbols", "settings", "ops", "venues"}
+# records, names, settings, time conversions, metrics, the venue registry's static facts: used by every layer
+SHARED = {"model", "symbols", "settings", "times", "ops", "venues"}
 VENUES = PACKAGE / "venues"
 
 
@@ -37,7 +37,8 @@ def test_a_layer_imports_only_earlier_layers(layer: str) -> None:
 def test_shared_modules_import_no_layer() -> None:
     assert imported_layers(PACKAGE / "ops") == set()
     static_venue_facts = [VENUES / "__init__.py", VENUES / "facts.py", *sorted(VENUES.glob("*/__init__.py"))]
-    for module in [PACKAGE / "model.py", PACKAGE / "symbols.py", PACKAGE / "settings.py", *static_venue_facts]:
+    for module in [PACKAGE / "model.py", PACKAGE / "symbols.py", PACKAGE / "settings.py", PACKAGE / "times.py",
+                   *static_venue_facts]:
         tree = ast.parse(module.read_text(encoding="utf-8"))
         imports = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert not any(name.split(".")[1] in FLOW for name in imports if name.startswith("ticklake."))

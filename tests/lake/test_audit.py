@@ -33,9 +33,9 @@ from ticklake.lake.audit import (
     group_column,
     report,
     retention_s,
-    row_hashes,
 )
 from ticklake.lake.catalog import open_catalog
+from ticklake.lake.checksums import row_hashes
 from ticklake.lake.offload import offload_bound, offload_table, watermark
 from ticklake.lake.results import record
 from ticklake.lake.tables import GOLD_OHLCV, SILVER_TRADES, TABLES, LakeTable

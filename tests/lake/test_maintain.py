@@ -22,6 +22,7 @@ from pyiceberg.table import Table
 from tests.factories import BASE_US, frame, trade
 from ticklake.cli import main
 from ticklake.lake import maintain as maintain_module
+from ticklake.lake.arrow_cast import to_lake
 from ticklake.lake.catalog import open_catalog
 from ticklake.lake.maintain import (
     Rewrite,
@@ -34,7 +35,7 @@ from ticklake.lake.maintain import (
     remove_orphans,
     rewrite,
 )
-from ticklake.lake.offload import Batch, commit, offload_bound, offload_table, prepare, to_lake
+from ticklake.lake.offload import Batch, commit, offload_bound, offload_table, prepare
 from ticklake.lake.tables import BRONZE_TRADES, SILVER_TRADES, TABLES, LakeTable, ensure_table
 from ticklake.model import Trade
 from ticklake.ops import metrics

@@ -13,8 +13,9 @@ from pyiceberg.catalog import Catalog
 
 from tests.factories import BASE_US, recompute_candles, trade
 from tests.support.lake import NAMESPACE, rows, settle, tape, write
+from ticklake.lake.arrow_cast import to_lake
 from ticklake.lake.catalog import open_catalog
-from ticklake.lake.offload import OffloadResult, closed_before, offload_table, to_lake, watermark
+from ticklake.lake.offload import OffloadResult, closed_before, offload_table, watermark
 from ticklake.lake.tables import GOLD_OHLCV, TIMEFRAMES, LakeTable
 from ticklake.model import Trade
 from ticklake.settings import LakeSettings

@@ -25,8 +25,9 @@ from pyiceberg.table import Transaction
 from tests.factories import BASE_US, frame, recompute_candles, trade
 from ticklake import cli
 from ticklake.lake import rederive as rederive_module
+from ticklake.lake.arrow_cast import to_lake
 from ticklake.lake.catalog import open_catalog
-from ticklake.lake.offload import closed_before, commit, offload_bound, offload_table, prepare, to_lake
+from ticklake.lake.offload import closed_before, commit, offload_bound, offload_table, prepare
 from ticklake.lake.rederive import (
     CANDLE_TABLES,
     Rederivation,

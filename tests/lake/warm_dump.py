@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ticklake.lake.offload import to_lake
+from ticklake.lake.arrow_cast import to_lake
 from ticklake.lake.tables import TABLES
 from ticklake.settings import Settings
 from ticklake.warehouse.client import open_client

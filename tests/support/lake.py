@@ -9,7 +9,8 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from tests.factories import BASE_US, frame, trade
-from ticklake.lake.offload import offload_bound, to_lake
+from ticklake.lake.arrow_cast import to_lake
+from ticklake.lake.offload import offload_bound
 from ticklake.lake.tables import SILVER_TRADES, LakeTable
 from ticklake.model import Trade
 from ticklake.settings import ValidationSettings

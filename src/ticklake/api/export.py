@@ -60,11 +60,12 @@ from starlette.types import Receive, Scope, Send
 
 from ticklake.api.admission import ReadAdmission
 from ticklake.api.cursor import CursorSeal
-from ticklake.api.formats import decimal_text, epoch_text, vwap
+from ticklake.api.formats import decimal_text, vwap
 from ticklake.api.params import OhlcvQuery, TradesQuery, parse_ohlcv, parse_trades
 from ticklake.api.responses import ApiError, shown
 from ticklake.api.tiers import TIER_HEADER, Tier, TieredReader
 from ticklake.lake.read import ColdTierUnavailable, decimal_texts
+from ticklake.times import iso_seconds_z
 from ticklake.warehouse.reader import EPOCH, TIMEFRAMES, CandleRow, WarehouseReader
 
 log = logging.getLogger(__name__)
@@ -276,7 +277,7 @@ def _candle_table(rows: list[CandleRow], text: bool) -> pa.Table:
                                                                                    texts["volume"], strict=True)]
     trades = pa.array([row[8] for row in rows], pa.int64())
     if text:
-        return pa.Table.from_arrays([pa.array([epoch_text(s) for s in starts], pa.string()),
+        return pa.Table.from_arrays([pa.array([iso_seconds_z(s) for s in starts], pa.string()),
                                      *(pa.array(texts[n], pa.string()) for n in CANDLE_DECIMALS), trades],
                                     schema=CANDLE_TEXT_SCHEMA)
     return pa.Table.from_arrays(

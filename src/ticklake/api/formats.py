@@ -1,16 +1,16 @@
-"""How values are written in responses: exact decimal text and RFC 3339 times in UTC."""
+"""How values are written in responses: exact decimal text and RFC 3339 times in UTC (those from Unix
+seconds and microseconds are ticklake.times': ``iso_seconds_z``, ``iso_us_z``)."""
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
 from ticklake.model import Trade
+from ticklake.times import iso_us_z
 from ticklake.warehouse.reader import StoredTrade
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Enough digits for any quotient of two warehouse decimals (at most 76 digits each).
 _WIDE = Context(prec=120)
 VWAP_DECIMALS = 18  # the scale of silver prices: a VWAP is never finer than the prices it averages
@@ -40,17 +40,6 @@ def time_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def epoch_text(seconds: int) -> str:
-    """RFC 3339 in UTC to the second, from epoch seconds: ``2026-01-02T03:04:00Z``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-def micros_text(ts_us: int) -> str:
-    """RFC 3339 in UTC to the microsecond: ``2026-01-02T03:04:05.000123Z``."""
-    moment = _EPOCH + timedelta(microseconds=ts_us)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}Z"
-
-
 def day_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d")
 
@@ -58,13 +47,13 @@ def day_text(moment: datetime) -> str:
 # The one shape of a trade in every answer: /v1/trades, and the live stream's messages.
 def trade_json(trade: Trade) -> dict[str, Any]:
     """A trade exactly as ``/v1/trades`` shows it."""
-    return {"trade_id": str(trade.trade_id), "time": micros_text(trade.ts_us),
+    return {"trade_id": str(trade.trade_id), "time": iso_us_z(trade.ts_us),
             "price": decimal_text(Decimal(trade.price)), "qty": decimal_text(Decimal(trade.qty)),
-            "side": trade.side, "received_at": micros_text(trade.received_us)}
+            "side": trade.side, "received_at": iso_us_z(trade.received_us)}
 
 
 def stored_trade_json(trade: StoredTrade) -> dict[str, Any]:
     """A stored trade as ``/v1/trades`` shows it (trade ids as text: they reach 2^64, beyond a
     JavaScript number's precision)."""
-    return {"trade_id": str(trade.trade_id), "time": micros_text(trade.ts_us), "price": decimal_text(trade.price),
-            "qty": decimal_text(trade.qty), "side": trade.side, "received_at": micros_text(trade.received_us)}
+    return {"trade_id": str(trade.trade_id), "time": iso_us_z(trade.ts_us), "price": decimal_text(trade.price),
+            "qty": decimal_text(trade.qty), "side": trade.side, "received_at": iso_us_z(trade.received_us)}

@@ -35,9 +35,10 @@ from typing import Any, Literal
 import orjson
 
 from ticklake.api.cursor import CursorSeal
-from ticklake.api.formats import decimal_text, epoch_text, trade_json, vwap
+from ticklake.api.formats import decimal_text, trade_json, vwap
 from ticklake.model import Trade
 from ticklake.ops import metrics
+from ticklake.times import iso_seconds_z
 from ticklake.warehouse.changes import Market
 from ticklake.warehouse.reader import TIMEFRAMES, CandleRow, WarehouseReader
 
@@ -73,7 +74,7 @@ class Channel:
 def candle_json(row: CandleRow) -> dict[str, Any]:
     """A candle exactly as ``/v1/ohlcv`` shows it."""
     start, open_, high, low, close, volume, quote_volume, buy_volume, trades = row
-    return {"time": epoch_text(start), "open": open_, "high": high, "low": low, "close": close, "volume": volume,
+    return {"time": iso_seconds_z(start), "open": open_, "high": high, "low": low, "close": close, "volume": volume,
             "quote_volume": quote_volume, "buy_volume": buy_volume,
             "vwap": decimal_text(vwap(Decimal(quote_volume), Decimal(volume))), "trades": trades}
 

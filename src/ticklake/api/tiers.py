@@ -33,6 +33,7 @@ from typing import Literal
 
 from ticklake.lake.read import ColdReader
 from ticklake.settings import RetentionSettings
+from ticklake.times import us_from_datetime
 from ticklake.warehouse.reader import EPOCH, CandleRow, StoredTrade, WarehouseReader
 
 Tier = Literal["warm", "cold", "warm+cold"]
@@ -112,7 +113,7 @@ class TieredReader:
         """Whether ``trades`` would read the warm tier alone for this range."""
         cold = self.cold
         boundary = self.boundary.trades()
-        resumes_warm = after is not None and after[0] >= _micros(boundary)
+        resumes_warm = after is not None and after[0] >= us_from_datetime(boundary)
         return cold is None or resumes_warm or (start is not None and start >= boundary) or not cold.holds_trades()
 
     def trade_pieces(self, start: datetime | None, end: datetime | None, after: tuple[int, int] | None
@@ -151,8 +152,3 @@ class TieredReader:
         # The cursor, if any, lies before B: every warm row of [B, end) comes after it.
         newer = warm.trades(exchange, symbol, boundary, end, limit - len(older))
         return older + newer, "warm+cold"
-
-
-def _micros(moment: datetime) -> int:
-    delta = moment - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

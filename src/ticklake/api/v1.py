@@ -23,7 +23,7 @@ from ticklake.api.admission import ReadAdmission
 from ticklake.api.candle_cache import CandleCache
 from ticklake.api.cursor import CursorSeal
 from ticklake.api.export import MEDIA_TYPES, Exporter, FileFormat, negotiate
-from ticklake.api.formats import day_text, decimal_text, epoch_text, stored_trade_json, time_text, vwap
+from ticklake.api.formats import day_text, decimal_text, stored_trade_json, time_text, vwap
 from ticklake.api.params import OhlcvQuery, TradesQuery, parse_ohlcv, parse_trades, reject_unknown
 from ticklake.api.responses import ApiError, JSONBytes
 from ticklake.api.tiers import TIER_HEADER, Tier, TierBoundary, TieredReader
@@ -31,6 +31,7 @@ from ticklake.lake.read import ColdTierUnavailable
 from ticklake.model import EXCHANGES
 from ticklake.settings import ApiSettings, RetentionSettings
 from ticklake.symbols import canonical, split_canonical
+from ticklake.times import iso_seconds_z
 from ticklake.venues import VENUES
 from ticklake.warehouse.changes import Market
 from ticklake.warehouse.reader import EPOCH, WarehouseReader
@@ -140,7 +141,7 @@ class MarketDataEndpoints:
             "tier": tier,
             "candles": [
                 {
-                    "time": epoch_text(start),
+                    "time": iso_seconds_z(start),
                     "open": open_,
                     "high": high,
                     "low": low,

@@ -25,7 +25,7 @@ import shutil
 import statistics
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from importlib import resources as package_files
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from ticklake.lake.maintain import maintain
 from ticklake.lake.offload import Batch, commit, offload_bound, offload_table, prepare, prepare_candles, read_warm
 from ticklake.lake.tables import BRONZE_TRADES, GOLD_OHLCV, RAW_FRAMES, SILVER_TRADES, LakeTable, ensure_table
 from ticklake.settings import LakeSettings, ValidationSettings
+from ticklake.times import iso_seconds, utc_from_seconds
 from ticklake.warehouse import migrate
 from ticklake.warehouse.client import open_client
 from ticklake.warehouse.sql import split_statements
@@ -209,8 +210,8 @@ def maintained_day(client: Client, catalogs: _Catalogs, start_s: int, commits: i
     offloads = {spec.name: offload_day(client, catalog, spec, start_s, commits) for spec in MAINTAINED}
     hour = start_s + 12 * 3600
     one_market_hour = And(And(EqualTo(term="exchange", value="binance"), EqualTo(term="symbol", value="SYM3/USDT")),
-                          And(GreaterThanOrEqual(term="ts", value=_iso(hour)),
-                              LessThan(term="ts", value=_iso(hour + 3600))))
+                          And(GreaterThanOrEqual(term="ts", value=iso_seconds(hour)),
+                              LessThan(term="ts", value=iso_seconds(hour + 3600))))
     silver_name = (NAMESPACE, SILVER_TRADES.name)
     scan_before, scan_rows = _scan_s(catalog.load_table(silver_name), one_market_hour)
     started = time.perf_counter()
@@ -230,10 +231,6 @@ def maintained_day(client: Client, catalogs: _Catalogs, start_s: int, commits: i
             "files_after": sum(t["files_after"] for t in tables.values()),
             "scan_rows": scan_rows, "scan_rows_after": scan_rows_after,
             "scan_before_ms": round(scan_before * 1000, 1), "scan_after_ms": round(scan_after * 1000, 1)}
-
-
-def _iso(second: int) -> str:
-    return datetime.fromtimestamp(second, UTC).isoformat()
 
 
 def offload(path: str, trades: int, markets: int, rounds: int, commits: int) -> dict[str, Any]:
@@ -300,7 +297,7 @@ def serve(path: str, port: int, boundary_s: int) -> None:
     client = open_client(f"chdb://{root / 'clickhouse'}", "bench")
     reader = WarehouseReader(client)
     settings = Settings(data_dir=root)
-    pinned = datetime.fromtimestamp(boundary_s, UTC) + timedelta(days=1) + SAFETY_MARGIN
+    pinned = utc_from_seconds(boundary_s) + timedelta(days=1) + SAFETY_MARGIN
     boundary = TierBoundary(silver_days=1, gold_days=1, gold_1d_days=1, clock=lambda: pinned)
     assert int(boundary.candles("1h").timestamp()) == boundary_s
     cold = ColdReader.from_settings(settings.lake, root)

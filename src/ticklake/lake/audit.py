@@ -15,7 +15,7 @@
   watermark (a late trade, a repair) is pending rewrite by the next offload and left out on both sides.
 
 **Counts and content.** Both sides are read in the cold table's Arrow schema: warm rows through the
-offloader's own queries and cast (that of :func:`ticklake.lake.offload.to_lake`), cold rows from a scan of
+offloader's own queries and cast (that of :func:`ticklake.lake.arrow_cast.to_lake`), cold rows from a scan of
 the very snapshot whose properties gave the overlap (a concurrent offload or compaction changes nothing
 the audit sees). Rows are grouped into partitions: day of the table's time
 column x exchange (x topic for bus dead letters), month of the bucket x exchange for candles. Per
@@ -24,6 +24,7 @@ every column, exactly (decimals by their 128-bit value, timestamps by their micr
 BLAKE2b digest of its bytes). A sum does not depend on row order, so both sides are streamed in batches
 (memory stays bounded), and it changes with any value of any row, a row missing, or a row stored twice
 (the copy adds its hash again). Different contents give equal checksums with probability 2**-64.
+The hashes are checksums.py's; the cold scans cold_tables.py's.
 
 **Duplicate keys** (the warm table's sorting key; exchange, symbol and bucket for candles) are looked for
 in cold within each chunk the overlap is read in: rows stored up to ~:data:`CHUNK_ROWS` warm rows at a
@@ -39,11 +40,9 @@ the warm tier has merged them, or as a duplicate if both copies fall in one chun
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -53,15 +52,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.expressions import And, BooleanExpression, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
 from pyiceberg.table import Table
 
-from ticklake.lake.offload import closed_before, to_lake, watermark
-from ticklake.lake.results import AuditResult, PartitionAudit, audit_failed, count_audit, iso_z, new_run_id
+from ticklake.lake.arrow_cast import contiguous, regrouped, seconds_of, to_lake
+from ticklake.lake.checksums import add_partition_sums, repeated_keys, row_hashes
+from ticklake.lake.cold_tables import load_if_exists, scan_in_schema
+from ticklake.lake.offload import closed_before, watermark
+from ticklake.lake.results import AuditResult, PartitionAudit, audit_failed, count_audit, new_run_id
 from ticklake.lake.tables import TABLES, LakeTable
 from ticklake.lake.warm import WarmTier
 from ticklake.settings import RetentionSettings, Settings
+from ticklake.times import iso_seconds, iso_seconds_z, utc_from_seconds
 from ticklake.warehouse.sql import query
 
 log = logging.getLogger(__name__)
@@ -74,9 +76,6 @@ MARGIN_S = 3600
 CHUNK_ROWS = 500_000
 # Rows hashed at once: large enough that the per-column numpy calls cost nothing next to the work.
 BATCH_ROWS = 262_144
-# Text longer than this on average is hashed value by value; shorter text through a dictionary, which
-# hashes each distinct value (an exchange, a symbol) once.
-_DICTIONARY_MAX_BYTES = 64
 _DAY_US = 86_400_000_000
 
 # The warm tables' sorting keys: a key twice in cold is a duplicate, whatever the counts say.
@@ -127,100 +126,6 @@ def overlap_start(now: int, retention: int) -> int:
     return max(0, now - retention + min(MARGIN_S, retention // 4))
 
 
-def _literal(second: int) -> str:
-    """A timestamptz literal for pyiceberg expressions."""
-    return datetime.fromtimestamp(second, UTC).isoformat()
-
-
-# --- row hashes --------------------------------------------------------------------------------------
-
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_S27, _S30, _S31 = np.uint64(27), np.uint64(30), np.uint64(31)
-_ROW_SEED = 0x243F6A8885A308D3
-_KEY_SEEDS = (0x13198A2E03707344, 0xA4093822299F31D0)
-
-
-def _mix(state: np.ndarray) -> None:
-    """splitmix64's finalizer, in place: a bijection of uint64 whose every output bit depends on every input bit."""
-    state ^= state >> _S30
-    state *= _M1
-    state ^= state >> _S27
-    state *= _M2
-    state ^= state >> _S31
-
-
-def _digest_each(values: pa.Array) -> np.ndarray:
-    """A 64-bit BLAKE2b digest of each value's bytes."""
-    if not len(values):
-        return np.zeros(0, dtype=np.uint64)
-    large = pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type)
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64 if large else np.int32,
-                            count=values.offset + len(values) + 1)[values.offset:]
-    data = values.buffers()[2]
-    view = memoryview(data) if data is not None else memoryview(b"")
-    bounds = offsets.tolist()
-    blake2b = hashlib.blake2b
-    digests = b"".join([blake2b(view[start:end], digest_size=8).digest()
-                        for start, end in itertools.pairwise(bounds)])
-    return np.frombuffer(digests, dtype=np.uint64)
-
-
-def _text_words(column: pa.Array) -> np.ndarray:
-    if len(column) and column.nbytes / len(column) <= _DICTIONARY_MAX_BYTES:
-        encoded = pc.dictionary_encode(column)
-        digests: np.ndarray = _digest_each(encoded.dictionary)[np.asarray(encoded.indices)]
-        return digests
-    return _digest_each(column)
-
-
-def _words(column: pa.Array) -> list[np.ndarray]:
-    """The column as uint64 words, one array per word of a value: what the row hash folds in."""
-    kind = column.type
-    text = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
-    valid = None
-    if column.null_count:  # required columns hold no nulls; if one does, it must not hash as a value
-        valid = np.asarray(column.is_valid())
-        column = column.fill_null("" if text else pa.scalar(0, pa.int64()).cast(kind))
-    if text:
-        words = [_text_words(column)]
-    elif pa.types.is_decimal128(kind):
-        pairs = np.frombuffer(column.buffers()[1], dtype=np.uint64,
-                              count=2 * (column.offset + len(column))).reshape(-1, 2)[column.offset:]
-        words = [pairs[:, 0], pairs[:, 1]]
-    elif pa.types.is_integer(kind) or pa.types.is_timestamp(kind):
-        words = [np.asarray(column.cast(pa.int64())).view(np.uint64)]
-    else:
-        raise TypeError(f"the audit cannot hash a {kind} column")
-    if valid is not None:
-        words.append(valid.astype(np.uint64))
-    return words
-
-
-def _fold(words: Iterable[np.ndarray], seed: int, rows: int) -> np.ndarray:
-    state = np.full(rows, seed, dtype=np.uint64)
-    for word in words:
-        state ^= word
-        _mix(state)
-    return state
-
-
-def _column(rows: pa.Table, name: str) -> pa.Array:
-    column = rows.column(name)
-    return column.chunk(0) if column.num_chunks == 1 else pa.concat_arrays(column.chunks)
-
-
-def row_hashes(rows: pa.Table, keys: Sequence[str] = ()) -> tuple[np.ndarray, ...]:
-    """A 64-bit hash of every row over all its columns, in order; with ``keys``, also two independent
-    64-bit hashes of each row's key (a 128-bit fingerprint: keys are compared by it)."""
-    words = {name: _words(_column(rows, name)) for name in rows.column_names}
-    count = rows.num_rows
-    hashes = [_fold((w for name in rows.column_names for w in words[name]), _ROW_SEED, count)]
-    if keys:
-        hashes += [_fold((w for name in keys for w in words[name]), seed, count) for seed in _KEY_SEEDS]
-    return tuple(hashes)
-
-
 # --- partitions ----------------------------------------------------------------------------------------
 
 _GROUP_BITS = 20
@@ -237,13 +142,13 @@ class _Partitions:
         self._index: dict[str, int] = {}
 
     def codes(self, rows: pa.Table) -> np.ndarray:
-        moment = _column(rows, self.spec.time_column)
+        moment = contiguous(rows, self.spec.time_column)
         if self.by_month:
             period = (np.asarray(pc.year(moment), dtype=np.int64) * 12
                       + np.asarray(pc.month(moment), dtype=np.int64) - 1)
         else:
             period = np.floor_divide(np.asarray(moment.cast(pa.int64()), dtype=np.int64), _DAY_US)
-        encoded = pc.dictionary_encode(_column(rows, self.group))
+        encoded = pc.dictionary_encode(contiguous(rows, self.group))
         mapping = np.array([self._group_index(str(value)) for value in encoded.dictionary.to_pylist()],
                            dtype=np.int64)
         groups = mapping[np.asarray(encoded.indices)] if len(mapping) else np.zeros(0, dtype=np.int64)
@@ -262,7 +167,7 @@ class _Partitions:
         if self.by_month:
             when = f"{self.spec.time_column}_month={period // 12:04d}-{period % 12 + 1:02d}"
         else:
-            when = f"{self.spec.time_column}_day={datetime.fromtimestamp(period * 86_400, UTC):%Y-%m-%d}"
+            when = f"{self.spec.time_column}_day={utc_from_seconds(period * 86_400):%Y-%m-%d}"
         return f"{when}/{self.group}={self._groups[group]}"
 
 
@@ -307,10 +212,10 @@ class _Tally:
 
     def add_chunk(self, warm: _Side, cold: _Side, excluded_buckets: np.ndarray | None = None) -> None:
         codes, hashes, _, _ = warm.arrays(excluded_buckets)
-        _sum_into(self.warm, codes, hashes)
+        add_partition_sums(self.warm, codes, hashes)
         codes, hashes, key_a, key_b = cold.arrays(excluded_buckets)
-        _sum_into(self.cold, codes, hashes)
-        for code, count in _repeated_keys(codes, key_a, key_b).items():
+        add_partition_sums(self.cold, codes, hashes)
+        for code, count in repeated_keys(codes, key_a, key_b).items():
             self.duplicates[code] = self.duplicates.get(code, 0) + count
 
     def partitions(self, labels: _Partitions) -> tuple[PartitionAudit, ...]:
@@ -321,36 +226,6 @@ class _Tally:
                                         warm_checksum=warm[1], cold_checksum=cold[1],
                                         cold_duplicate_keys=self.duplicates.get(code, 0)))
         return tuple(sorted(found, key=lambda p: p.partition))
-
-
-def _sum_into(totals: dict[int, list[int]], codes: np.ndarray, hashes: np.ndarray) -> None:
-    """Add each partition's row count and hash sum (modulo 2**64) to ``totals``."""
-    if not len(codes):
-        return
-    found, index = np.unique(codes, return_inverse=True)
-    sums = np.zeros(len(found), dtype=np.uint64)
-    np.add.at(sums, index, hashes)  # uint64: wraps, i.e. modulo 2**64
-    counts = np.bincount(index, minlength=len(found))
-    for code, count, total in zip(found.tolist(), counts.tolist(), sums.tolist(), strict=True):
-        entry = totals.setdefault(code, [0, 0])
-        entry[0] += count
-        entry[1] = (entry[1] + total) % 2**64
-
-
-def _repeated_keys(codes: np.ndarray, key_a: np.ndarray, key_b: np.ndarray) -> dict[int, int]:
-    """Per partition code: rows whose 128-bit key fingerprint an earlier row already has."""
-    if len(codes) < 2:
-        return {}
-    ordered = np.sort(key_a)
-    candidates = ordered[1:][ordered[1:] == ordered[:-1]]
-    if not len(candidates):  # the usual case: one sort of 64-bit values and done
-        return {}
-    maybe = np.flatnonzero(np.isin(key_a, candidates))
-    order = maybe[np.lexsort((key_b[maybe], key_a[maybe]))]
-    a, b = key_a[order], key_b[order]
-    repeated = order[1:][(a[1:] == a[:-1]) & (b[1:] == b[:-1])]
-    found, counts = np.unique(codes[repeated], return_counts=True)
-    return dict(zip(found.tolist(), counts.tolist(), strict=True))
 
 
 # --- reading both tiers ------------------------------------------------------------------------------
@@ -365,39 +240,17 @@ def _in_place(work: Callable[[], Any]) -> Any:
     return work()
 
 
-def _regrouped(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
-    """Batches in tables of about BATCH_ROWS rows (ClickHouse streams blocks of 8k rows)."""
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in batches:
-        if batch.num_rows:
-            pending.append(batch)
-            rows += batch.num_rows
-        if rows >= BATCH_ROWS:
-            yield pa.Table.from_batches(pending)
-            pending, rows = [], 0
-    if pending:
-        yield pa.Table.from_batches(pending)
-
-
 def _warm_tables(client: WarmTier, spec: LakeTable, parameters: Mapping[str, object]) -> Iterator[pa.Table]:
     """Warm rows from the offloader's select query, in the cold schema exactly as an offload writes them."""
     with client.query_arrow_stream(query(spec.select_query), parameters=dict(parameters)) as stream:
-        for table in _regrouped(stream):
+        for table in regrouped(stream, BATCH_ROWS):
             # Cast as an offload casts, without its sort: the checksums do not depend on order.
             yield to_lake(table, spec, sort=False).combine_chunks()
 
 
 def _cold_tables(table: Table, spec: LakeTable, row_filter: BooleanExpression) -> Iterator[pa.Table]:
-    """Cold rows of the loaded snapshot, cast to the table's Arrow schema (pyiceberg reads large_string)."""
-    reader = table.scan(row_filter=row_filter).to_arrow_batch_reader()
-    names = spec.arrow_schema.names
-    for rows in _regrouped(reader):
-        yield rows.select(names).cast(spec.arrow_schema).combine_chunks()
-
-
-def _seconds(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return np.floor_divide(np.asarray(column.cast(pa.int64()), dtype=np.int64), 1_000_000)
+    """Cold rows of the loaded snapshot, in the table's Arrow schema, about BATCH_ROWS at a time."""
+    return scan_in_schema(table, spec.arrow_schema, row_filter, BATCH_ROWS)
 
 
 def _chunk_end(client: WarmTier, spec: LakeTable, start: int, upper: int) -> int:
@@ -424,8 +277,8 @@ def _audit_stored(client: WarmTier, table: Table, spec: LakeTable, lower: int, u
         end: int = on_warehouse(partial(_chunk_end, client, spec, start, upper))
         warm: _Side = on_warehouse(partial(_warm_stored, client, spec, start, end, labels))
         cold = _Side()
-        stored = And(GreaterThan(term="stored_at", value=_literal(start)),
-                     LessThanOrEqual(term="stored_at", value=_literal(end)))
+        stored = And(GreaterThan(term="stored_at", value=iso_seconds(start)),
+                     LessThanOrEqual(term="stored_at", value=iso_seconds(end)))
         for rows in _cold_tables(table, spec, stored):
             cold.add(labels.codes(rows), row_hashes(rows, keys), None)
         tally.add_chunk(warm, cold)
@@ -461,11 +314,11 @@ def _warm_candles(client: WarmTier, spec: LakeTable, start: int, end: int, updat
     parameters = {"timeframe": spec.timeframe, "closed_from": start, "closed_before": end,
                   "changed_after": 2**32 - 1}  # only the windows in range, no late bucket before it
     for rows in _warm_tables(client, spec, parameters):
-        updated = _seconds(rows.column("updated_at"))
-        pending.update(_seconds(rows.column("bucket"))[updated > changed_after].tolist())
+        updated = seconds_of(rows.column("updated_at"))
+        pending.update(seconds_of(rows.column("bucket"))[updated > changed_after].tolist())
         rows = rows.filter(pa.array(updated > updated_after))
         if rows.num_rows:
-            warm.add(labels.codes(rows), row_hashes(rows), _seconds(rows.column("bucket")))
+            warm.add(labels.codes(rows), row_hashes(rows), seconds_of(rows.column("bucket")))
     return warm, pending
 
 
@@ -473,8 +326,8 @@ def _audit_candles(client: WarmTier, table: Table, spec: LakeTable, updated_afte
                    before: int, labels: _Partitions, on_warehouse: OnWarehouse) -> tuple[_Tally, int]:
     """Month by month; returns the tally and how many buckets were left out as pending rewrite."""
     pending, months = on_warehouse(partial(_warm_candle_plan, client, spec, updated_after, changed_after, before))
-    in_overlap = And(LessThan(term="bucket", value=_literal(before)),
-                     GreaterThan(term="updated_at", value=_literal(updated_after)))
+    in_overlap = And(LessThan(term="bucket", value=iso_seconds(before)),
+                     GreaterThan(term="updated_at", value=iso_seconds(updated_after)))
     for batch in table.scan(row_filter=in_overlap, selected_fields=("bucket",)).to_arrow_batch_reader():
         buckets = batch.column("bucket")  # the months cold holds candles in, which the warm tier may have lost
         months.update((np.asarray(pc.year(buckets)) * 100 + np.asarray(pc.month(buckets))).tolist())
@@ -488,11 +341,11 @@ def _audit_candles(client: WarmTier, table: Table, spec: LakeTable, updated_afte
                                              labels))
         pending |= changed
         cold = _Side()
-        window = And(GreaterThanOrEqual(term="bucket", value=_literal(start)),
-                     LessThan(term="bucket", value=_literal(end)),
-                     GreaterThan(term="updated_at", value=_literal(updated_after)))
+        window = And(GreaterThanOrEqual(term="bucket", value=iso_seconds(start)),
+                     LessThan(term="bucket", value=iso_seconds(end)),
+                     GreaterThan(term="updated_at", value=iso_seconds(updated_after)))
         for rows in _cold_tables(table, spec, window):
-            cold.add(labels.codes(rows), row_hashes(rows, keys), _seconds(rows.column("bucket")))
+            cold.add(labels.codes(rows), row_hashes(rows, keys), seconds_of(rows.column("bucket")))
         tally.add_chunk(warm, cold, np.fromiter(pending, dtype=np.int64, count=len(pending)))
     return tally, len(pending)
 
@@ -515,10 +368,7 @@ def audit_table(client: WarmTier, catalog: Catalog, namespace: str, spec: LakeTa
     run_id = run_id or new_run_id()
     now: int = on_warehouse(partial(warehouse_clock, client))
     result = AuditResult(table=spec.name, run_id=run_id, checked_at=now)
-    try:
-        table = catalog.load_table((namespace, spec.name))  # one snapshot: its properties and its rows
-    except NoSuchTableError:
-        table = None
+    table = load_if_exists(catalog, namespace, spec.name)  # one snapshot: its properties and its rows
     lower = overlap_start(now, retention_s(spec, settings.retention))
     if table is None or watermark(table) == 0:
         result = replace(result, note="not offloaded yet")
@@ -526,7 +376,7 @@ def audit_table(client: WarmTier, catalog: Catalog, namespace: str, spec: LakeTa
         upper = watermark(table)
         if upper <= lower:
             result = replace(result, note="everything offloaded is older than the warm tier keeps "
-                                          f"(watermark {iso_z(upper)})")
+                                          f"(watermark {iso_seconds_z(upper)})")
         else:
             labels = _Partitions(spec)
             tally = _audit_stored(client, table, spec, lower, upper, labels, on_warehouse)

@@ -46,11 +46,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pyarrow.fs import FileSelector, FileSystem, FileType
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, ValidationException
+from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import ArrowScan, PyArrowFileIO, _dataframe_to_data_files
@@ -58,6 +56,8 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import FileScanTask, Table, TableProperties
 from pyiceberg.table.metadata import TableMetadata
 
+from ticklake.lake.arrow_cast import sorted_for
+from ticklake.lake.cold_tables import load_if_exists
 from ticklake.lake.results import MaintenanceResult, count_maintenance
 from ticklake.lake.tables import TABLES, LakeTable
 from ticklake.settings import LakeSettings
@@ -128,12 +128,6 @@ def plan_compaction(table: Table, target_bytes: int) -> CompactionPlan:
     return CompactionPlan(data_files=data_files, groups=[group for group in groups if len(group) > 1])
 
 
-def _sorted(rows: pa.Table, spec: LakeTable) -> pa.Table:
-    if rows.num_rows == 0:
-        return rows
-    return rows.take(pc.sort_indices(rows, sort_keys=[(key, "ascending") for key in spec.sort_keys]))
-
-
 def _write_metadata(table: Table) -> TableMetadata:
     """The metadata compaction writes with: the table's, with row groups of COMPACTION_ROW_GROUP_LIMIT
     rows unless the table sets its own limit."""
@@ -166,7 +160,7 @@ def rewrite(table: Table, spec: LakeTable, groups: Sequence[Sequence[FileScanTas
             rows = ArrowScan(table_metadata=table.metadata, io=table.io, projected_schema=table.schema(),
                              row_filter=AlwaysTrue()).to_table(tasks=group)
             read = rows.num_rows
-            rows = _sorted(rows, spec)  # reassigned: the unsorted copy is freed before writing
+            rows = sorted_for(rows, spec)  # reassigned: the unsorted copy is freed before writing
             written = list(_dataframe_to_data_files(table_metadata=metadata, df=rows, io=table.io,
                                                     write_uuid=commit_uuid, counter=counter))
             del rows
@@ -347,9 +341,8 @@ def maintain_table(catalog: Catalog, namespace: str, spec: LakeTable, settings: 
     compaction: CompactionResult | None = None
     expired = removed = 0
     try:
-        try:
-            table = catalog.load_table((namespace, spec.name))
-        except NoSuchTableError:
+        table = load_if_exists(catalog, namespace, spec.name)
+        if table is None:
             return MaintenanceResult(table=spec.name, missing=True, seconds=time.monotonic() - started)
         compaction = compact(table, spec, settings.compaction_target_file_mb * 1024 * 1024)
         table = catalog.load_table((namespace, spec.name))

@@ -49,8 +49,10 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import In
 from pyiceberg.table import Table
 
+from ticklake.lake.arrow_cast import to_lake
 from ticklake.lake.tables import LakeTable, ensure_table
 from ticklake.lake.warm import WarmTier
+from ticklake.times import iso_seconds
 from ticklake.warehouse.sql import query
 
 log = logging.getLogger(__name__)
@@ -97,31 +99,6 @@ def closed_before(table: Table) -> int:
 def offload_bound(client: WarmTier, safety_lag_s: int) -> int:
     """The newest stored_at second that may be offloaded now (see the module docstring)."""
     return int(client.query(query("lake_offload_bound"), parameters={"safety_lag_s": safety_lag_s}).result_rows[0][0])
-
-
-def _to_lake_column(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
-    if pa.types.is_dictionary(column.type):  # LowCardinality columns may arrive dictionary-encoded
-        column = column.cast(column.type.value_type)
-    if pa.types.is_timestamp(target) and (pa.types.is_integer(column.type) or pa.types.is_timestamp(column.type)):
-        if pa.types.is_integer(column.type):  # DateTime may arrive as Unix seconds
-            column = column.cast(pa.int64()).cast(pa.timestamp("s", tz="UTC"))
-        return column.cast(target)
-    if pa.types.is_binary(column.type) and pa.types.is_string(target):
-        return column.cast(target)
-    # safe=True: a UInt64 above 2**63 - 1 or a lossy decimal raises instead of being stored wrong.
-    return column.cast(target, safe=True)
-
-
-def to_lake(rows: pa.Table, spec: LakeTable, *, sort: bool = True) -> pa.Table:
-    """``rows`` in the cold table's exact Arrow schema (pyiceberg refuses anything else), sorted by the
-    table's sort order (pyiceberg does not sort on write). ``sort=False`` for rows that arrive sorted:
-    the offload's select queries sort in ClickHouse (see :func:`read_warm`)."""
-    schema = spec.arrow_schema
-    columns = [_to_lake_column(rows.column(field.name), field.type) for field in schema]
-    table = pa.Table.from_arrays(columns, schema=schema)
-    if table.num_rows == 0 or not sort:
-        return table
-    return table.take(pc.sort_indices(table, sort_keys=[(key, "ascending") for key in spec.sort_keys]))
 
 
 # Arrow from ClickHouse uncompressed (its default is LZ4 frames, which pyarrow then decompresses,
@@ -204,15 +181,11 @@ def commit(table: Table, batch: Batch) -> None:
         if batch.late_buckets:
             # Called through Any: pyiceberg 0.12 types In.__new__ without its term argument, which mypy
             # reports differently with and without its cache.
-            late = cast(Any, In)("bucket", [_iso(second) for second in batch.late_buckets])
+            late = cast(Any, In)("bucket", [iso_seconds(second) for second in batch.late_buckets])
             tx.overwrite(batch.rows, overwrite_filter=late)
         elif batch.rows.num_rows:
             tx.append(batch.rows)
         tx.set_properties(properties)
-
-
-def _iso(second: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(second))
 
 
 def offload_table(client: WarmTier, catalog: Catalog, namespace: str, spec: LakeTable, *, safety_lag_s: int,

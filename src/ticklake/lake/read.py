@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -50,7 +50,8 @@ import pyarrow.compute as pc
 from ticklake.lake.catalog import catalog_properties, lake_dir, open_catalog
 from ticklake.lake.names import gold_table_name
 from ticklake.settings import LakeSettings
-from ticklake.warehouse.reader import EPOCH, FAR_FUTURE, TIMEFRAMES, CandleRow, StoredTrade
+from ticklake.times import iso_us, us_from_datetime
+from ticklake.warehouse.reader import FAR_FUTURE, TIMEFRAMES, CandleRow, StoredTrade
 
 if TYPE_CHECKING:  # at run time pyiceberg is imported where a read reaches the cold tier
     from pyiceberg.catalog import Catalog
@@ -170,10 +171,10 @@ class ColdReader:
         from ticklake.lake.tables import SILVER_TRADES  # pyiceberg: only once a read reaches the cold tier
 
         loaded = self._loaded(SILVER_TRADES.name, "ts")
-        lower_us = _micros(start) if start else 0
+        lower_us = us_from_datetime(start) if start else 0
         if after is not None:
             lower_us = max(lower_us, after[0])
-        upper_us = _micros(end) if end else _micros(FAR_FUTURE)
+        upper_us = us_from_datetime(end) if end else us_from_datetime(FAR_FUTURE)
         if loaded.table is None or lower_us >= upper_us:
             schema = SILVER_TRADES.arrow_schema
             return pa.table({name: pa.array([], schema.field(name).type) for name in _TRADE_COLUMNS})
@@ -200,8 +201,8 @@ class ColdReader:
         loaded = self._loaded(gold_table_name(timeframe), "bucket")
         newest = start is None if newest_first is None else newest_first
         # Buckets are whole seconds: a fraction of a second rounds up, as in the warm reader.
-        lower_us = _second_ceiling_us(_micros(start)) if start else 0
-        upper_us = _second_ceiling_us(_micros(end)) if end else _micros(FAR_FUTURE)
+        lower_us = _second_ceiling_us(us_from_datetime(start)) if start else 0
+        upper_us = _second_ceiling_us(us_from_datetime(end)) if end else us_from_datetime(FAR_FUTURE)
         if loaded.table is None or lower_us >= upper_us:
             return []
         rows = self._guarded(lambda: self._read_ordered(
@@ -373,8 +374,8 @@ def _market_range(exchange: str, symbol: str, time_column: str, lower_us: int, u
     from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
 
     return And(EqualTo(term="exchange", value=exchange), EqualTo(term="symbol", value=symbol),
-               GreaterThanOrEqual(term=time_column, value=_iso(lower_us)),
-               LessThan(term=time_column, value=_iso(upper_us)))
+               GreaterThanOrEqual(term=time_column, value=iso_us(lower_us)),
+               LessThan(term=time_column, value=iso_us(upper_us)))
 
 
 def decimal_texts(column: pa.ChunkedArray | pa.Array) -> list[str]:
@@ -401,16 +402,5 @@ def _plain(value: Decimal) -> str:
     return "0" if text == "-0" else text
 
 
-def _micros(moment: datetime) -> int:
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    delta = moment - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 def _second_ceiling_us(micros: int) -> int:
     return -(-micros // 1_000_000) * 1_000_000
-
-
-def _iso(micros: int) -> str:
-    seconds, fraction = divmod(micros, 1_000_000)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{fraction:06d}+00:00"

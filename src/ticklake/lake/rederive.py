@@ -50,7 +50,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -61,25 +60,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.expressions import (
-    And,
-    BooleanExpression,
-    EqualTo,
-    GreaterThanOrEqual,
-    In,
-    LessThan,
-    LessThanOrEqual,
-    Not,
-    NotIn,
-)
+from pyiceberg.expressions import And, BooleanExpression, GreaterThanOrEqual, In, LessThanOrEqual
 from pyiceberg.table import Table
 
+from ticklake.lake import cold_tables
+from ticklake.lake.arrow_cast import conform, for_warm
 from ticklake.lake.catalog import lake_dir, open_catalog
+from ticklake.lake.cold_tables import time_range
 from ticklake.lake.offload import watermark
 from ticklake.lake.tables import GOLD_OHLCV
 from ticklake.model import Trade
 from ticklake.settings import Settings, ValidationSettings
+from ticklake.times import iso_us, utc_from_seconds, utc_from_us
 from ticklake.warehouse import arrow, gold
 from ticklake.warehouse.reader import timeframe_seconds
 from ticklake.warehouse.sql import query
@@ -100,8 +92,6 @@ ROW_BY_ROW = 2_000  # a failing batch is halved down to this size, then checked 
 COMMIT_ATTEMPTS = 5  # a cold delete that loses a race to an offload is made again on the new snapshot
 LISTED = 5  # examples named in an error
 BRONZE_LAYOUT = arrow.bronze([]).schema  # what the validator reads: the writer's bronze columns
-# Cold columns ClickHouse stores unsigned (Iceberg has only signed longs).
-UNSIGNED = ("trade_id", "frame_seq")
 
 MarketDay = tuple[str, str, date]  # exchange, symbol, UTC day
 Counts = dict[MarketDay, int]
@@ -210,24 +200,6 @@ def cold_catalog(settings: Settings, source: str) -> Catalog | None:
 
 
 # -- the cold tier ---------------------------------------------------------------------------------------
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
-
-
-def _cold_filter(column: str, start: datetime, end: datetime, exchange: str = "", symbol: str = "", *,
-                 other_markets: bool = False, rules_not_in: Sequence[str] = ()) -> BooleanExpression:
-    """Rows with ``column`` in [start, end) of the market filter (or, with other_markets, of every other
-    market), optionally without some dead-letter rules."""
-    expression = And(GreaterThanOrEqual(term=column, value=_iso(start)), LessThan(term=column, value=_iso(end)))
-    markets = [EqualTo(term=name, value=value) for name, value in (("exchange", exchange), ("symbol", symbol)) if value]
-    if markets:
-        market = markets[0] if len(markets) == 1 else And(markets[0], markets[1])
-        expression = And(expression, Not(market) if other_markets else market)
-    if rules_not_in:
-        expression = And(expression, NotIn(term="rule", literals=list(rules_not_in)))
-    return expression
-
-
 class ColdTier:
     """The cold tables a re-derivation reads and clears."""
 
@@ -237,8 +209,7 @@ class ColdTier:
         self.run_id = run_id
 
     def table(self, name: str) -> Table | None:
-        identifier = (self.namespace, name)
-        return self.catalog.load_table(identifier) if self.catalog.table_exists(identifier) else None
+        return cold_tables.load_if_exists(self.catalog, self.namespace, name)
 
     def require(self, name: str) -> Table:
         table = self.table(name)
@@ -247,60 +218,16 @@ class ColdTier:
                                 "yet (or lake.* names another lake)")
         return table
 
-    @staticmethod
-    def scan(table: Table, row_filter: BooleanExpression, columns: Sequence[str] | None = None) -> pa.Table:
-        if columns is None:
-            return table.scan(row_filter=row_filter).to_arrow()
-        return table.scan(row_filter=row_filter, selected_fields=tuple(columns)).to_arrow()
+    scan = staticmethod(cold_tables.scan)
 
     def delete(self, name: str, row_filter: BooleanExpression) -> None:
         """Delete the rows matching ``row_filter`` in one commit that always makes a snapshot (see the
         module docstring, step 3); made again on the reloaded table when another commit wins the race."""
-        summary = {"ticklake.rederive": self.run_id}
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
-            table = self.catalog.load_table((self.namespace, name))
-            try:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message="Delete operation did not match any records")
-                    with table.transaction() as tx:
-                        before = tx.table_metadata.current_snapshot_id
-                        tx.delete(row_filter, snapshot_properties=summary)
-                        if tx.table_metadata.current_snapshot_id == before:
-                            # Nothing matched: an empty snapshot all the same, so that an offload which
-                            # read the warm range before it was deleted cannot commit on top of this.
-                            tx.append(table.schema().as_arrow().empty_table(), snapshot_properties=summary)
-                return
-            except CommitFailedException as exc:
-                if attempt == COMMIT_ATTEMPTS:
-                    raise RuntimeError(f"cannot delete the range from cold {name}: {attempt} commits lost a race "
-                                       f"to other writers ({exc}); run the same command again") from exc
-                log.warning("cold %s changed while deleting the range (%s): trying again", name, exc)
-                time.sleep(0.2 * attempt)
+        cold_tables.delete_committing(self.catalog, self.namespace, name, row_filter,
+                                      {"ticklake.rederive": self.run_id}, COMMIT_ATTEMPTS)
 
 
 # -- arrow helpers -------------------------------------------------------------------------------------
-def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``rows`` with exactly ``schema``'s columns and types (ClickHouse's Arrow output or a cold scan)."""
-    columns = []
-    for target in schema:
-        column = rows.column(target.name)
-        if pa.types.is_dictionary(column.type):  # LowCardinality columns may arrive dictionary-encoded
-            column = column.cast(column.type.value_type)
-        if pa.types.is_timestamp(target.type) and pa.types.is_integer(column.type):  # DateTime as Unix seconds
-            column = column.cast(pa.int64()).cast(pa.timestamp("s", tz="UTC"))
-        columns.append(column.cast(target.type))
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _for_warm(rows: pa.Table) -> pa.Table:
-    """Cold rows in the warm table's types: ids unsigned again, stored_at in whole seconds (DateTime)."""
-    for name in (*UNSIGNED, "stored_at"):
-        if name in rows.column_names:
-            kind = pa.timestamp("s", tz="UTC") if name == "stored_at" else pa.uint64()
-            rows = rows.set_column(rows.schema.get_field_index(name), name, rows.column(name).cast(kind))
-    return rows
-
-
 def _unique(rows: pa.Table) -> pa.Table:
     """Each trade (exchange, native symbol, id) once, the first row kept: the cold tier may hold a row
     twice (docs/lake.md, pitfalls), and a row stored twice would be counted twice by gold."""
@@ -341,10 +268,6 @@ def _day_counts(rows: pa.Table) -> Counts:
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, datetime.min.time(), UTC)
-
-
-def _utc_us(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, UTC)
 
 
 def _examples(keys: Sequence[Any]) -> str:
@@ -447,7 +370,7 @@ class Rederivation:
         table = self.cold.require(name)
         held_until = watermark(table)
         if held_until < scope.end.timestamp():
-            held = datetime.fromtimestamp(held_until, UTC).isoformat() if held_until else "nothing yet"
+            held = utc_from_seconds(held_until).isoformat() if held_until else "nothing yet"
             raise RederiveError(
                 f"cold {name} holds rows stored up to {held} (its watermark), and the range ends at "
                 f"{scope.end.isoformat()}: the range's last trades may not be offloaded yet. Run the offload "
@@ -455,7 +378,7 @@ class Rederivation:
         counts: Counts = {}
         for day in scope.days:  # a day at a time: three columns of a month of trades would not fit in memory
             start = _midnight(day)
-            rows = self.cold.scan(table, _cold_filter("ts", start, start + DAY, scope.exchange, scope.symbol),
+            rows = self.cold.scan(table, time_range("ts", start, start + DAY, scope.exchange, scope.symbol),
                                   ("exchange", "symbol", "ts"))
             counts.update(_day_counts(rows))
         return counts
@@ -514,7 +437,7 @@ class Rederivation:
             table = self.cold.table(spec.name)
             if table is None:
                 continue
-            others = self.cold.scan(table, _cold_filter("bucket", scope.start, scope.end, scope.exchange,
+            others = self.cold.scan(table, time_range("bucket", scope.start, scope.end, scope.exchange,
                                                         scope.symbol, other_markets=True),
                                     ("exchange", "symbol", "bucket"))
             if others.num_rows == 0:
@@ -526,7 +449,7 @@ class Rederivation:
                                                                                   **scope.params()}).result_rows
             missing = sorted(in_cold - {(str(e), str(s), int(b)) for e, s, b in warm})
             if missing:
-                examples = _examples([f"{e} {s} {datetime.fromtimestamp(b, UTC).isoformat()}" for e, s, b in missing])
+                examples = _examples([f"{e} {s} {utc_from_seconds(b).isoformat()}" for e, s, b in missing])
                 raise RederiveError(
                     f"the cold tier holds {len(missing)} {label} candles of markets outside --exchange/--symbol in "
                     f"this range that warm gold no longer holds ({examples}): the offloader rewrites a changed window "
@@ -557,10 +480,10 @@ class Rederivation:
         scope = self.scope
         ranges: list[tuple[str, BooleanExpression]] = []
         if scope.layer == "silver":
-            ranges.append(("silver_trades", _cold_filter("ts", scope.start, scope.end, scope.exchange, scope.symbol)))
-            ranges.append(("dead_letters", _cold_filter("ts", scope.start, scope.end, scope.exchange, scope.symbol,
+            ranges.append(("silver_trades", time_range("ts", scope.start, scope.end, scope.exchange, scope.symbol)))
+            ranges.append(("dead_letters", time_range("ts", scope.start, scope.end, scope.exchange, scope.symbol,
                                                         rules_not_in=NOT_FROM_BRONZE)))
-        bucket_range = _cold_filter("bucket", scope.start, scope.end, scope.exchange, scope.symbol)
+        bucket_range = time_range("bucket", scope.start, scope.end, scope.exchange, scope.symbol)
         ranges.extend((name, bucket_range) for name in CANDLE_TABLES)
         for name, row_filter in ranges:
             if self.cold.table(name) is not None:
@@ -593,14 +516,14 @@ class Rederivation:
         if self.scope.layer == "silver" and self.scope.source == "warm":
             rows = self.client.query_arrow(query("rederive_bronze_trades"), parameters={
                 "exchange": exchange, "symbol": symbol, "start": start, "end": end})
-            return _conform(rows, BRONZE_LAYOUT)
+            return conform(rows, BRONZE_LAYOUT)
         assert self.cold is not None
         name = "silver_trades" if self.scope.layer == "gold" else "bronze_trades"
         table = self.cold.require(name)
-        market = _cold_filter("ts", start, end, exchange, symbol)
+        market = time_range("ts", start, end, exchange, symbol)
         if self.scope.layer == "silver":
-            return _unique(_conform(self.cold.scan(table, market, BRONZE_LAYOUT.names), BRONZE_LAYOUT))
-        return _unique(_for_warm(self.cold.scan(table, market)))
+            return _unique(conform(self.cold.scan(table, market, BRONZE_LAYOUT.names), BRONZE_LAYOUT))
+        return _unique(for_warm(self.cold.scan(table, market)))
 
     def _derive_silver(self, chunk: pa.Table) -> None:
         """Validate with the current rules and insert: dead letters, then silver (the writer's order)."""
@@ -642,14 +565,14 @@ class Rederivation:
         keys = sorted({(t.conn_id, t.frame_seq) for t in trades})
         low, high = min(t.received_us for t in trades), max(t.received_us for t in trades)
         rows = self.client.query(query("rederive_raw_payloads"), parameters={
-            "low": _utc_us(low), "high": _utc_us(high), "frames": keys}).result_rows
+            "low": utc_from_us(low), "high": utc_from_us(high), "frames": keys}).result_rows
         found = {(str(conn), int(seq)): str(payload) for conn, seq, payload in rows}
         missing = {key for key in keys if key not in found}
         cold = self.cold
         raw = cold.table("raw_frames") if missing and cold is not None else None
         if cold is not None and raw is not None:
-            frames = cold.scan(raw, And(GreaterThanOrEqual(term="received_at", value=_iso(_utc_us(low))),
-                                        LessThanOrEqual(term="received_at", value=_iso(_utc_us(high))),
+            frames = cold.scan(raw, And(GreaterThanOrEqual(term="received_at", value=iso_us(low)),
+                                        LessThanOrEqual(term="received_at", value=iso_us(high)),
                                         In(term="conn_id", literals=sorted({conn for conn, _ in missing}))),
                                ("conn_id", "frame_seq", "payload"))
             for conn, seq, payload in zip(*(frames.column(c).to_pylist() for c in frames.column_names), strict=True):

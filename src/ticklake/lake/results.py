@@ -11,15 +11,10 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ticklake.ops import metrics
-
-
-def iso_z(second: int) -> str:
-    """Unix seconds as RFC 3339 UTC, e.g. ``2026-01-01T00:00:00Z``."""
-    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+from ticklake.times import iso_seconds_z, utc_from_seconds
 
 
 @dataclass(frozen=True)
@@ -133,11 +128,11 @@ class AuditResult:
         if self.note:
             return f"{self.table}: ok, nothing to compare ({self.note})"
         verdict = "ok" if self.ok else f"MISMATCH in {len(self.mismatches)} of"
-        overlap = f"{'updated_at' if self.closed_before else 'stored_at'} in ({iso_z(self.overlap_from)}, " \
-                  f"{iso_z(self.overlap_to)}]"
+        overlap = f"{'updated_at' if self.closed_before else 'stored_at'} in ({iso_seconds_z(self.overlap_from)}, " \
+                  f"{iso_seconds_z(self.overlap_to)}]"
         if self.closed_before:
-            overlap = f"windows before {iso_z(self.closed_before)}, {overlap}, {self.pending_buckets} buckets " \
-                      "pending rewrite"
+            overlap = (f"windows before {iso_seconds_z(self.closed_before)}, {overlap}, {self.pending_buckets} "
+                       "buckets pending rewrite")
         return (f"{self.table}: {verdict} {len(self.partitions)} partitions, warm {self.warm_rows} rows, "
                 f"cold {self.cold_rows} rows ({overlap}; {self.seconds:.1f} s)")
 
@@ -170,9 +165,7 @@ def record(client: Inserts, results: Sequence[AuditResult]) -> int:
     """Store the results in ``lake_audits``: a row per partition compared, a row per table that failed.
     Returns the number of rows stored."""
     rows: list[list[object]] = []
-    def at(second: int) -> datetime:
-        return datetime.fromtimestamp(second, UTC)
-
+    at = utc_from_seconds
     for result in results:
         common = [result.run_id, at(result.checked_at), result.table]
         bounds = [at(result.overlap_from), at(result.overlap_to), at(result.closed_before)]

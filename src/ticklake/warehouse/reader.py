@@ -11,6 +11,8 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from ticklake.exchanges.gaps import Resume, resume_from
+from ticklake.times import EPOCH as EPOCH  # re-exported: the API bounds times by it
+from ticklake.times import us_from_datetime
 from ticklake.warehouse.pool import ClientPool
 from ticklake.warehouse.sql import query
 
@@ -21,7 +23,6 @@ from ticklake.warehouse.sql import query
 # never changes. So a timeframe added or removed here needs a new migration that replaces the view;
 # tests/warehouse/test_sql_facts.py checks that the view's candles are still these.
 TIMEFRAMES: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 
 
@@ -164,10 +165,10 @@ class WarehouseReader:
         after_ts, after_id = after or (-1, 0)
         # The chunk's lower bound is the cursor's time when later than start: the primary key
         # (exchange, symbol, ts, trade_id) then skips what earlier chunks read.
-        lower = max(_micros_of(start) if start else 0, after_ts)
+        lower = max(us_from_datetime(start) if start else 0, after_ts)
         body = self.client.raw_query(query("trades_export_text" if text else "trades_export"), parameters={
             "exchange": exchange, "symbol": symbol, "start": _micros_text(lower),
-            "end": _micros_text(_micros_of(end or FAR_FUTURE)), "after_ts": _micros_text(after_ts),
+            "end": _micros_text(us_from_datetime(end or FAR_FUTURE)), "after_ts": _micros_text(after_ts),
             "after_id": after_id, "limit": limit,
         }, fmt="ArrowStream")
         return pa.ipc.open_stream(body).read_all()
@@ -218,10 +219,6 @@ def _second_ceiling(value: datetime) -> datetime:
     # up keeps both ``bucket >= start`` and ``bucket < end`` exact.
     value = _utc(value)
     return value.replace(microsecond=0) + timedelta(seconds=1) if value.microsecond else value
-
-
-def _micros_of(moment: datetime) -> int:
-    return (_utc(moment) - EPOCH) // timedelta(microseconds=1)
 
 
 def _micros_text(ts_us: int) -> str:

@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
@@ -31,6 +30,7 @@ from ticklake.exchanges.backfill import from_rest
 from ticklake.model import BusReject, Message, RawFrame, Trade
 from ticklake.ops import metrics
 from ticklake.settings import ValidationSettings
+from ticklake.times import utc_from_us
 from ticklake.warehouse import arrow
 from ticklake.warehouse.changes import StoredChanges
 from ticklake.warehouse.gold import recheck_gold
@@ -45,10 +45,6 @@ NO_ORIGIN: Origin = ("", -1, -1)
 # Lower layers first: a crash between inserts leaves a higher layer behind, never ahead (see repair).
 # The bus positions go last: once they are stored, everything before them is.
 INSERT_ORDER = ("raw_frames", "bronze_trades", "dead_letters", "silver_trades", "bus_dead_letters")
-
-
-def _utc_us(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, UTC)
 
 
 def _group_offsets(origins: Iterable[Origin]) -> dict[tuple[str, int], list[int]]:
@@ -279,7 +275,7 @@ class WarehouseWriter:
                 query("derived_trade_ids"),
                 parameters={"exchange": exchange, "native_symbol": native_symbol,
                             "ids": [t.trade_id for t in market_trades],
-                            "low": _utc_us(min(times)), "high": _utc_us(max(times))},
+                            "low": utc_from_us(min(times)), "high": utc_from_us(max(times))},
             ).result_rows
             present.update((exchange, native_symbol, int(row[0])) for row in rows)
         missing = [t for t in trades if (t.exchange, t.native_symbol, t.trade_id) not in present]
