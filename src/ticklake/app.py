@@ -33,8 +33,8 @@ from ticklake.bus import MemoryBus
 from ticklake.bus.base import PartitionKey, Position
 from ticklake.exchanges.feeds import FeedSet, FrameRecorder, run_feeds
 from ticklake.exchanges.gaps import Resume, holes
-from ticklake.lake.read import ColdReader
-from ticklake.lake.service import Offloader
+from ticklake.lake.cold_reader import ColdReader
+from ticklake.lake.offloader import Offloader
 from ticklake.lake.worker import SettingsCatalog
 from ticklake.model import Message, MessageSink, Trade
 from ticklake.ops import metrics
@@ -54,7 +54,7 @@ from ticklake.warehouse.writer import Plan, WarehouseWriter
 
 if TYPE_CHECKING:  # confluent-kafka is loaded only when the Kafka bus is used
     from ticklake.bus.kafka import KafkaProducerBus, KafkaSource
-    from ticklake.lake.service import Offloader
+    from ticklake.lake.offloader import Offloader
 
 log = logging.getLogger("ticklake")
 

@@ -405,7 +405,7 @@ def _offload_once(settings: Settings, names: list[str] | None) -> int:
 
     from ticklake.app import open_warehouse
     from ticklake.lake.catalog import open_catalog
-    from ticklake.lake.service import Offloader
+    from ticklake.lake.offloader import Offloader
     from ticklake.lake.tables import TABLES
 
     unknown = sorted(set(names or ()) - set(TABLES))

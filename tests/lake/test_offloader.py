@@ -5,7 +5,10 @@ at random points (docs/lake.md, "The offloader")."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -27,7 +30,7 @@ from tests.support.lake import NAMESPACE, rows, settle, tape, warm
 from tests.support.processes import REPO, env_for, running, stop, ticklake, wait_for
 from ticklake.lake.catalog import open_catalog
 from ticklake.lake.offload import CLOSED_BEFORE, closed_before
-from ticklake.lake.service import Offloader
+from ticklake.lake.offloader import Offloader
 from ticklake.lake.tables import TABLES
 from ticklake.lake.work import MAINTAINED_AT
 from ticklake.ops import metrics
@@ -287,16 +290,20 @@ def test_kill_9_at_random_points_then_a_rerun_leaves_cold_equal_to_warm(tmp_path
             stop(process)
         time.sleep(2.1)  # past the safety lag
         for _kill in range(10):
+            # A session of its own: the role and its cold-tier worker process (lake/worker.py) die together,
+            # as a container's or a service manager's kill takes both.
             offloader = subprocess.Popen([sys.executable, "-m", "ticklake.cli", "offload"], cwd=REPO, env=env,
-                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            # Killed anywhere in its first seconds of work, counted from the end of its start-up (the log's
-            # "roles:" line; ~1.3 s on a quiet machine, far longer on a loaded one).
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                         start_new_session=True)
+            # Killed anywhere in its first seconds of work, counted from its worker being ready (the
+            # worker's "ready" line; ~1.5 s after the start on a quiet machine, far longer on a loaded one).
             try:
-                started = _first_line_with(offloader, "roles: offload")
-                assert started.wait(60), "the offloader never started"
+                ready = _first_line_with(offloader, "[cold-tier worker]: ready")
+                assert ready.wait(90), "the offloader's worker never started"
                 time.sleep(rng.uniform(0, 2.2))
             finally:
-                offloader.kill()
+                with contextlib.suppress(ProcessLookupError):  # already gone: the test fails on its own
+                    os.killpg(offloader.pid, signal.SIGKILL)
                 offloader.wait(30)
             kills += 1
     assert kills == 20

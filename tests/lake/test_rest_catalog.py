@@ -40,7 +40,7 @@ from ticklake.lake.offload import (
     to_lake,
     watermark,
 )
-from ticklake.lake.service import Offloader
+from ticklake.lake.offloader import Offloader
 from ticklake.lake.tables import GOLD_OHLCV, SILVER_TRADES, TABLE_PROPERTIES, LakeTable, ensure_table
 from ticklake.ops import metrics
 from ticklake.settings import LakeSettings, Settings

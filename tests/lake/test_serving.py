@@ -38,8 +38,8 @@ from ticklake.api.cursor import CursorSeal
 from ticklake.api.tiers import TIER_HEADER, TierBoundary
 from ticklake.client import TicklakeClient
 from ticklake.lake.catalog import open_catalog
+from ticklake.lake.cold_reader import ColdReader, decimal_texts
 from ticklake.lake.offload import offload_bound, offload_table
-from ticklake.lake.read import ColdReader, decimal_texts
 from ticklake.lake.tables import GOLD_OHLCV, SILVER_TRADES
 from ticklake.model import Trade
 from ticklake.settings import ApiSettings, LakeSettings, RetentionSettings, Settings, ValidationSettings

@@ -18,7 +18,7 @@ from clickhouse_connect.driver.client import Client
 from tests.support.lake import NAMESPACE, rows, settle, tape, warm, write
 from tests.support.processes import REPO, env_for
 from ticklake.lake.catalog import open_catalog
-from ticklake.lake.service import Offloader
+from ticklake.lake.offloader import Offloader
 from ticklake.lake.warm import WarehouseCall
 from ticklake.lake.worker import ProcessWorker, SettingsCatalog
 from ticklake.ops import metrics
@@ -27,7 +27,7 @@ from ticklake.settings import LakeSettings, Settings
 
 def test_the_platform_process_imports_no_iceberg_to_schedule_the_cold_tier(tmp_path: Path) -> None:
     """What keeps the platform's memory flat: pyiceberg (and what it pulls in) only in the worker."""
-    code = ("import sys; import ticklake.lake.service, ticklake.lake.worker; "
+    code = ("import sys; import ticklake.lake.offloader, ticklake.lake.worker; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'pyiceberg', 'sqlalchemy'}))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env_for(tmp_path), capture_output=True,
                           text=True, timeout=60, check=True)

@@ -30,7 +30,7 @@ from ticklake.api.responses import ApiError, api_error_handler, error_response
 from ticklake.api.stream import StreamEndpoints
 from ticklake.api.tiers import TierBoundary, TieredReader
 from ticklake.api.v1 import MarketDataEndpoints, normalize_markets
-from ticklake.lake.read import ColdReader
+from ticklake.lake.cold_reader import ColdReader
 from ticklake.ops.metrics import REGISTRY
 from ticklake.settings import Settings
 from ticklake.warehouse.changes import StoredChanges

@@ -64,7 +64,7 @@ from ticklake.api.formats import decimal_text, vwap
 from ticklake.api.params import OhlcvQuery, TradesQuery, parse_ohlcv, parse_trades
 from ticklake.api.responses import ApiError, shown
 from ticklake.api.tiers import TIER_HEADER, Tier, TieredReader
-from ticklake.lake.read import ColdTierUnavailable, decimal_texts
+from ticklake.lake.cold_reader import ColdTierUnavailable, decimal_texts
 from ticklake.times import iso_seconds_z
 from ticklake.warehouse.reader import EPOCH, TIMEFRAMES, CandleRow, WarehouseReader
 
@@ -202,7 +202,7 @@ class _Progress:
 
 
 def _cold_trades(rows: pa.Table, text: bool) -> pa.Table:
-    """A cold chunk (lake/read.py's columns) in the export's columns: typed, or the JSON answer's text."""
+    """A cold chunk (lake/cold_reader.py's columns) in the export's columns: typed, or the JSON answer's text."""
     if not text:
         return pa.Table.from_arrays(
             [rows["trade_id"], rows["ts"].cast(MICROS), rows["price"].cast(PRICE), rows["qty"].cast(PRICE),

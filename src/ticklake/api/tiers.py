@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from ticklake.lake.read import ColdReader
+from ticklake.lake.cold_reader import ColdReader
 from ticklake.settings import RetentionSettings
 from ticklake.times import us_from_datetime
 from ticklake.warehouse.reader import EPOCH, CandleRow, StoredTrade, WarehouseReader

@@ -27,7 +27,7 @@ from ticklake.api.formats import day_text, decimal_text, stored_trade_json, time
 from ticklake.api.params import OhlcvQuery, TradesQuery, parse_ohlcv, parse_trades, reject_unknown
 from ticklake.api.responses import ApiError, JSONBytes
 from ticklake.api.tiers import TIER_HEADER, Tier, TierBoundary, TieredReader
-from ticklake.lake.read import ColdTierUnavailable
+from ticklake.lake.cold_reader import ColdTierUnavailable
 from ticklake.model import EXCHANGES
 from ticklake.settings import ApiSettings, RetentionSettings
 from ticklake.symbols import canonical, split_canonical

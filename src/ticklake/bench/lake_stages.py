@@ -289,7 +289,7 @@ def serve(path: str, port: int, boundary_s: int) -> None:
 
     from ticklake.api.app import create_app
     from ticklake.api.tiers import SAFETY_MARGIN, TierBoundary
-    from ticklake.lake.read import ColdReader
+    from ticklake.lake.cold_reader import ColdReader
     from ticklake.settings import Settings
     from ticklake.warehouse.reader import WarehouseReader
 

@@ -6,7 +6,7 @@ market-days and deletes ranges. What the rows are then turned into is arrow_cast
 own commits (append + watermark) stay in offload.py, next to the exactly-once rules they follow.
 
 Imports pyiceberg: only the cold tier's worker and the CLI's jobs import this module, never the
-platform or the serving process at start (read.py loads tables itself, importing pyiceberg late).
+platform or the serving process at start (cold_reader.py loads tables itself, importing pyiceberg late).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Everything here that touches Iceberg runs where the cold tier's worker runs (worker.py: a thread of
 the platform, or a process of its own); the warehouse is reached through ``warm``. Each job returns a
-plain report (results.py) and never raises: the schedule (service.py) counts and logs the report.
+plain report (results.py) and never raises: the schedule (offloader.py) counts and logs the report.
 """
 
 from __future__ import annotations

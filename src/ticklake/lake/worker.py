@@ -17,13 +17,17 @@ the next job starts a new worker.
 
 ``"thread"`` runs the same jobs on the platform's lake thread (``ticklake offload --once``, tests).
 
-    python -m ticklake.lake.worker FD     (started by ProcessWorker; FD: its end of the socket)
+    python -m ticklake.lake.worker FD PID   (started by ProcessWorker; FD: its end of the socket, PID: the
+                                             platform's, which it does not outlive)
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -144,7 +148,7 @@ class ProcessWorker:
         ours, theirs = socket.socketpair()
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "ticklake.lake.worker", str(theirs.fileno())],
+                [sys.executable, "-m", "ticklake.lake.worker", str(theirs.fileno()), str(os.getpid())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
         finally:
             theirs.close()
@@ -255,6 +259,7 @@ def _serve(connection: Connection) -> None:
         return value
 
     work = ColdWork(settings, RelayedWarehouse(ask), open_catalog, {name: TABLES[name] for name in tables})
+    log.info("ready (pid %d): jobs for %d cold tables", os.getpid(), len(tables))
     jobs: dict[str, Callable[..., Any]] = {"offload": work.offload, "maintain": work.maintain,
                                            "audit": work.audit, "last_maintained": work.last_maintained}
     while True:
@@ -265,7 +270,17 @@ def _serve(connection: Connection) -> None:
         connection.send(("done", jobs[job](*args)))
 
 
+def _die_with_the_platform(platform_pid: int) -> None:
+    """A killed platform leaves no worker at work behind it (a commit cut short is safe: offload.py):
+    Linux's parent-death signal, then a check that the platform did not end before it was set."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != platform_pid:
+        sys.exit(0)
+
+
 def main(argv: Sequence[str]) -> int:
+    _die_with_the_platform(int(argv[1]))
     connection = Connection(int(argv[0]))
     with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):
         _serve(connection)  # ends early when the platform ended mid-job: nothing to answer to
