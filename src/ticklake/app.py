@@ -29,7 +29,7 @@ from ticklake.api.auth import key_store_for
 from ticklake.api.cursor import load_cursor_secret
 from ticklake.api.http import BoundedH11Protocol
 from ticklake.api.live import LiveHub
-from ticklake.bus import MemoryBus
+from ticklake.bus import MemoryBus, topics_for
 from ticklake.bus.base import PartitionKey, Position
 from ticklake.exchanges.feeds import FeedSet, FrameRecorder, run_feeds
 from ticklake.exchanges.gaps import Resume, holes
@@ -202,7 +202,7 @@ class Platform:
                 self.ingester = Ingester(memory_bus, writer, settings.ingest, exchanges, executor=self._executor,
                                          on_batch=self._committed)
             else:
-                from ticklake.bus.kafka import KafkaSource, topics_for
+                from ticklake.bus.kafka import KafkaSource
 
                 ingester: Ingester | None = None
 

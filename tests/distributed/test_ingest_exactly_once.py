@@ -28,9 +28,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.broker import Broker
 from tests.factories import BASE_US, TIMEFRAMES, frame, recompute_candles, trade
+from ticklake.bus import topics_for
 from ticklake.bus.base import PartitionKey, Position
 from ticklake.bus.codec import SCHEMA_HEADER, Headers, encode
-from ticklake.bus.kafka import KafkaProducerBus, KafkaSource, create_topics, topics_for
+from ticklake.bus.kafka import KafkaProducerBus, KafkaSource, create_topics
 from ticklake.model import BusReject, Message, Trade, raw_topic, trades_topic
 from ticklake.settings import IngestSettings, KafkaSettings, ValidationSettings
 from ticklake.warehouse.ingest import Ingester

@@ -8,15 +8,20 @@ symbol's messages stay in order on one partition. ``Message`` and the topic name
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from ticklake.model import Message, raw_topic, trades_topic
 
-__all__ = ["Bus", "Message", "PartitionKey", "Position", "PositionLoader", "raw_topic", "trades_topic"]
+__all__ = ["Bus", "Message", "PartitionKey", "Position", "PositionLoader", "raw_topic", "topics_for", "trades_topic"]
 
 PartitionKey = tuple[str, int]  # (topic, partition)
+
+
+def topics_for(exchanges: Iterable[str]) -> list[str]:
+    """Every topic the venues ``exchanges`` publish to (raw frames, then trades, venue by venue)."""
+    return [topic for exchange in exchanges for topic in (raw_topic(exchange), trades_topic(exchange))]
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,11 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from ticklake.bus.base import PartitionKey, PositionLoader
+from ticklake.bus.base import PartitionKey, PositionLoader, topics_for
 from ticklake.bus.codec import REJECT_REASONS, decode, encode
 from ticklake.exchanges.backfill import from_rest
 from ticklake.exchanges.gaps import Resume, resume_from
-from ticklake.model import Message, Trade, raw_topic, trades_topic
+from ticklake.model import Message, Trade, trades_topic
 from ticklake.ops import metrics
 from ticklake.settings import KafkaSettings
 
@@ -45,10 +45,6 @@ _TIMED_OUT = KafkaError(KafkaError._MSG_TIMED_OUT).name()  # as a delivery repor
 
 def _common(settings: KafkaSettings) -> dict[str, Any]:
     return {"bootstrap.servers": settings.bootstrap_servers, "client.id": settings.client_id, **settings.config}
-
-
-def topics_for(exchanges: Iterable[str]) -> list[str]:
-    return [topic for exchange in exchanges for topic in (raw_topic(exchange), trades_topic(exchange))]
 
 
 # --- producing ---------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from ticklake.bus import Bus, Message, raw_topic, trades_topic
+from ticklake.bus import Bus, Message, topics_for
 from ticklake.bus.base import PartitionKey, Position
 from ticklake.model import RawFrame
 from ticklake.ops import metrics
@@ -70,7 +70,7 @@ class Ingester:
         self.source = source
         self.writer = writer
         self.settings = settings
-        self.topics = [t for ex in exchanges for t in (raw_topic(ex), trades_topic(ex))]
+        self.topics = topics_for(exchanges)
         for exchange in exchanges:  # the venues' counts at zero from the start: a dashboard line, not "no data"
             metrics.INGEST_DUPLICATES.labels(exchange)
             for rule in RULES:
