@@ -30,7 +30,7 @@ from ticklake.api.cursor import load_cursor_secret
 from ticklake.api.http import BoundedH11Protocol
 from ticklake.api.live import LiveHub
 from ticklake.bus import MemoryBus, topics_for
-from ticklake.bus.base import PartitionKey, Position
+from ticklake.bus.base import BatchSource, PartitionKey, Position
 from ticklake.exchanges.feeds import FeedSet, FrameRecorder, run_feeds
 from ticklake.exchanges.gaps import Resume, holes
 from ticklake.lake.read import ColdReader
@@ -198,22 +198,23 @@ class Platform:
         memory_bus = None if self.kafka else MemoryBus(settings.ingest.bus_queue_size)
         if "ingest" in roles:
             assert writer is not None
+            # Batches of at most max_batch_rows, each due once its oldest message waited flush_interval_ms.
+            topics, max_batch, max_wait_s = (topics_for(exchanges), settings.ingest.max_batch_rows,
+                                             settings.ingest.flush_interval_ms / 1000)
+            ingester: Ingester | None = None
+            source: BatchSource
             if memory_bus is not None:
-                self.ingester = Ingester(memory_bus, writer, settings.ingest, exchanges, executor=self._executor,
-                                         on_batch=self._committed)
+                source = memory_bus.source(topics, max_batch, max_wait_s)
             else:
                 from ticklake.bus.kafka import KafkaSource
-
-                ingester: Ingester | None = None
 
                 def positions(keys: list[PartitionKey]) -> dict[PartitionKey, Position]:
                     assert ingester is not None
                     return ingester.load_positions(keys)
 
-                self.source = KafkaSource(settings.bus.kafka, topics_for(exchanges), positions,
-                                          settings.ingest.max_batch_rows, settings.ingest.flush_interval_ms / 1000)
-                ingester = self.ingester = Ingester(None, writer, settings.ingest, exchanges, executor=self._executor,
-                                                    on_batch=self._committed, source=self.source)
+                source = self.source = KafkaSource(settings.bus.kafka, topics, positions, max_batch, max_wait_s)
+            ingester = self.ingester = Ingester(source, writer, settings.ingest, exchanges, executor=self._executor,
+                                                on_batch=self._committed)
             self._tasks.append(asyncio.create_task(self.ingester.run(), name="ingester"))
 
         if "feed" in roles:

@@ -233,7 +233,7 @@ def start_member(wh: Warehouse, settings: KafkaSettings, writer: WarehouseWriter
         return ingester.load_positions(keys)
 
     source = KafkaSource(settings, topics_for(EXCHANGES), positions, max_batch, max_wait_s)
-    ingester = Ingester(None, writer, IngestSettings(), EXCHANGES, executor=wh.executor, source=source)
+    ingester = Ingester(source, writer, IngestSettings(), EXCHANGES, executor=wh.executor)
     member = Member(ingester, source, writer, asyncio.create_task(ingester.run()))
     plan_messages = writer.plan_messages
 

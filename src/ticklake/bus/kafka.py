@@ -213,7 +213,7 @@ class KafkaProducerBus:
 
 # --- consuming ---------------------------------------------------------------------------------
 class KafkaSource:
-    """Batches of decoded messages for the ingester, from a consumer group.
+    """Batches of decoded messages for the ingester, from a consumer group (a ``BatchSource``).
 
     The next batch is read while the ingester writes the current one (``writing`` / ``written``
     bracket each write). A rebalance runs inside a read; giving partitions up waits for the write
@@ -228,6 +228,9 @@ class KafkaSource:
         self._positions = positions
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        # A member must not write after the group may have handed its partitions to another member: a
+        # batch is given up (and read again after ``restart``) well before max.poll.interval.ms.
+        self.give_up_after_s: float | None = settings.max_poll_interval_ms / 2000
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
         self._consumer: Consumer | None = None
         self._written_through: dict[PartitionKey, int] = {}
