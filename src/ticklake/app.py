@@ -33,10 +33,11 @@ from ticklake.bus import MemoryBus, topics_for
 from ticklake.bus.base import BatchSource, PartitionKey, Position
 from ticklake.exchanges.feeds import FeedSet, FrameRecorder, run_feeds
 from ticklake.exchanges.gaps import Resume, holes
+from ticklake.exchanges.resume import TailReader, broker_resume_points, held_trades
 from ticklake.lake.read import ColdReader
 from ticklake.lake.service import Offloader
 from ticklake.lake.worker import SettingsCatalog
-from ticklake.model import Message, MessageSink, Trade
+from ticklake.model import Message, MessageSink, Trade, trades_topic
 from ticklake.ops import metrics
 from ticklake.ops.code_pages import release_code_pages
 from ticklake.ops.redact import mask_url
@@ -381,8 +382,6 @@ class Platform:
         producer, feeds = self.producer, self.feeds
         if producer is None or feeds is None:
             return 0
-        from ticklake.bus.kafka import tail_trades
-
         handed_on = feeds.newest()
         undelivered = await producer.flush(_BROKER_CHECK_FLUSH_S)  # everything handed on is on the broker
         if producer.fatal:
@@ -390,8 +389,7 @@ class Platform:
         if undelivered:
             raise RuntimeError(f"{undelivered} messages still undelivered after {_BROKER_CHECK_FLUSH_S:g} s")
         loop = asyncio.get_running_loop()
-        held = await loop.run_in_executor(None, partial(
-            tail_trades, self.settings.bus.kafka, list(self.settings.venues.enabled()), markets=set(handed_on)))
+        held = await loop.run_in_executor(None, held_trades, self._broker_tail(), set(handed_on))
         missing = 0
         for (exchange, native), newest in handed_on.items():
             for gap in holes(held.get((exchange, native), {}), newest):
@@ -406,14 +404,18 @@ class Platform:
         loop = asyncio.get_running_loop()
         venues = self.settings.venues.enabled()
         if self.kafka:
-            from ticklake.bus.kafka import tail_resume_points
-
             markets = {(name, to_native(name, symbol)) for name, venue in venues.items() for symbol in venue.symbols}
-            return await loop.run_in_executor(None, partial(tail_resume_points, self.settings.bus.kafka, list(venues),
-                                                            markets=markets))
+            return await loop.run_in_executor(None, broker_resume_points, self._broker_tail(), markets)
         if writer is None:
             return {}
         return await loop.run_in_executor(self._executor, WarehouseReader(writer.client).resume_points)
+
+    def _broker_tail(self) -> TailReader:
+        """The enabled venues' trades topics, read back from their ends (exchanges/resume.py)."""
+        from ticklake.bus.kafka import read_tail
+
+        topics = [trades_topic(venue) for venue in self.settings.venues.enabled()]
+        return partial(read_tail, self.settings.bus.kafka, topics)
 
     def _arrived(self, messages: Sequence[Message]) -> None:
         if self.live is not None:
