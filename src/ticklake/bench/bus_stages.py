@@ -44,7 +44,7 @@ def bench_kafka() -> KafkaSettings:
 
 
 def producer_config(kafka: KafkaSettings) -> dict[str, Any]:
-    """KafkaProducerBus's configuration (bus/kafka.py), for the bare producer: keep the two in step."""
+    """KafkaProducerBus's configuration (bus/kafka/producer.py), for the bare producer: keep the two in step."""
     return {
         "bootstrap.servers": kafka.bootstrap_servers, "client.id": kafka.client_id, **kafka.config,
         "enable.idempotence": True, "acks": "all", "compression.type": kafka.compression,
@@ -54,7 +54,7 @@ def producer_config(kafka: KafkaSettings) -> dict[str, Any]:
 
 
 def consumer_config(kafka: KafkaSettings) -> dict[str, Any]:
-    """KafkaSource's configuration (bus/kafka.py), for the bare consumer: keep the two in step."""
+    """KafkaSource's configuration (bus/kafka/source.py), for the bare consumer: keep the two in step."""
     return {
         "bootstrap.servers": kafka.bootstrap_servers, "client.id": kafka.client_id, **kafka.config,
         "group.id": kafka.group_id, "enable.auto.commit": False, "enable.auto.offset.store": False,
