@@ -37,10 +37,10 @@ class Subscription:
         return self.queue.qsize()
 
     def writing(self) -> None:
-        pass
+        pass  # no other member to keep a partition from while the write runs
 
     def written(self, messages: Sequence[Message]) -> None:
-        pass
+        pass  # no position to commit: a crash is repaired from the warehouse at the next start
 
     async def restart(self) -> None:
         pass  # never asked for: no batch is given up (give_up_after_s is None)
