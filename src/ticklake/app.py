@@ -29,14 +29,15 @@ from ticklake.api.auth import key_store_for
 from ticklake.api.cursor import load_cursor_secret
 from ticklake.api.http import BoundedH11Protocol
 from ticklake.api.live import LiveHub
-from ticklake.bus import MemoryBus
-from ticklake.bus.base import PartitionKey, Position
+from ticklake.bus import MemoryBus, topics_for
+from ticklake.bus.base import BatchSource, PartitionKey, Position
 from ticklake.exchanges.feeds import FeedSet, FrameRecorder, run_feeds
 from ticklake.exchanges.gaps import Resume, holes
+from ticklake.exchanges.resume import TailReader, broker_resume_points, held_trades
 from ticklake.lake.cold_reader import ColdReader
 from ticklake.lake.offloader import Offloader
 from ticklake.lake.worker import SettingsCatalog
-from ticklake.model import Message, MessageSink, Trade
+from ticklake.model import Message, MessageSink, Trade, trades_topic
 from ticklake.ops import metrics
 from ticklake.ops.code_pages import release_code_pages
 from ticklake.ops.redact import mask_url
@@ -189,22 +190,23 @@ class Platform:
         memory_bus = None if self.kafka else MemoryBus(settings.ingest.bus_queue_size)
         if "ingest" in roles:
             assert writer is not None
+            # Batches of at most max_batch_rows, each due once its oldest message waited flush_interval_ms.
+            topics, max_batch, max_wait_s = (topics_for(exchanges), settings.ingest.max_batch_rows,
+                                             settings.ingest.flush_interval_ms / 1000)
+            ingester: Ingester | None = None
+            source: BatchSource
             if memory_bus is not None:
-                self.ingester = Ingester(memory_bus, writer, settings.ingest, exchanges, executor=self._executor,
-                                         on_batch=self._committed)
+                source = memory_bus.source(topics, max_batch, max_wait_s)
             else:
-                from ticklake.bus.kafka import KafkaSource, topics_for
-
-                ingester: Ingester | None = None
+                from ticklake.bus.kafka import KafkaSource
 
                 def positions(keys: list[PartitionKey]) -> dict[PartitionKey, Position]:
                     assert ingester is not None
                     return ingester.load_positions(keys)
 
-                self.source = KafkaSource(settings.bus.kafka, topics_for(exchanges), positions,
-                                          settings.ingest.max_batch_rows, settings.ingest.flush_interval_ms / 1000)
-                ingester = self.ingester = Ingester(None, writer, settings.ingest, exchanges, executor=self._executor,
-                                                    on_batch=self._committed, source=self.source)
+                source = self.source = KafkaSource(settings.bus.kafka, topics, positions, max_batch, max_wait_s)
+            ingester = self.ingester = Ingester(source, writer, settings.ingest, exchanges, executor=self._executor,
+                                                on_batch=self._committed)
             self._tasks.append(asyncio.create_task(self.ingester.run(), name="ingester"))
 
         if "feed" in roles:
@@ -371,8 +373,6 @@ class Platform:
         producer, feeds = self.producer, self.feeds
         if producer is None or feeds is None:
             return 0
-        from ticklake.bus.kafka import tail_trades
-
         handed_on = feeds.newest()
         undelivered = await producer.flush(_BROKER_CHECK_FLUSH_S)  # everything handed on is on the broker
         if producer.fatal:
@@ -380,8 +380,7 @@ class Platform:
         if undelivered:
             raise RuntimeError(f"{undelivered} messages still undelivered after {_BROKER_CHECK_FLUSH_S:g} s")
         loop = asyncio.get_running_loop()
-        held = await loop.run_in_executor(None, partial(
-            tail_trades, self.settings.bus.kafka, list(self.settings.venues.enabled()), markets=set(handed_on)))
+        held = await loop.run_in_executor(None, held_trades, self._broker_tail(), set(handed_on))
         missing = 0
         for (exchange, native), newest in handed_on.items():
             for gap in holes(held.get((exchange, native), {}), newest):
@@ -396,14 +395,18 @@ class Platform:
         loop = asyncio.get_running_loop()
         venues = self.settings.venues.enabled()
         if self.kafka:
-            from ticklake.bus.kafka import tail_resume_points
-
             markets = {(name, to_native(name, symbol)) for name, venue in venues.items() for symbol in venue.symbols}
-            return await loop.run_in_executor(None, partial(tail_resume_points, self.settings.bus.kafka, list(venues),
-                                                            markets=markets))
+            return await loop.run_in_executor(None, broker_resume_points, self._broker_tail(), markets)
         if writer is None:
             return {}
         return await loop.run_in_executor(self._executor, WarehouseReader(writer.client).resume_points)
+
+    def _broker_tail(self) -> TailReader:
+        """The enabled venues' trades topics, read back from their ends (exchanges/resume.py)."""
+        from ticklake.bus.kafka import read_tail
+
+        topics = [trades_topic(venue) for venue in self.settings.venues.enabled()]
+        return partial(read_tail, self.settings.bus.kafka, topics)
 
     def _arrived(self, messages: Sequence[Message]) -> None:
         if self.live is not None:

@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ticklake.bus import MemoryBus, Message, raw_topic, trades_topic
+from ticklake.bus import MemoryBus, Message, raw_topic, topics_for, trades_topic
 from ticklake.exchanges.feeds import run_feeds
 from ticklake.exchanges.mappers import parser_for
 from ticklake.exchanges.recording import SessionWriter, read_session
@@ -77,7 +77,9 @@ async def replay(settings: Settings, paths: list[Path]) -> dict[str, Any]:
         lookback = timedelta(minutes=settings.ingest.repair_lookback_minutes)
         await loop.run_in_executor(executor, repair, writer, lookback)
         bus = MemoryBus(settings.ingest.bus_queue_size)
-        ingester = Ingester(bus, writer, settings.ingest, EXCHANGES, executor=executor, on_batch=account)
+        source = bus.source(topics_for(EXCHANGES), settings.ingest.max_batch_rows,
+                            settings.ingest.flush_interval_ms / 1000)
+        ingester = Ingester(source, writer, settings.ingest, EXCHANGES, executor=executor, on_batch=account)
         ingesting = asyncio.create_task(ingester.run())
         for path in paths:
             await _publish_recording(path, bus, summary)

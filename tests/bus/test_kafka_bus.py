@@ -11,6 +11,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,10 @@ from ticklake.bus.kafka import (
     KafkaSource,
     ProducerFailedError,
     create_topics,
-    tail_resume_points,
+    read_tail,
 )
 from ticklake.exchanges.gaps import Gap, Resume
+from ticklake.exchanges.resume import broker_resume_points
 from ticklake.model import BusReject, Message, RawFrame, ResumePoint, Trade, raw_topic, trades_topic
 from ticklake.settings import KafkaSettings
 
@@ -276,7 +278,7 @@ async def test_a_producer_that_lost_its_sequence_fails_loudly_and_is_renewed(own
     assert time.monotonic() - started < 3  # a failed producer is not flushed for the whole timeout
 
 # --- the feed's start ----------------------------------------------------------------------------
-async def test_tail_resume_points_give_the_newest_trade_and_the_holes_below_it_per_market(
+async def test_broker_resume_points_give_the_newest_trade_and_the_holes_below_it_per_market(
         kafka_bootstrap: str) -> None:
     settings = kafka_settings(kafka_bootstrap, partitions=3)
     binance, kraken, absent = unique_exchange(), unique_exchange(), unique_exchange()
@@ -308,7 +310,8 @@ async def test_tail_resume_points_give_the_newest_trade_and_the_holes_below_it_p
     producer.produce(trades_topic(binance), b"\xff not json", b"BTC/USDT", headers=[(SCHEMA_HEADER, b"trade.v1")])
     assert producer.flush(10) == 0
 
-    points = await asyncio.to_thread(tail_resume_points, settings, [binance, kraken, absent])
+    every = [trades_topic(exchange) for exchange in (binance, kraken, absent)]
+    points = await asyncio.to_thread(broker_resume_points, partial(read_tail, settings, every))
     assert points == {
         (binance, "BTCUSDT"): Resume(ResumePoint(100, trade(100).ts_us), []),  # the newest id with its own time
         (binance, "ETHUSDT"): Resume(ResumePoint(9, trade(9).ts_us), [Gap("ETHUSDT", 8, 8, trade(7).ts_us,
@@ -319,17 +322,19 @@ async def test_tail_resume_points_give_the_newest_trade_and_the_holes_below_it_p
     # Asking for a market that never traded still returns (after reading what there is), without it.
     wanted = {(binance, "BTCUSDT"), (binance, "DOGEUSDT")}
     started = time.monotonic()
-    points = await asyncio.to_thread(tail_resume_points, settings, [binance], wanted, 50, 200_000, 20)
+    tail = partial(read_tail, settings, [trades_topic(binance)], window=50, max_per_partition=200_000, timeout_s=20)
+    points = await asyncio.to_thread(broker_resume_points, tail, wanted)
     assert set(points) == {(binance, "BTCUSDT"), (binance, "ETHUSDT"), (binance, "SOLUSDT")}
     assert points[(binance, "BTCUSDT")] == Resume(ResumePoint(100, trade(100).ts_us), [])
     assert time.monotonic() - started < 15
 
 
-async def test_tail_resume_points_of_empty_topics_are_empty(kafka_bootstrap: str) -> None:
+async def test_broker_resume_points_of_empty_topics_are_empty(kafka_bootstrap: str) -> None:
     settings = kafka_settings(kafka_bootstrap)
     exchange = unique_exchange()
     create_topics(settings, [exchange], retention_hours=1)
-    assert await asyncio.to_thread(tail_resume_points, settings, [exchange, unique_exchange()]) == {}
+    tail = partial(read_tail, settings, [trades_topic(exchange), trades_topic(unique_exchange())])
+    assert await asyncio.to_thread(broker_resume_points, tail) == {}
 
 
 # --- consuming -----------------------------------------------------------------------------------

@@ -28,9 +28,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.broker import Broker
 from tests.factories import BASE_US, TIMEFRAMES, frame, recompute_candles, trade
+from ticklake.bus import topics_for
 from ticklake.bus.base import PartitionKey, Position
 from ticklake.bus.codec import SCHEMA_HEADER, Headers, encode
-from ticklake.bus.kafka import KafkaProducerBus, KafkaSource, create_topics, topics_for
+from ticklake.bus.kafka import KafkaProducerBus, KafkaSource, create_topics
 from ticklake.model import BusReject, Message, Trade, raw_topic, trades_topic
 from ticklake.settings import IngestSettings, KafkaSettings, ValidationSettings
 from ticklake.warehouse.ingest import Ingester
@@ -232,7 +233,7 @@ def start_member(wh: Warehouse, settings: KafkaSettings, writer: WarehouseWriter
         return ingester.load_positions(keys)
 
     source = KafkaSource(settings, topics_for(EXCHANGES), positions, max_batch, max_wait_s)
-    ingester = Ingester(None, writer, IngestSettings(), EXCHANGES, executor=wh.executor, source=source)
+    ingester = Ingester(source, writer, IngestSettings(), EXCHANGES, executor=wh.executor)
     member = Member(ingester, source, writer, asyncio.create_task(ingester.run()))
     plan_messages = writer.plan_messages
 

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ticklake.bus import topics_for
 from ticklake.drill.services import Broker, MissingBinaryError, noida_binary
 from ticklake.settings import KafkaSettings, Settings
 
@@ -233,12 +234,6 @@ def end_to_end(broker: BenchBroker, workdir: Path, count: int, timeout: float = 
             "producer": {k: v for k, v in produced.items() if k != "first_publish_at"},
             "ingest": {k: v for k, v in ingested.items() if k != "done_at"},
             "broker_cpu_s": broker_cpu, "broker_peak_rss_mb": broker.peak_rss_mb()}
-
-
-def topics_for(exchanges: list[str]) -> list[str]:
-    from ticklake.bus.kafka import topics_for as names
-
-    return names(exchanges)
 
 
 def latency(broker: BenchBroker, workdir: Path, exchanges: list[str], seconds: float, rate: float) -> dict[str, Any]:

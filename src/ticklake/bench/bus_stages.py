@@ -44,7 +44,7 @@ def bench_kafka() -> KafkaSettings:
 
 
 def producer_config(kafka: KafkaSettings) -> dict[str, Any]:
-    """KafkaProducerBus's configuration (bus/kafka.py), for the bare producer: keep the two in step."""
+    """KafkaProducerBus's configuration (bus/kafka/producer.py), for the bare producer: keep the two in step."""
     return {
         "bootstrap.servers": kafka.bootstrap_servers, "client.id": kafka.client_id, **kafka.config,
         "enable.idempotence": True, "acks": "all", "compression.type": kafka.compression,
@@ -54,7 +54,7 @@ def producer_config(kafka: KafkaSettings) -> dict[str, Any]:
 
 
 def consumer_config(kafka: KafkaSettings) -> dict[str, Any]:
-    """KafkaSource's configuration (bus/kafka.py), for the bare consumer: keep the two in step."""
+    """KafkaSource's configuration (bus/kafka/source.py), for the bare consumer: keep the two in step."""
     return {
         "bootstrap.servers": kafka.bootstrap_servers, "client.id": kafka.client_id, **kafka.config,
         "group.id": kafka.group_id, "enable.auto.commit": False, "enable.auto.offset.store": False,
@@ -327,8 +327,7 @@ def e2e_ingest(path: str, count: int, trades_to: str, raw_to: str) -> dict[str, 
 
     source._next_batch = spanned  # type: ignore[method-assign]
     counter = _Counter(count)
-    ingester = Ingester(None, writer, settings.ingest, [], executor=executor, on_batch=counter.on_batch,
-                        source=source)
+    ingester = Ingester(source, writer, settings.ingest, [], executor=executor, on_batch=counter.on_batch)
 
     async def run() -> tuple[bool, float]:
         assert ingester is not None
@@ -395,7 +394,7 @@ def e2e_produce(count: int, trades_to: str, raw_to: str) -> dict[str, Any]:
 def e2e_embedded(path: str, count: int) -> dict[str, Any]:
     """The same frames and trades through the embedded bus (``ticklake up``): publisher and ingester
     in one process; first publish -> last trade in silver."""
-    from ticklake.bus import MemoryBus
+    from ticklake.bus import MemoryBus, topics_for
     from ticklake.warehouse.ingest import Ingester
 
     settings = Settings()
@@ -405,7 +404,9 @@ def e2e_embedded(path: str, count: int) -> dict[str, Any]:
     client, writer, timed = _timed_writer(executor, path, settings)
     counter = _Counter(count)
     bus = MemoryBus(settings.ingest.bus_queue_size)
-    ingester = Ingester(bus, writer, settings.ingest, ["binance"], executor=executor, on_batch=counter.on_batch)
+    source = bus.source(topics_for(["binance"]), settings.ingest.max_batch_rows,
+                        settings.ingest.flush_interval_ms / 1000)
+    ingester = Ingester(source, writer, settings.ingest, ["binance"], executor=executor, on_batch=counter.on_batch)
 
     async def run() -> tuple[float, float]:
         task = asyncio.create_task(ingester.run())

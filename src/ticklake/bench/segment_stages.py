@@ -291,7 +291,8 @@ def run_segment_stages(settings: Settings, workdir: Path, sizes: dict[str, Any])
     """The stage on the embedded bus, then through a broker (the configured one, or a noida-db of its own;
     skipped without one), at 500 trades/s for ``sizes["segments_s"]`` seconds each."""
     from ticklake.bench import _stage
-    from ticklake.bench.broker import bench_broker, topics_for, unavailable
+    from ticklake.bench.broker import bench_broker, unavailable
+    from ticklake.bus import topics_for
 
     seconds = str(sizes["segments_s"])
     report: dict[str, Any] = {"load_average_before": round(os.getloadavg()[0], 2)}

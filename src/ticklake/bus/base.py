@@ -8,15 +8,21 @@ symbol's messages stay in order on one partition. ``Message`` and the topic name
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from ticklake.model import Message, raw_topic, trades_topic
 
-__all__ = ["Bus", "Message", "PartitionKey", "Position", "PositionLoader", "raw_topic", "trades_topic"]
+__all__ = ["BatchSource", "Bus", "Message", "PartitionKey", "Position", "PositionLoader", "raw_topic", "topics_for",
+           "trades_topic"]
 
 PartitionKey = tuple[str, int]  # (topic, partition)
+
+
+def topics_for(exchanges: Iterable[str]) -> list[str]:
+    """Every topic the venues ``exchanges`` publish to (raw frames, then trades, venue by venue)."""
+    return [topic for exchange in exchanges for topic in (raw_topic(exchange), trades_topic(exchange))]
 
 
 @dataclass(frozen=True)
@@ -44,4 +50,37 @@ class Bus(Protocol):
 
     def depth(self) -> int:
         """Messages published but not yet taken by every subscriber (for metrics and health)."""
+        ...
+
+
+class BatchSource(Protocol):
+    """Where the ingester takes its batches from: a subscription to the embedded bus
+    (``MemoryBus.source``), or a Kafka consumer group (``KafkaSource``). Each source is made with the
+    size and wait bounds of its batches; the ingester reads them in order and brackets the write of
+    each with ``writing`` and ``written``, so that a Kafka source never hands a partition to another
+    member while this one is writing it, and commits a batch's positions only once it is stored."""
+
+    # A batch that could not be written for this long is given up and read again after ``restart``
+    # (a Kafka member must stop writing before the group may hand its partitions on); None: a batch is
+    # retried until it is written.
+    give_up_after_s: float | None
+
+    def batches(self) -> AsyncIterator[list[Message]]:
+        """The batches, in order (one iteration at a time; after ``restart``, call again)."""
+        ...
+
+    def writing(self) -> None:
+        """The ingester starts writing the batch it was last handed."""
+        ...
+
+    def written(self, messages: Sequence[Message]) -> None:
+        """The write ended: the warehouse holds ``messages`` (empty when the batch was given up)."""
+        ...
+
+    def depth(self) -> int:
+        """Messages waiting for the ingester (for the backlog metric, health and draining)."""
+        ...
+
+    async def restart(self) -> None:
+        """Read again what was not written, from where the warehouse stands."""
         ...

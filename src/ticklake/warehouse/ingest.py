@@ -5,8 +5,10 @@ messages are waiting, whichever comes first: every insert costs about the same t
 whatever its size, so the interval sets the cost at low load, while a busy bus just gives bigger
 batches at the same pace (and a writer that fell behind gets its backlog at once). Writes run on one dedicated
 thread (chdb sessions must not be shared across threads carelessly: stack.md). A batch that keeps
-failing is retried forever with backoff; meanwhile the bus fills and slows the feed handlers down,
-so nothing is dropped.
+failing is retried with backoff, forever on the embedded bus (a Kafka member gives it up in time and
+reads it again: ``BatchSource.give_up_after_s``); meanwhile the bus fills and slows the feed handlers
+down, so nothing is dropped. Both buses hand batches over through one interface (``BatchSource``,
+bus/base.py), so the ingester has one code path.
 """
 
 from __future__ import annotations
@@ -18,19 +20,16 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-from ticklake.bus import Bus, Message, raw_topic, trades_topic
-from ticklake.bus.base import PartitionKey, Position
+from ticklake.bus import Message
+from ticklake.bus.base import BatchSource, PartitionKey, Position
 from ticklake.model import RawFrame
 from ticklake.ops import metrics
 from ticklake.settings import IngestSettings
 from ticklake.warehouse.positions import read_positions
 from ticklake.warehouse.validation import RULES
 from ticklake.warehouse.writer import Plan, WarehouseWriter
-
-if TYPE_CHECKING:  # confluent-kafka is loaded only where a Kafka bus is used
-    from ticklake.bus.kafka import KafkaSource
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +59,15 @@ class BatchAbandonedError(Exception):
 
 
 class Ingester:
-    """Writes what the bus delivers. Two sources: the embedded bus (``bus``), or a Kafka consumer
-    group (``source``), whose positions live in the warehouse (``load_positions``)."""
+    """Writes what a ``BatchSource`` delivers: the embedded bus's subscription, or a Kafka consumer
+    group, whose positions live in the warehouse (``load_positions``)."""
 
-    def __init__(self, bus: Bus | None, writer: WarehouseWriter, settings: IngestSettings, exchanges: Sequence[str],
-                 executor: ThreadPoolExecutor | None = None,
-                 on_batch: Callable[[Plan], None] | None = None, source: KafkaSource | None = None) -> None:
-        self.bus = bus
+    def __init__(self, source: BatchSource, writer: WarehouseWriter, settings: IngestSettings,
+                 exchanges: Sequence[str], executor: ThreadPoolExecutor | None = None,
+                 on_batch: Callable[[Plan], None] | None = None) -> None:
         self.source = source
         self.writer = writer
         self.settings = settings
-        self.topics = [t for ex in exchanges for t in (raw_topic(ex), trades_topic(ex))]
         for exchange in exchanges:  # the venues' counts at zero from the start: a dashboard line, not "no data"
             metrics.INGEST_DUPLICATES.labels(exchange)
             for rule in RULES:
@@ -79,46 +76,31 @@ class Ingester:
         self.on_batch = on_batch
         self.status = IngestStatus()
         self.busy = False  # a batch is being planned or committed
-        if source is not None:
-            self._batches = source.batches()
-            # A Kafka member must not write after the group may have handed its partitions to another
-            # member: a batch is given up (and read again) well before max.poll.interval.ms.
-            self._give_up_after_s: float | None = source.settings.max_poll_interval_ms / 2000
-        elif bus is not None:
-            # Subscribe now so that nothing published before run() starts is missed.
-            self._batches = bus.subscribe(self.topics, settings.max_batch_rows, settings.flush_interval_ms / 1000)
-            self._give_up_after_s = None
-        else:
-            raise ValueError("an Ingester needs a bus or a source")
+        self._batches = source.batches()
 
     def depth(self) -> int:
-        if self.source is not None:
-            return self.source.depth()
-        return self.bus.depth() if self.bus is not None else 0
+        return self.source.depth()
 
     async def run(self) -> None:
+        source = self.source
         while True:
             try:
                 async for messages in self._batches:
-                    if self.source is None:
-                        await self.write(messages)
-                        continue
-                    self.source.writing()
+                    source.writing()
                     stored = False
                     try:
                         await self.write(messages)
                         stored = True
                     finally:
-                        self.source.written(messages if stored else ())
+                        source.written(messages if stored else ())
                 return
             except BatchAbandonedError:
-                assert self.source is not None
                 log.error("a batch could not be written for %.0f s: leaving the group to read it again later",
-                          self._give_up_after_s or 0)
+                          source.give_up_after_s or 0)
                 # Reload the newest stored ids too: part of the batch may be in bronze.
                 await self._on_warehouse(self.writer.forget_state)
-                await self.source.restart()
-                self._batches = self.source.batches()
+                await source.restart()
+                self._batches = source.batches()
 
     async def _on_warehouse(self, step: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, step)
@@ -181,7 +163,8 @@ class Ingester:
             try:
                 return await loop.run_in_executor(self.executor, step)
             except Exception as exc:
-                if self._give_up_after_s is not None and time.monotonic() - started > self._give_up_after_s:
+                give_up_after_s = self.source.give_up_after_s
+                if give_up_after_s is not None and time.monotonic() - started > give_up_after_s:
                     raise BatchAbandonedError from exc
                 attempt += 1
                 self.status.last_error = f"{type(exc).__name__}: {exc}"[:500]
