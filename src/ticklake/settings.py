@@ -314,9 +314,10 @@ class Settings(BaseSettings):
     database: str = Field("ticklake", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     # Embedded ClickHouse may take up to 90 % of RAM by default: cap it.
     warehouse_max_memory_bytes: int = Field(1_000_000_000, ge=100_000_000)
-    # Embedded only: the engine's code that ran at start and not since leaves the process's resident
-    # memory now and then (~100-130 MB; ops/code_pages.py). Off: it stays mapped until memory pressure.
-    warehouse_release_code_pages: bool = True
+    # Embedded only, opt-in: the engine's code that ran at start and not since leaves the process's
+    # resident memory now and then (~100-130 MB of RSS; ops/code_pages.py). Off by default: with it on,
+    # a platform on a CPU-starved host fell behind in a test (docs/architecture.md, "Memory").
+    warehouse_release_code_pages: bool = False
     venues: VenuesSettings = Field(default_factory=VenuesSettings)
     feed: FeedSettings = FeedSettings()
     retention: RetentionSettings = RetentionSettings()
