@@ -75,15 +75,15 @@ def test_the_simulator_shares_no_code_with_the_platform() -> None:
 
 
 def test_the_platform_composes_the_layers_and_nothing_else() -> None:
-    """``app.py`` (what ``ticklake up`` runs in production) knows the layers only: the simulator is the
+    """``platform.py`` (what ``ticklake up`` runs in production) knows the layers only: the simulator is the
     CLI's ``--simulate``, which hands the platform the venues' URLs."""
-    assert imported_layers(PACKAGE / "app.py") <= LAYERS
+    assert imported_layers(PACKAGE / "platform.py") <= LAYERS
 
 
 def test_replay_drives_the_platform_from_outside() -> None:
     """Recording and replaying frames uses the platform, the layers it feeds and the simulator (``record
     --simulate``), never the tools above it."""
-    assert imported_layers(PACKAGE / "replay.py") <= LAYERS | {"app", "simulator"}
+    assert imported_layers(PACKAGE / "replay.py") <= LAYERS | {"platform", "simulator"}
 
 
 @pytest.mark.parametrize("orchestrator", ["bench", "drill"])
@@ -92,7 +92,7 @@ def test_the_orchestrators_stand_above_the_platform(orchestrator: str) -> None:
     assert "cli" not in imported_layers(PACKAGE / orchestrator)
 
 
-@pytest.mark.parametrize("entry_point", ["app", "replay", "cli"])
+@pytest.mark.parametrize("entry_point", ["platform", "replay", "cli"])
 def test_no_layer_imports_an_entry_point(entry_point: str) -> None:
     for below in [*FLOW, "simulator", *SHARED]:
         path = PACKAGE / below if (PACKAGE / below).is_dir() else PACKAGE / f"{below}.py"

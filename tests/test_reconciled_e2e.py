@@ -28,10 +28,10 @@ from clickhouse_connect.driver.client import Client
 
 from tests.support.simulated import SimulatedPlatform
 from tests.support.stored import assert_candles_recompute, metric_sum, stored_trades
-from ticklake.app import Platform
 from ticklake.exchanges import registry
 from ticklake.exchanges.rest import RateLimit
 from ticklake.ops import metrics
+from ticklake.platform import Platform
 from ticklake.settings import FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
 from ticklake.simulator.faults import CHAOS_FAULTS
 from ticklake.simulator.rest import RestLimit

@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from ticklake.app import WarehouseInUseError
+        from ticklake.platform import WarehouseInUseError
         from ticklake.warehouse.client import WarehouseUnreachableError
         from ticklake.warehouse.migrate import MigrationError
 
@@ -311,7 +311,7 @@ def _drill(args: argparse.Namespace) -> int:
 
 
 def _up(settings: Settings, simulate: bool, record_path: Path | None, roles: frozenset[str] | None) -> int:
-    from ticklake.app import Platform, RolesError, check_roles, default_roles
+    from ticklake.platform import Platform, RolesError, check_roles, default_roles
     from ticklake.replay import open_recorder
 
     roles = default_roles(settings) if roles is None else roles
@@ -403,10 +403,10 @@ def _topics(settings: Settings) -> int:
 def _offload_once(settings: Settings, names: list[str] | None) -> int:
     from functools import partial
 
-    from ticklake.app import open_warehouse
     from ticklake.lake.catalog import open_catalog
     from ticklake.lake.offloader import Offloader
     from ticklake.lake.tables import TABLES
+    from ticklake.platform import open_warehouse
 
     unknown = sorted(set(names or ()) - set(TABLES))
     if unknown:
@@ -458,7 +458,7 @@ def _maintain(settings: Settings, names: list[str] | None) -> int:
 
 
 def _migrate(settings: Settings, target: int | None, status_only: bool) -> int:
-    from ticklake.app import connect_warehouse
+    from ticklake.platform import connect_warehouse
     from ticklake.warehouse import migrate
 
     client = connect_warehouse(settings)
@@ -479,11 +479,11 @@ def _migrate(settings: Settings, target: int | None, status_only: bool) -> int:
 
 
 def _audit(settings: Settings, names: list[str] | None) -> int:
-    from ticklake.app import open_warehouse
     from ticklake.lake.audit import audit, exit_code, report
     from ticklake.lake.catalog import open_catalog
     from ticklake.lake.results import record
     from ticklake.lake.tables import TABLES
+    from ticklake.platform import open_warehouse
 
     unknown = sorted(set(names or ()) - set(TABLES))
     if unknown:
@@ -506,7 +506,7 @@ def _audit(settings: Settings, names: list[str] | None) -> int:
 
 
 def _repair(settings: Settings, lookback_minutes: int | None) -> int:
-    from ticklake.app import open_warehouse, subscribed_natives
+    from ticklake.platform import open_warehouse, subscribed_natives
     from ticklake.warehouse.repair import repair
     from ticklake.warehouse.writer import WarehouseWriter
 
@@ -530,7 +530,7 @@ def _rederive(settings: Settings, args: argparse.Namespace) -> int:
     except RederiveError as exc:
         print(f"ticklake: {exc}", file=sys.stderr)
         return 2
-    from ticklake.app import open_warehouse
+    from ticklake.platform import open_warehouse
 
     client = open_warehouse(settings)
     try:

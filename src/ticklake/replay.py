@@ -58,7 +58,7 @@ async def record(settings: Settings, path: Path, simulate: bool, seconds: float 
 
 async def replay(settings: Settings, paths: list[Path]) -> dict[str, Any]:
     """Replay recordings into the warehouse; returns what was stored."""
-    from ticklake.app import open_warehouse
+    from ticklake.platform import open_warehouse
 
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse")

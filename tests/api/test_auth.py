@@ -32,10 +32,10 @@ from ticklake.api import create_app
 from ticklake.api.auth import AuthSetupError, key_store_for
 from ticklake.api.keys import KeyFileError, KeyStore
 from ticklake.api.live import LiveHub
-from ticklake.app import Platform
 from ticklake.cli import main
 from ticklake.client import TicklakeAPIError, TicklakeClient
 from ticklake.ops import metrics
+from ticklake.platform import Platform
 from ticklake.settings import ApiSettings, Settings
 from ticklake.warehouse.reader import WarehouseReader
 

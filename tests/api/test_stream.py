@@ -23,8 +23,8 @@ from websockets.uri import parse_uri
 from tests.factories import trade
 from tests.support.processes import free_port, until_answering
 from tests.support.simulated import SimulatedPlatform
-from ticklake.app import Platform
 from ticklake.ops import metrics
+from ticklake.platform import Platform
 from ticklake.settings import ApiSettings, FeedSettings, Settings, SimulatorSettings, VenueSettings, VenuesSettings
 from ticklake.warehouse.reader import TIMEFRAMES
 

@@ -186,7 +186,7 @@ async def wh(warehouse: Client) -> AsyncIterator[Warehouse]:
 # --- ingesters -----------------------------------------------------------------------------------
 @dataclass
 class Member:
-    """One ingester of the consumer group: what a `ticklake ingest` process runs (app.py)."""
+    """One ingester of the consumer group: what a `ticklake ingest` process runs (platform.py)."""
 
     ingester: Ingester
     source: KafkaSource

@@ -538,7 +538,7 @@ def ticklake(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 FILL_AND_OFFLOAD = """
 import time
 from tests.lake.test_audit import offload, settle, tape, write
-from ticklake.app import open_warehouse
+from ticklake.platform import open_warehouse
 from ticklake.lake.catalog import open_catalog
 from ticklake.settings import load_settings
 
@@ -551,7 +551,7 @@ client.close()
 """
 
 RECORDED = """
-from ticklake.app import connect_warehouse
+from ticklake.platform import connect_warehouse
 from ticklake.settings import load_settings
 
 client = connect_warehouse(load_settings())

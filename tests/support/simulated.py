@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ticklake.app import Platform
+from ticklake.platform import Platform
 from ticklake.settings import Settings
 from ticklake.simulator.server import Simulator
 

@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 
 from tests.support.simulated import SimulatedPlatform
 from tests.support.stored import assert_a_stretch_of_the_tape, assert_candles_recompute, stored_trades
-from ticklake import app
+from ticklake import platform as platform_module
 from ticklake.bus import MemoryBus
 from ticklake.model import Message, Trade
 from ticklake.ops.metrics import REGISTRY
@@ -71,7 +71,7 @@ async def wait_until(condition: object, timeout: float, what: str) -> None:
 @pytest.fixture
 def lossy(monkeypatch: pytest.MonkeyPatch) -> type[LossyBus]:
     """The platforms of this test use the lossy bus, losing nothing until told what."""
-    monkeypatch.setattr(app, "MemoryBus", LossyBus)
+    monkeypatch.setattr(platform_module, "MemoryBus", LossyBus)
     monkeypatch.setattr(LossyBus, "lose", {})
     monkeypatch.setattr(LossyBus, "lost", {})
     return LossyBus

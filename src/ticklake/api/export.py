@@ -23,7 +23,7 @@ reader; pyarrow writes the file (CSV writer, Parquet row groups, IPC batches). E
 query under the per-query limits (``api.query_timeout_s``, memory): an export of any length is never
 stopped by the time limit. HEAD is answered by v1.py, without reading any data.
 
-**Slots.** An export takes one of ``api.max_concurrent_exports`` slots (its own connection, app.py),
+**Slots.** An export takes one of ``api.max_concurrent_exports`` slots (its own connection, platform.py),
 not a read slot, for as long as it streams: other readers never wait behind it. Its chunk queries run on
 the reading threads' lowered priority like every read, so ingestion keeps the CPU first.
 

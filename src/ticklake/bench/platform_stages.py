@@ -170,8 +170,8 @@ def _quantile(ordered: list[float], q: float) -> float | None:
 
 def child(path: str, port: int) -> None:
     sys.meta_path.insert(0, _AsInstalled())
-    from ticklake.app import Platform
     from ticklake.bench.stages import synthetic_trades
+    from ticklake.platform import Platform
     from ticklake.settings import Settings
     from ticklake.warehouse.writer import Plan
 

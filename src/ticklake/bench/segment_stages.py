@@ -106,9 +106,9 @@ class _Probe:
 
 def segments(path: str, seconds: float, trades_per_second: float, kafka: KafkaSettings | None = None
              ) -> dict[str, Any]:
-    from ticklake.app import Platform
     from ticklake.bench.stages import point_at_simulator
     from ticklake.model import Trade
+    from ticklake.platform import Platform
     from ticklake.settings import BusSettings
     from ticklake.warehouse.client import open_client
     from ticklake.warehouse.reader import WarehouseReader

@@ -143,7 +143,7 @@ def latency(path: str, seconds: float, trades_per_second: float, kafka: KafkaSet
     import os
     import subprocess
 
-    from ticklake.app import Platform
+    from ticklake.platform import Platform
     from ticklake.settings import BusSettings
     from ticklake.warehouse.writer import Plan
 
