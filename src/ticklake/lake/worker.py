@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
     from ticklake.lake.work import ColdWork
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("ticklake.lake.worker")  # not "__main__" when run as the worker process
 
 OpenCatalog = Callable[[], "Catalog"]
 
