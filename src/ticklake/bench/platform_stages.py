@@ -42,6 +42,7 @@ from typing import Any
 import orjson
 
 from ticklake.bench.simulator_process import start_simulator
+from ticklake.bench.soak_probe import process_times
 from ticklake.drill.services import free_port
 
 # SYM0/USDT: 10 hours of one-minute candles, stored before the start, in a market the simulator does not trade.
@@ -101,26 +102,6 @@ class _AsInstalled(importlib.abc.MetaPathFinder):
         return None
 
 
-def _process_cpu_s(pid: int) -> float:
-    """CPU seconds of a live process (0 once it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _process_rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 class _WorkerWatch:
     """The cold tier's worker process (lake/worker.py), charged to the platform: its CPU (reaped
     workers through RUSAGE_CHILDREN, the live one from /proc), its peak RSS and the platform's
@@ -137,7 +118,8 @@ class _WorkerWatch:
     def cpu_s(self) -> float:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         pid = self.worker_pid()
-        return usage.ru_utime + usage.ru_stime + (_process_cpu_s(pid) if pid else 0.0)
+        live = process_times(pid, "worker") if pid else None  # None too once it is gone
+        return usage.ru_utime + usage.ru_stime + (live.cpu_s if live else 0.0)
 
     def reset(self) -> None:
         self.started_cpu = self.cpu_s()
@@ -146,9 +128,10 @@ class _WorkerWatch:
 
     def sample(self, interval_s: float) -> None:
         pid = self.worker_pid()
-        if pid is None:
+        live = process_times(pid, "worker") if pid else None
+        if live is None:
             return
-        rss = _process_rss_mb(pid)
+        rss = live.rss_mb
         self.alive_s += interval_s
         self.peak_rss_mb = max(self.peak_rss_mb, rss)
         self.peak_total_mb = max(self.peak_total_mb, rss + _memory_mb()["VmRSS"])

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from clickhouse_connect.driver.client import Client
 
@@ -47,6 +47,7 @@ from ticklake.ops import metrics
 from ticklake.settings import Settings
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 @dataclass
 class TableState:
@@ -96,7 +97,7 @@ class Offloader:
         self.last_audit: list[AuditResult] = []
         self.last_maintenance: list[MaintenanceResult] = []
 
-    async def _on_lake_thread(self, job: Callable[..., object], *args: object) -> object:
+    async def _on_lake_thread(self, job: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._lake_executor, job, *args)
 
     # --- one run of one table --------------------------------------------------------------------
@@ -104,7 +105,6 @@ class Offloader:
         """Offload one table up to now - safety lag, in one or more commits; never raises."""
         state = self.states[name]
         result = await self._on_lake_thread(self.worker.offload, name)
-        assert isinstance(result, OffloadRun)
         metrics.LAKE_OFFLOAD_SECONDS.labels(name).observe(result.seconds)
         if result.rows:
             metrics.LAKE_OFFLOADED_ROWS.labels(name).inc(result.rows)
@@ -173,14 +173,12 @@ class Offloader:
         maintained = []
         for name in self.states:
             maintenance = await self._on_lake_thread(self.worker.maintain, name)
-            assert isinstance(maintenance, MaintenanceResult)
             count_maintenance(maintenance)
             maintained.append(maintenance)
         audited = []
         run_id = new_run_id()
         for name in self.states:
             audit = await self._on_lake_thread(self.worker.audit, name, run_id)
-            assert isinstance(audit, AuditResult)
             count_audit(audit)
             audited.append(audit)
         try:
@@ -199,7 +197,6 @@ class Offloader:
         while True:
             try:
                 last = await self._on_lake_thread(self.worker.last_maintained)
-                assert isinstance(last, float)
             except Exception as exc:
                 log.warning("cannot read when the cold tier was last maintained: %s", exc)
                 last = time.time() - interval + self.lake.offload_interval_s  # ask again later

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
@@ -41,12 +41,12 @@ class ColdWork:
     and one warm tier."""
 
     def __init__(self, settings: Settings, warm: WarmTier, open_catalog: Callable[[], Catalog],
-                 tables: Mapping[str, LakeTable] = TABLES) -> None:
+                 tables: Sequence[str] = tuple(TABLES)) -> None:
         self.settings = settings
         self.lake = settings.lake
         self.warm = warm
         self.open_catalog = open_catalog
-        self.tables = tables
+        self.tables: Mapping[str, LakeTable] = {name: TABLES[name] for name in tables}  # the platform knows names
         self._catalog: Catalog | None = None
 
     def catalog(self) -> Catalog:

@@ -96,11 +96,10 @@ class ThreadWorker:
 
     def __init__(self, settings: Settings, client: Client, open_catalog: OpenCatalog, tables: Sequence[str],
                  warehouse_executor: Executor | None = None) -> None:
-        from ticklake.lake.tables import TABLES
         from ticklake.lake.work import ColdWork
 
         warm = RelayedWarehouse(_warehouse_runner(client, warehouse_executor))
-        self.work: ColdWork = ColdWork(settings, warm, open_catalog, {name: TABLES[name] for name in tables})
+        self.work: ColdWork = ColdWork(settings, warm, open_catalog, tables)
 
     def offload(self, name: str) -> OffloadRun:
         return self.work.offload(name)
@@ -244,7 +243,6 @@ def make_worker(kind: str, settings: Settings, client: Client, open_catalog: Ope
 
 # --- the worker process ----------------------------------------------------------------------------
 def _serve(connection: Connection) -> None:
-    from ticklake.lake.tables import TABLES
     from ticklake.lake.work import ColdWork
 
     settings, open_catalog, tables = connection.recv()
@@ -258,7 +256,7 @@ def _serve(connection: Connection) -> None:
             raise RuntimeError(f"warehouse: {value}")
         return value
 
-    work = ColdWork(settings, RelayedWarehouse(ask), open_catalog, {name: TABLES[name] for name in tables})
+    work = ColdWork(settings, RelayedWarehouse(ask), open_catalog, tables)
     log.info("ready (pid %d): jobs for %d cold tables", os.getpid(), len(tables))
     jobs: dict[str, Callable[..., Any]] = {"offload": work.offload, "maintain": work.maintain,
                                            "audit": work.audit, "last_maintained": work.last_maintained}
